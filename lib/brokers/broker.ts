@@ -1,0 +1,111 @@
+/**
+ * The small contract every broker adapter implements. The core (producer, runner) speaks
+ * only this; a client library (kafkajs, amqplib, ioredis) is imported only inside its
+ * adapter's folder, and adapters are loaded lazily.
+ *
+ * Delivery model, the same on every broker:
+ * - A group is a set of subscriptions sharing the work; different groups each get every
+ *   message. A new group starts from the earliest retained message.
+ * - The adapter hands messages to `onDelivery` in log order (per partition, stream or
+ *   queue). It may hand over several before earlier ones settle, never more than
+ *   `maxInFlight` unsettled at once for one subscription.
+ * - The adapter never acknowledges by itself: a message is settled only by `ack()`
+ *   (handled or dead-lettered: commit, ack, XACK) or by `release()` (given back unhandled,
+ *   to be delivered again to the same group). A message neither acked nor released when
+ *   the process dies is delivered again.
+ */
+import type { Logger } from '../logger.js'
+
+export type BrokerKind = 'kafka' | 'rabbitmq' | 'redis' | 'memory'
+
+export const BROKER_KINDS: readonly BrokerKind[] = ['kafka', 'rabbitmq', 'redis', 'memory']
+
+/** One message to send. `value` is the body as it goes on the wire. */
+export interface OutgoingMessage {
+  topic: string
+  value: Buffer
+  key?: string | undefined
+  headers: Record<string, string>
+}
+
+/** One received message, and the means to settle it. */
+export interface Delivery {
+  readonly topic: string
+  readonly value: Buffer
+  readonly key: string | undefined
+  /** Header values decoded to strings. */
+  readonly headers: Record<string, string>
+  /** How many times this message was delivered before this delivery, as far as the broker knows (0: first). */
+  readonly redeliveries: number
+  /** The broker's name for the message's position, for logs: `topic/partition@offset`, a stream entry id, a delivery tag. */
+  readonly id: string
+  /** Settles the message as done (handled, skipped or dead-lettered). Resolves once the broker took it. */
+  ack(): Promise<void>
+  /**
+   * Gives the message back unhandled (a shutdown caught it waiting): it will be delivered
+   * again to the group. The adapter must not let a later ack skip over it (Kafka: never
+   * commit past a released offset).
+   */
+  release(): Promise<void>
+  /** Called now and then while a message waits a long time (a retry delay), so the consumer keeps its place in the group. */
+  keepAlive?(): Promise<void>
+}
+
+export interface SubscribeOptions {
+  /** The consumer group (Kafka group id, RabbitMQ queue per topic, Redis stream group). */
+  group: string
+  topics: string[]
+  /** The most messages handed over and not yet settled, for this subscription. */
+  maxInFlight: number
+  /**
+   * Dead-letter destinations this group may send to. The adapter makes them exist before
+   * `subscribe` resolves, so a dead letter is kept even when nobody consumes it yet.
+   */
+  deadLetterTopics: string[]
+}
+
+/**
+ * Called for each message. The returned promise resolves once the message is settled
+ * (acked or released); it never rejects. An adapter that must process a partition in
+ * order (Kafka) awaits it; others need not.
+ */
+export type DeliveryHandler = (delivery: Delivery) => Promise<void>
+
+export interface Subscription {
+  /** Stops fetching new messages. Messages already handed over can still be settled. */
+  pause(): Promise<void>
+  /** Stops fetching, waits until every handed-over message is settled, then leaves the group. */
+  close(): Promise<void>
+}
+
+export interface BrokerHealth {
+  ok: boolean
+  broker: BrokerKind
+  /** A short, secret-free description: the address, or what is wrong. */
+  detail: string
+}
+
+export interface Broker {
+  readonly kind: BrokerKind
+  /** Connects; rejects with a `BrokerError` that names the broker and its (password-masked) address. Idempotent. */
+  connect(): Promise<void>
+  /**
+   * Sends a batch. Resolves with one entry per message, in order: `undefined` once the
+   * broker acknowledged (persisted) it, or the error that stopped it. Never resolves
+   * `undefined` for a message the broker did not take.
+   */
+  publish(messages: OutgoingMessage[]): Promise<Array<Error | undefined>>
+  /** Makes a group consume the topics. Resolves once it is ready to receive (Kafka: the group has its partitions). */
+  subscribe(options: SubscribeOptions, onDelivery: DeliveryHandler): Promise<Subscription>
+  health(): Promise<BrokerHealth>
+  /** Closes every connection. Subscriptions should be closed first; publishes in progress fail. */
+  close(): Promise<void>
+}
+
+/** What the core gives an adapter besides its own settings. */
+export interface BrokerDeps {
+  /** Namespaced logger (`{ broker: kind }` bound). Log connection trouble once per outage, never a password. */
+  logger: Logger
+  /** The service name, used as the client id / connection name. */
+  clientId: string
+}

@@ -1,0 +1,10 @@
+import type { Broker, BrokerDeps } from '../broker.js'
+import { MemoryBroker } from './memory-broker.js'
+import type { MemorySettings } from './memory-config.js'
+
+export { MemoryBroker } from './memory-broker.js'
+export { MemoryStore, sharedMemoryStore } from './memory-store.js'
+
+export function createBroker (settings: MemorySettings, _deps?: BrokerDeps): Broker {
+  return new MemoryBroker(settings)
+}

@@ -1,0 +1,116 @@
+import { BrokerError } from '../../errors.js'
+import type { Broker, BrokerHealth, Delivery, DeliveryHandler, OutgoingMessage, SubscribeOptions, Subscription } from '../broker.js'
+import type { MemorySettings } from './memory-config.js'
+import { sharedMemoryStore, type MemoryEntry, type MemoryMember, type MemoryStore } from './memory-store.js'
+
+/**
+ * The embedded broker: no server, the same delivery rules as the real ones (groups,
+ * per-key order, acknowledgement, redelivery of what was released). Every instance in a
+ * process shares one store, so a service and a worker in one process talk to each other.
+ */
+export class MemoryBroker implements Broker {
+  readonly kind = 'memory' as const
+  readonly #store: MemoryStore
+  readonly #subscriptions = new Set<MemorySubscription>()
+  #closed = false
+
+  constructor (settings: MemorySettings, store: MemoryStore = sharedMemoryStore(settings.retain)) {
+    this.#store = store
+  }
+
+  async connect (): Promise<void> {
+    if (this.#closed) throw new BrokerError('the memory broker is closed; create a new Messaging instance', { retriable: false })
+  }
+
+  async publish (messages: OutgoingMessage[]): Promise<Array<Error | undefined>> {
+    if (this.#closed) {
+      const err = new BrokerError('the memory broker is closed; create a new Messaging instance', { retriable: false })
+      return messages.map(() => err)
+    }
+    for (const m of messages) this.#store.append(m.topic, m.key, m.value, m.headers)
+    return messages.map(() => undefined)
+  }
+
+  async subscribe (options: SubscribeOptions, onDelivery: DeliveryHandler): Promise<Subscription> {
+    await this.connect()
+    for (const t of options.deadLetterTopics) this.#store.ensureTopic(t)
+    const sub = new MemorySubscription(this.#store, options, onDelivery, () => this.#subscriptions.delete(sub))
+    this.#subscriptions.add(sub)
+    sub.start()
+    return sub
+  }
+
+  async health (): Promise<BrokerHealth> {
+    return { ok: !this.#closed, broker: 'memory', detail: this.#closed ? 'closed' : 'in-process' }
+  }
+
+  async close (): Promise<void> {
+    this.#closed = true
+    await Promise.all([...this.#subscriptions].map(s => s.close()))
+  }
+}
+
+class MemorySubscription implements Subscription {
+  readonly #store: MemoryStore
+  readonly #options: SubscribeOptions
+  readonly #onDelivery: DeliveryHandler
+  readonly #onClosed: () => void
+  readonly #members = new Map<string, MemoryMember>()
+  #inFlight = 0
+  #paused = false
+  #idle: Array<() => void> = []
+
+  constructor (store: MemoryStore, options: SubscribeOptions, onDelivery: DeliveryHandler, onClosed: () => void) {
+    this.#store = store
+    this.#options = options
+    this.#onDelivery = onDelivery
+    this.#onClosed = onClosed
+  }
+
+  start (): void {
+    for (const topic of this.#options.topics) {
+      const member: MemoryMember = { offer: (entry, redeliveries) => this.#offer(entry, redeliveries) }
+      this.#members.set(topic, member)
+      this.#store.join(topic, this.#options.group, member)
+    }
+  }
+
+  #offer (entry: MemoryEntry, redeliveries: number): boolean {
+    if (this.#paused || this.#inFlight >= this.#options.maxInFlight) return false
+    this.#inFlight++
+    let settled = false
+    const settle = (how: 'ack' | 'release'): void => {
+      if (settled) return
+      settled = true
+      this.#inFlight--
+      if (how === 'ack') this.#store.ack(entry.topic, this.#options.group, entry.seq)
+      else this.#store.release(entry.topic, this.#options.group, entry.seq)
+      if (this.#inFlight === 0) for (const resolve of this.#idle.splice(0)) resolve()
+    }
+    const delivery: Delivery = {
+      topic: entry.topic,
+      value: entry.value,
+      key: entry.key,
+      headers: { ...entry.headers },
+      redeliveries,
+      id: `${entry.topic}@${entry.seq}`,
+      ack: async () => settle('ack'),
+      release: async () => settle('release')
+    }
+    // Hand over outside the store's call stack; microtasks keep the log order.
+    queueMicrotask(() => { void this.#onDelivery(delivery) })
+    return true
+  }
+
+  async pause (): Promise<void> {
+    this.#paused = true
+  }
+
+  async close (): Promise<void> {
+    this.#paused = true
+    if (this.#inFlight > 0) await new Promise<void>(resolve => this.#idle.push(resolve))
+    for (const [topic, member] of this.#members) this.#store.leave(topic, this.#options.group, member)
+    this.#members.clear()
+    this.#onClosed()
+  }
+}

@@ -1,0 +1,84 @@
+/**
+ * One error hierarchy for everything Herald throws. Every error has a stable `code`,
+ * says whether trying again may help (`retriable`), and keeps the underlying `cause`.
+ * Messages say what is wrong and how to fix it, and never carry a secret.
+ */
+export class HeraldError extends Error {
+  readonly code: string
+  readonly retriable: boolean
+
+  constructor (message: string, options: { code?: string, retriable?: boolean, cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.name = new.target.name
+    this.code = options.code ?? 'HERALD_ERROR'
+    this.retriable = options.retriable ?? false
+  }
+}
+
+/** An option or environment variable has a value Herald cannot use. Thrown at start-up. */
+export class ConfigError extends HeraldError {
+  readonly option: string
+  constructor (option: string, message: string) {
+    super(`${option}: ${message}`, { code: 'HERALD_CONFIG' })
+    this.option = option
+  }
+}
+
+/** The broker could not be reached, or refused or did not acknowledge a send. */
+export class BrokerError extends HeraldError {
+  constructor (message: string, options: { code?: string, retriable?: boolean, cause?: unknown } = {}) {
+    super(message, { code: options.code ?? 'HERALD_BROKER', retriable: options.retriable ?? true, cause: options.cause })
+  }
+}
+
+/** A publish that did not complete: the event was not acknowledged by the broker. */
+export class PublishError extends HeraldError {
+  readonly eventName: string | undefined
+  readonly topic: string
+  constructor (topic: string, eventName: string | undefined, cause: unknown) {
+    const what = eventName === undefined ? `message to topic "${topic}"` : `event "${eventName}" to topic "${topic}"`
+    const reason = cause instanceof Error ? cause.message : String(cause)
+    super(`could not publish ${what}: ${reason}`, {
+      code: 'HERALD_PUBLISH',
+      retriable: cause instanceof HeraldError ? cause.retriable : true,
+      cause
+    })
+    this.eventName = eventName
+    this.topic = topic
+  }
+}
+
+/**
+ * Throw it from a handler when trying again cannot help (a business rule said no):
+ * the message goes to the dead-letter destination at once, without retries.
+ */
+export class NonRetriableError extends HeraldError {
+  constructor (message: string, options: { cause?: unknown } = {}) {
+    super(message, { code: 'HERALD_NON_RETRIABLE', retriable: false, cause: options.cause })
+  }
+}
+
+/** A message that cannot be decoded or does not match the handler's schema. Never retried. */
+export class InvalidMessageError extends HeraldError {
+  constructor (message: string, options: { cause?: unknown } = {}) {
+    super(message, { code: 'HERALD_INVALID_MESSAGE', retriable: false, cause: options.cause })
+  }
+}
+
+/** A handler module or definition Herald cannot use. Thrown at start-up. */
+export class HandlerError extends HeraldError {
+  constructor (message: string, options: { cause?: unknown } = {}) {
+    super(message, { code: 'HERALD_HANDLER', cause: options.cause })
+  }
+}
+
+/** Turns anything thrown (a string, an object, undefined) into a one-line reason. */
+export function describeError (err: unknown): string {
+  if (err instanceof Error) return `${err.name}: ${err.message}`
+  if (typeof err === 'string') return err
+  try {
+    return `non-Error thrown: ${JSON.stringify(err)}`
+  } catch {
+    return `non-Error thrown: ${String(err)}`
+  }
+}

@@ -1,0 +1,131 @@
+import type { TSchema } from '@sinclair/typebox'
+import { HandlerError } from '../errors.js'
+import type { Event } from '../event.js'
+import { HANDLER, type Context, type HandlerDefinition, type RetryOptions, type Target } from './handler.js'
+import { resolveConcurrency, resolveGroup, resolveRetryPolicy, resolveTopics } from './options.js'
+import { registerHandler } from './registry.js'
+
+export interface ConsumerOptions {
+  /** The topics this consumer reads; each event is routed to the `@onEvent` method for its name. */
+  topics: string | string[]
+  /** Events handled at once (same key: one after the other). Default 10. */
+  concurrency?: number
+  /** Start from `startConsumers()` even when not in the loaded directory. Default false. */
+  autoStart?: boolean
+}
+
+export interface OnEventOptions extends RetryOptions {
+  /** A TypeBox schema for the event's `data`; an event that does not match is dead-lettered. */
+  schema?: TSchema
+}
+
+interface PendingMethod {
+  names: string[]
+  options: OnEventOptions
+  method: string | symbol
+  fn: unknown
+}
+
+// Standard decorators run every method decorator of a class before its class decorator.
+// Node 20 has no `Symbol.metadata`, so instead of context.metadata the methods wait here
+// until `@consumer` collects the ones that belong to its class.
+const pendingMethods: PendingMethod[] = []
+
+const CONSUMER_DEFINITION = Symbol.for('herald.consumer')
+
+function assertStandard (decorator: string, context: unknown): void {
+  if (context === null || typeof context !== 'object' || !('kind' in context)) {
+    throw new HandlerError(`@${decorator} is a standard (TC39) decorator: remove "experimentalDecorators" from your tsconfig.json`)
+  }
+}
+
+/**
+ * Marks a method as the handler of one or more event names, inside a `@consumer` class.
+ * The method receives the decoded `Event` and the handler context.
+ *
+ * @example
+ * @onEvent('user.created', { maxRetries: 5 })
+ * async userCreated (event: Event<User>, ctx: Context) {}
+ */
+export function onEvent (names: string | string[], options: OnEventOptions = {}) {
+  const list = Array.isArray(names) ? names : [names]
+  if (list.length === 0 || list.some(n => typeof n !== 'string' || n === '')) {
+    throw new HandlerError(`@onEvent: give an event name or an array of them, got ${JSON.stringify(names)}`)
+  }
+  return function <This, Fn extends (this: This, event: Event<any>, ctx: Context<any>) => unknown> (fn: Fn, context: ClassMethodDecoratorContext<This, Fn>): void {
+    assertStandard('onEvent', context)
+    if (context.kind !== 'method' || context.static || context.private) {
+      throw new HandlerError(`@onEvent("${list.join('", "')}") must decorate a public instance method`)
+    }
+    // Check the options now, so a mistake names the method.
+    resolveRetryPolicy(`@onEvent method ${String(context.name)}`, options)
+    pendingMethods.push({ names: list, options, method: context.name, fn })
+  }
+}
+
+/**
+ * Makes a class a consumer: one group reading `topics`, each event dispatched by name to
+ * its `@onEvent` method. Events with no method are acknowledged and skipped. The class is
+ * instantiated once, with no arguments; take dependencies from `ctx` (your `context()`).
+ *
+ * @example
+ * @consumer('order-service', { topics: ['user-events', 'payment-events'] })
+ * export class OrderEventsConsumer {
+ *   @onEvent('user.created') async userCreated (event: Event<User>, ctx: Context) {}
+ * }
+ */
+export function consumer (group: string, options: ConsumerOptions) {
+  return function <C extends new () => object> (cls: C, context: ClassDecoratorContext<C>): void {
+    assertStandard('consumer', context)
+    const className = String(context.name ?? cls.name)
+    const where = `@consumer class ${className}`
+    resolveGroup(where, group)
+    if (typeof group !== 'string') throw new HandlerError(`${where}: the group must be a non-empty string`)
+    if (options === null || typeof options !== 'object') throw new HandlerError(`${where}: give the options, at least { topics: [...] }`)
+    const mine = pendingMethods.filter(p => (cls.prototype as Record<string | symbol, unknown>)[p.method] === p.fn)
+    pendingMethods.length = 0
+    if (mine.length === 0) throw new HandlerError(`${where} has no @onEvent method; add one for each event name it handles`)
+
+    let instance: Record<string | symbol, (event: Event, ctx: Context) => unknown> | undefined
+    const byName = new Map<string, Target>()
+    const targets: Target[] = []
+    for (const p of mine) {
+      const name = `${className}.${String(p.method)}`
+      const target: Target = {
+        name,
+        policy: resolveRetryPolicy(`@onEvent method ${name}`, p.options),
+        schema: p.options.schema,
+        invoke: async (payload, event, ctx) => {
+          instance ??= new cls() as never
+          // The schema checked `data`; the method gets the whole event.
+          return await instance![p.method]!.call(instance, event as Event, ctx)
+        }
+      }
+      targets.push(target)
+      for (const eventName of p.names) {
+        if (byName.has(eventName)) throw new HandlerError(`${where}: event "${eventName}" has two @onEvent methods (${byName.get(eventName)!.name} and ${name}); keep one`)
+        byName.set(eventName, target)
+      }
+    }
+    const definition: HandlerDefinition = {
+      [HANDLER]: true,
+      name: className,
+      topics: resolveTopics(where, options.topics),
+      group,
+      concurrency: resolveConcurrency(where, options.concurrency),
+      autoStart: options.autoStart === true,
+      targets,
+      route: (event) => event === undefined ? undefined : byName.get(event.name)
+    }
+    Object.defineProperty(cls, CONSUMER_DEFINITION, { value: definition })
+    if (definition.autoStart) registerHandler(definition)
+  }
+}
+
+/** The handler definition of a `messageHandler()` value or a `@consumer` class; undefined for anything else. */
+export function definitionOf (value: unknown): HandlerDefinition | undefined {
+  if (value === null || (typeof value !== 'object' && typeof value !== 'function')) return undefined
+  if ((value as Partial<HandlerDefinition>)[HANDLER] === true) return value as HandlerDefinition
+  const fromClass = (value as { [CONSUMER_DEFINITION]?: HandlerDefinition })[CONSUMER_DEFINITION]
+  return fromClass
+}

@@ -1,0 +1,109 @@
+import type { Static, TSchema } from '@sinclair/typebox'
+import type { Event } from '../event.js'
+import type { Logger } from '../logger.js'
+import type { Messaging } from '../messaging.js'
+
+/** What a handler's second argument carries, besides whatever `context()` returned. */
+export interface HandlerContext {
+  /** The topic (Kafka topic, RabbitMQ routing key, Redis stream) the message came from. */
+  topic: string
+  /** The message key, when it has one. */
+  key: string | undefined
+  /** The message headers, values decoded to strings. */
+  headers: Record<string, string>
+  /** 1 on the first delivery, then 2, 3… for retries (and redeliveries the broker reports). */
+  attempt: number
+  /** The event, when the message is a Herald envelope (or carries an `event-name` header). Use `event.id` to make handlers idempotent. */
+  event: Event | undefined
+  /** The broker's name for the message's position (`topic/partition@offset`, a stream id, …). */
+  messageId: string
+  /** A logger bound to the topic, group and message. */
+  logger: Logger
+  /** Aborted when the handler's `timeout` expires or a shutdown stops waiting for it: stop work and return. */
+  signal: AbortSignal
+  /** The Messaging instance the consumer runs on (to publish follow-up events). */
+  messaging: Messaging
+}
+
+/** The handler context with the fields your `context()` factory adds, e.g. `Context<{ db: Db }>`. */
+export type Context<Extra extends object = Record<string, unknown>> = HandlerContext & Extra
+
+/** Retry and dead-letter behaviour of one handler. */
+export interface RetryOptions {
+  /** Retries after the first attempt. Default 3 (so at most 4 attempts). */
+  maxRetries?: number
+  /** Delay before the first retry, in ms. Default 1000. */
+  retryDelay?: number
+  /** `exponential` (default: retryDelay × 2^(retry-1)) or `fixed`. */
+  backoff?: 'exponential' | 'fixed'
+  /** Cap on one retry delay, in ms. Default 60000. */
+  maxRetryDelay?: number
+  /** Where a message goes after its last attempt. Default `<topic>.<group>.dlq`; `false` drops it with an error log. */
+  deadLetter?: string | false
+  /** Time one attempt may take, in ms; then `ctx.signal` aborts and the attempt counts as failed. Default none. */
+  timeout?: number
+}
+
+export interface MessageHandlerOptions<S extends TSchema | undefined = undefined> extends RetryOptions {
+  /** The topic or topics to consume. */
+  topic: string | string[]
+  /** The consumer group. Default: the messaging's `source` (the service name). */
+  group?: string
+  /** A TypeBox schema: the message is validated before the handler runs; an invalid one is dead-lettered with the errors. */
+  schema?: S
+  /** Messages handled at once (messages with the same key always one after the other). Default 10. */
+  concurrency?: number
+  /** Start this handler from `startConsumers()` even when it is not in the loaded directory. Default false. */
+  autoStart?: boolean
+}
+
+/** The message type a handler receives: the schema's static type, or `unknown` without one. */
+export type MessageOf<S> = S extends TSchema ? Static<S> : unknown
+
+export type MessageHandlerFn<S extends TSchema | undefined, C extends object> =
+  (message: MessageOf<S>, ctx: Context<C>) => unknown | Promise<unknown>
+
+/** Retry policy after defaults and validation. */
+export interface RetryPolicy {
+  maxRetries: number
+  retryDelay: number
+  backoff: 'exponential' | 'fixed'
+  maxRetryDelay: number
+  deadLetter: string | false | undefined
+  timeout: number | undefined
+}
+
+/** One callable target: a handler function, or one `@onEvent` method. */
+export interface Target {
+  /** For logs: the function's name or `Class.method`. */
+  name: string
+  policy: RetryPolicy
+  schema: TSchema | undefined
+  /** Calls the user's code with the (validated) payload or event. */
+  invoke(payload: unknown, event: Event | undefined, ctx: Context): Promise<unknown>
+}
+
+export const HANDLER = Symbol.for('herald.handler')
+
+/**
+ * A consumer unit: the topics of one group and how to route each message to a target.
+ * `messageHandler()` returns one; a `@consumer` class carries one.
+ */
+export interface HandlerDefinition {
+  readonly [HANDLER]: true
+  /** For logs and errors. */
+  readonly name: string
+  readonly topics: readonly string[]
+  /** Undefined: the messaging's `source`. */
+  readonly group: string | undefined
+  readonly concurrency: number
+  readonly autoStart: boolean
+  /** Where a message goes: a target, or undefined to acknowledge and skip it (an event no method handles). */
+  route(event: Event | undefined): Target | undefined
+  /** Every target, to know the dead-letter destinations before the first message. */
+  readonly targets: readonly Target[]
+}
+
+export function isHandlerDefinition (value: unknown): value is HandlerDefinition {
+  return (typeof value === 'object' || typeof value === 'function') && value !== null && (value as Partial<HandlerDefinition>)[HANDLER] === true
+}

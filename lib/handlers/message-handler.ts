@@ -1,0 +1,48 @@
+import type { TSchema } from '@sinclair/typebox'
+import { HandlerError } from '../errors.js'
+import { HANDLER, type HandlerDefinition, type MessageHandlerFn, type MessageHandlerOptions, type Target } from './handler.js'
+import { resolveConcurrency, resolveGroup, resolveRetryPolicy, resolveTopics } from './options.js'
+import { registerHandler } from './registry.js'
+
+/**
+ * Defines a handler for the messages of one or more topics. Export it from a file in
+ * your handlers directory, or pass it to `startConsumers({ handlers })`. Options are
+ * checked now: a bad option throws a `HandlerError` when the module loads.
+ *
+ * The handler receives the message (an event's `data`, or a plain message's JSON) and
+ * `ctx`. It is retried when it throws (`maxRetries`, `retryDelay`, `backoff`), and the
+ * message is acknowledged only after it succeeded or was dead-lettered.
+ *
+ * @example
+ * export default messageHandler(
+ *   { topic: 'orders.created', schema: Type.Object({ id: Type.Number() }), maxRetries: 3 },
+ *   async (order, ctx) => { await ctx.db.orders.insert(order) })
+ */
+export function messageHandler<S extends TSchema | undefined = undefined, C extends object = Record<string, unknown>> (
+  options: MessageHandlerOptions<S>,
+  fn: MessageHandlerFn<S, C>
+): HandlerDefinition {
+  if (options === null || typeof options !== 'object') throw new HandlerError('messageHandler(options, fn): options must be an object with at least a topic')
+  if (typeof fn !== 'function') throw new HandlerError('messageHandler(options, fn): fn must be a function (message, ctx) => …')
+  const name = fn.name !== '' ? fn.name : `handler(${String(options.topic)})`
+  const where = `messageHandler "${name}"`
+  const topics = resolveTopics(where, options.topic)
+  const target: Target = {
+    name,
+    policy: resolveRetryPolicy(where, options),
+    schema: options.schema,
+    invoke: async (payload, _event, ctx) => await fn(payload as never, ctx as never)
+  }
+  const definition: HandlerDefinition = {
+    [HANDLER]: true,
+    name,
+    topics,
+    group: resolveGroup(where, options.group),
+    concurrency: resolveConcurrency(where, options.concurrency),
+    autoStart: options.autoStart === true,
+    targets: [target],
+    route: () => target
+  }
+  if (definition.autoStart) registerHandler(definition)
+  return definition
+}

@@ -1,0 +1,261 @@
+import { BROKER_KINDS, type Broker, type BrokerDeps, type BrokerHealth, type BrokerKind } from './brokers/broker.js'
+import { resolveKafkaSettings, type KafkaOptions } from './brokers/kafka/kafka-config.js'
+import { resolveMemorySettings, type MemoryOptions } from './brokers/memory/memory-config.js'
+import { resolveRabbitMqSettings, type RabbitMqOptions } from './brokers/rabbitmq/rabbitmq-config.js'
+import { resolveRedisSettings, type RedisOptions } from './brokers/redis/redis-config.js'
+import { checkPositiveInt } from './brokers/config-checks.js'
+import { BrokerError, ConfigError, HeraldError } from './errors.js'
+import type { Event } from './event.js'
+import { childLogger, createDefaultLogger, type Logger } from './logger.js'
+import { Producer, type PublishOptions } from './producer.js'
+import { redactText } from './redact.js'
+
+/** Options of `createMessaging` / `configureMessaging`, the Fastify plugin and the Express middleware. */
+export interface MessagingOptions {
+  /** Which broker. Default: `MESSAGING_BROKER`, else the broker whose variable is set, else `memory`. */
+  broker?: BrokerKind
+  /** Kafka brokers, `host:port` (a string with commas, or an array). Default `KAFKA_BOOTSTRAP_SERVERS`, else `localhost:9092`. */
+  bootstrapServers?: string | string[]
+  /** RabbitMQ (`amqp://`, `amqps://`) or Redis (`redis://`, `rediss://`) URL. Default `RABBITMQ_URL` / `REDIS_URL`, else localhost. */
+  url?: string
+  /** The service name stamped on events as `source`, and the default consumer group. Default `SERVICE_NAME`, else `herald`. */
+  source?: string
+  /** Where events go when no topic is given. Default `events`. */
+  defaultTopic?: string
+  /** A pino-compatible logger; `false` for none. Default: one line per record on stderr from `HERALD_LOG_LEVEL` (default `warn`). */
+  logger?: Logger | false
+  /** How long a publish waits for the broker's acknowledgement, in ms. Default 10000. */
+  publishTimeout?: number
+  /** How long the producer waits for more sends before sending a batch, in ms. Default 0 (what arrives in the same tick). */
+  linger?: number
+  /** The most messages the producer sends in one batch. Default 500. */
+  maxBatchSize?: number
+  kafka?: KafkaOptions
+  rabbitmq?: RabbitMqOptions
+  redis?: RedisOptions
+  memory?: MemoryOptions
+}
+
+/** Options after defaults and validation. */
+export interface ResolvedMessagingOptions {
+  broker: BrokerKind
+  source: string
+  defaultTopic: string
+  publishTimeout: number
+  linger: number
+  maxBatchSize: number
+  /** Where the broker is, password masked: for logs and errors. */
+  address: string
+}
+
+type Connector = (deps: BrokerDeps) => Promise<Broker>
+
+function pickBroker (options: MessagingOptions, env: NodeJS.ProcessEnv): BrokerKind {
+  const option = options.broker !== undefined ? 'broker' : 'MESSAGING_BROKER'
+  const chosen = options.broker ?? (env.MESSAGING_BROKER !== undefined && env.MESSAGING_BROKER !== '' ? env.MESSAGING_BROKER : undefined)
+  if (chosen !== undefined) {
+    if (!(BROKER_KINDS as readonly string[]).includes(chosen)) {
+      throw new ConfigError(option, `unknown broker "${String(chosen)}"; use one of ${BROKER_KINDS.map(b => `"${b}"`).join(', ')}`)
+    }
+    return chosen as BrokerKind
+  }
+  if (options.bootstrapServers !== undefined || (env.KAFKA_BOOTSTRAP_SERVERS ?? '') !== '') return 'kafka'
+  if ((env.RABBITMQ_URL ?? '') !== '') return 'rabbitmq'
+  if ((env.REDIS_URL ?? '') !== '') return 'redis'
+  return 'memory'
+}
+
+/**
+ * Checks every option and environment variable and picks the broker, without connecting.
+ * Throws a `ConfigError` naming the option, the value (password masked) and the fix.
+ */
+export function resolveMessagingOptions (options: MessagingOptions = {}, env: NodeJS.ProcessEnv = process.env): { resolved: ResolvedMessagingOptions, connect: Connector } {
+  if (options === null || typeof options !== 'object') throw new ConfigError('options', 'must be an object')
+  const broker = pickBroker(options, env)
+  const source = options.source ?? (env.SERVICE_NAME !== undefined && env.SERVICE_NAME !== '' ? env.SERVICE_NAME : 'herald')
+  if (typeof source !== 'string' || source === '') throw new ConfigError('source', 'must be a non-empty string naming the service, e.g. "orders-service"')
+  const defaultTopic = options.defaultTopic ?? 'events'
+  if (typeof defaultTopic !== 'string' || defaultTopic === '') throw new ConfigError('defaultTopic', 'must be a non-empty topic name, e.g. "events"')
+  const publishTimeout = checkPositiveInt('publishTimeout', options.publishTimeout ?? 10_000)
+  const linger = checkPositiveInt('linger', options.linger ?? 0, { min: 0, max: 60_000 })
+  const maxBatchSize = checkPositiveInt('maxBatchSize', options.maxBatchSize ?? 500)
+
+  let connect: Connector
+  let address: string
+  switch (broker) {
+    case 'kafka': {
+      const settings = resolveKafkaSettings(options.bootstrapServers, env, source, options.kafka)
+      address = settings.brokers.join(',')
+      connect = async (deps) => (await import('./brokers/kafka/index.js')).createBroker(settings, deps)
+      break
+    }
+    case 'rabbitmq': {
+      const settings = resolveRabbitMqSettings(options.url, env, options.rabbitmq)
+      address = redactText(settings.url)
+      connect = async (deps) => (await import('./brokers/rabbitmq/index.js')).createBroker(settings, deps)
+      break
+    }
+    case 'redis': {
+      const settings = resolveRedisSettings(options.url, env, options.redis)
+      address = redactText(settings.url)
+      connect = async (deps) => (await import('./brokers/redis/index.js')).createBroker(settings, deps)
+      break
+    }
+    case 'memory': {
+      const settings = resolveMemorySettings(options.memory)
+      address = 'in-process'
+      connect = async (deps) => (await import('./brokers/memory/index.js')).createBroker(settings, deps)
+      break
+    }
+  }
+  return { resolved: { broker, source, defaultTopic, publishTimeout, linger, maxBatchSize, address }, connect }
+}
+
+/** Something that must stop before the broker closes (a consumer runner). */
+export interface Closeable {
+  stop(): Promise<void>
+}
+
+/**
+ * One connection to one broker: a producer, the consumers started on it, health and
+ * close. Create it with `createMessaging` (independent) or `configureMessaging` (the
+ * process default). It connects on first use; call `connect()` to fail fast at start-up.
+ */
+export class Messaging {
+  readonly options: ResolvedMessagingOptions
+  readonly logger: Logger
+  readonly producer: Producer
+  readonly #connect: Connector
+  #broker: Promise<Broker> | undefined
+  readonly #closeables = new Set<Closeable>()
+  #closing: Promise<void> | undefined
+
+  constructor (options: MessagingOptions = {}, env: NodeJS.ProcessEnv = process.env) {
+    const { resolved, connect } = resolveMessagingOptions(options, env)
+    this.options = resolved
+    this.#connect = connect
+    const base = options.logger === false ? silentLogger : options.logger ?? createDefaultLogger()
+    this.logger = childLogger(base, { component: 'herald', broker: resolved.broker })
+    this.producer = new Producer(() => this.broker(), resolved)
+  }
+
+  /** The connected broker adapter. Loads the adapter and connects on first call. */
+  broker (): Promise<Broker> {
+    if (this.#closing !== undefined) return Promise.reject(new BrokerError('this Messaging instance is closed', { retriable: false }))
+    this.#broker ??= (async () => {
+      const broker = await this.#connect({ logger: this.logger, clientId: this.options.source })
+      try {
+        await broker.connect()
+      } catch (err) {
+        await broker.close().catch(() => {})
+        throw err instanceof HeraldError ? err : new BrokerError(`could not connect to ${this.options.broker} at ${this.options.address}: ${redactText((err as Error).message ?? String(err))}`, { cause: err })
+      }
+      return broker
+    })()
+    // A failed connection is not cached: the next call tries again.
+    this.#broker.catch(() => { this.#broker = undefined })
+    return this.#broker
+  }
+
+  /** Connects now; rejects with a `BrokerError` that says which broker at which address could not be reached. */
+  async connect (): Promise<void> {
+    await this.broker()
+  }
+
+  /**
+   * Publishes an event and resolves with it once the broker acknowledged it.
+   *
+   * @example
+   * await messaging.publishEvent('order.paid', { orderId: 42 }, { topic: 'payments', key: '42' })
+   */
+  publishEvent<T> (name: string, data: T, options?: PublishOptions): Promise<Event<T>> {
+    return this.producer.publishEvent(name, data, options)
+  }
+
+  /** Whether the broker answers. Never throws. */
+  async health (): Promise<BrokerHealth> {
+    try {
+      return await (await this.broker()).health()
+    } catch (err) {
+      return { ok: false, broker: this.options.broker, detail: redactText(err instanceof Error ? err.message : String(err)) }
+    }
+  }
+
+  /** @internal Consumers register here so that `close()` stops them before the broker goes. */
+  track (closeable: Closeable): () => void {
+    this.#closeables.add(closeable)
+    return () => this.#closeables.delete(closeable)
+  }
+
+  /**
+   * Stops the consumers started on this instance (draining in-flight handlers), sends
+   * every pending publish, then closes the broker connections. Idempotent.
+   */
+  close (): Promise<void> {
+    this.#closing ??= (async () => {
+      await Promise.allSettled([...this.#closeables].map(c => c.stop()))
+      await this.producer.close()
+      const broker = await this.#broker?.catch(() => undefined)
+      await broker?.close()
+    })()
+    return this.#closing
+  }
+}
+
+const noop = (): void => {}
+const silentLogger: Logger = { debug: noop, info: noop, warn: noop, error: noop }
+
+/**
+ * Creates an independent Messaging instance. Validates every option now.
+ *
+ * @example
+ * const messaging = createMessaging({ broker: 'redis', url: 'redis://localhost:6379' })
+ * await messaging.publishEvent('user.created', { id: 1 })
+ */
+export function createMessaging (options: MessagingOptions = {}): Messaging {
+  return new Messaging(options)
+}
+
+let defaultMessaging: Messaging | undefined
+
+/**
+ * Creates a Messaging instance and makes it the process default, used by `getMessaging()`,
+ * `getProducer()`, `publishEvent()`, the `@event` decorator and `startConsumers()`.
+ *
+ * @example
+ * configureMessaging({ broker: 'kafka', bootstrapServers: 'localhost:9092' })
+ */
+export function configureMessaging (options: MessagingOptions = {}): Messaging {
+  const messaging = createMessaging(options)
+  defaultMessaging = messaging
+  return messaging
+}
+
+/**
+ * The process default Messaging instance. When `configureMessaging` was never called, one
+ * is created from the environment (with nothing set: the embedded memory broker).
+ */
+export function getMessaging (): Messaging {
+  defaultMessaging ??= createMessaging()
+  return defaultMessaging
+}
+
+/** The default instance's producer. */
+export function getProducer (): Producer {
+  return getMessaging().producer
+}
+
+/**
+ * Publishes an event through the default instance; resolves once the broker acknowledged it.
+ *
+ * @example
+ * await publishEvent('user.created', { id: 1 }, { topic: 'user-events', key: '1' })
+ */
+export function publishEvent<T> (name: string, data: T, options?: PublishOptions): Promise<Event<T>> {
+  return getMessaging().publishEvent(name, data, options)
+}
+
+/** @internal Forgets the process default (tests). */
+export function resetDefaultMessaging (): void {
+  defaultMessaging = undefined
+}

@@ -1,0 +1,223 @@
+import type { Broker, Delivery, Subscription } from '../brokers/broker.js'
+import { describeError, NonRetriableError } from '../errors.js'
+import { decodeMessage, type Event } from '../event.js'
+import type { Context, HandlerDefinition, RetryPolicy, Target } from '../handlers/handler.js'
+import { childLogger, type Logger } from '../logger.js'
+import type { Messaging } from '../messaging.js'
+import { deadLetterMessage, deadLetterTopic } from './dead-letter.js'
+import { KeyQueue, Semaphore } from './key-queue.js'
+import { retryDelayFor, wait } from './retry.js'
+import { schemaErrors } from './schema.js'
+
+export type ContextFactory = () => object | Promise<object>
+
+export interface ConsumerSettings {
+  messaging: Messaging
+  group: string
+  topics: string[]
+  logger: Logger
+  context: ContextFactory | undefined
+  shutdownTimeout: number
+}
+
+type Outcome = { ok: true } | { ok: false, error: unknown, shutdown: boolean }
+
+const DEFAULT_POLICY: Pick<RetryPolicy, 'deadLetter'> = { deadLetter: undefined }
+
+class ShutdownAbort extends Error {
+  constructor () { super('the consumer is shutting down') }
+}
+
+class HandlerTimeout extends Error {
+  constructor (ms: number) { super(`the handler did not finish within its timeout of ${ms} ms`) }
+}
+
+function isNonRetriable (err: unknown): boolean {
+  return err instanceof NonRetriableError || (err instanceof Error && (err.name === 'NonRetriableError' || err.name === 'InvalidMessageError'))
+}
+
+/**
+ * Runs one handler definition in one group: subscribes, and takes every delivered
+ * message through decode → route → validate → attempts with retries → ack or dead letter.
+ * A message is acknowledged only after its handler succeeded, it was skipped (no method
+ * for its event) or it was dead-lettered; a shutdown releases what it caught waiting.
+ */
+export class HandlerConsumer {
+  readonly definition: HandlerDefinition
+  readonly settings: ConsumerSettings
+  readonly #keys = new KeyQueue()
+  readonly #slots: Semaphore
+  readonly #stopping = new AbortController()
+  readonly #forced = new AbortController()
+  readonly #log: Logger
+  #subscription: Subscription | undefined
+
+  constructor (definition: HandlerDefinition, settings: ConsumerSettings) {
+    this.definition = definition
+    this.settings = settings
+    this.#slots = new Semaphore(definition.concurrency)
+    this.#log = childLogger(settings.logger, { group: settings.group, handler: definition.name })
+  }
+
+  /** Every dead-letter destination this consumer may send to, so the broker keeps them from the start. */
+  deadLetterTopics (): string[] {
+    const out = new Set<string>()
+    const policies = this.definition.targets.length > 0 ? this.definition.targets.map(t => t.policy) : [DEFAULT_POLICY]
+    for (const topic of this.settings.topics) {
+      out.add(deadLetterTopic(topic, this.settings.group, DEFAULT_POLICY) as string)
+      for (const policy of policies) {
+        const dest = deadLetterTopic(topic, this.settings.group, policy)
+        if (dest !== false) out.add(dest)
+      }
+    }
+    return [...out]
+  }
+
+  async start (broker: Broker): Promise<void> {
+    this.#subscription = await broker.subscribe({
+      group: this.settings.group,
+      topics: this.settings.topics,
+      maxInFlight: Math.max(2, this.definition.concurrency * 2),
+      deadLetterTopics: this.deadLetterTopics()
+    }, (delivery) => this.#keys.run(delivery.key, () => this.#process(delivery)).catch((err) => {
+      this.#log.error({ err, messageId: delivery.id }, 'herald: unexpected error while handling a message; it will be delivered again')
+    }))
+  }
+
+  /**
+   * Stops fetching, releases what waits (retries, queued messages), lets running handlers
+   * finish for up to `shutdownTimeout` ms (then aborts their `ctx.signal` and releases
+   * their messages), and leaves the group.
+   */
+  async stop (): Promise<void> {
+    if (this.#stopping.signal.aborted) return
+    this.#stopping.abort()
+    const subscription = this.#subscription
+    if (subscription === undefined) return
+    await subscription.pause()
+    const timer = setTimeout(() => this.#forced.abort(), this.settings.shutdownTimeout)
+    try {
+      await subscription.close()
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  async #process (delivery: Delivery): Promise<void> {
+    if (this.#stopping.signal.aborted) return await this.#release(delivery)
+    let payload: unknown
+    let event: Event | undefined
+    const fallback = this.definition.targets.length === 1 ? this.definition.targets[0]!.policy : DEFAULT_POLICY
+    try {
+      ({ payload, event } = decodeMessage(delivery.value, delivery.headers))
+    } catch (err) {
+      return await this.#deadLetter(delivery, fallback, 0, describeError(err))
+    }
+    const target = this.definition.route(event)
+    if (target === undefined) {
+      this.#log.debug({ topic: delivery.topic, event: event?.name, messageId: delivery.id }, 'no handler for this event; acknowledged and skipped')
+      return await this.#ack(delivery)
+    }
+    if (target.schema !== undefined) {
+      const invalid = schemaErrors(target.schema, payload)
+      if (invalid !== undefined) return await this.#deadLetter(delivery, target.policy, 0, invalid)
+    }
+    const policy = target.policy
+    for (let attempt = delivery.redeliveries + 1; ; attempt++) {
+      if (this.#stopping.signal.aborted) return await this.#release(delivery)
+      await this.#slots.acquire()
+      let outcome: Outcome
+      try {
+        if (this.#stopping.signal.aborted) return await this.#release(delivery)
+        outcome = await this.#attempt(target, delivery, payload, event, attempt)
+      } finally {
+        this.#slots.release()
+      }
+      if (outcome.ok) return await this.#ack(delivery)
+      if (outcome.shutdown) return await this.#release(delivery)
+      const reason = describeError(outcome.error)
+      if (isNonRetriable(outcome.error) || attempt > policy.maxRetries) {
+        return await this.#deadLetter(delivery, policy, attempt, reason)
+      }
+      const delay = retryDelayFor(policy, attempt)
+      this.#log.warn({ topic: delivery.topic, messageId: delivery.id, attempt, reason }, `handler failed (attempt ${attempt} of ${policy.maxRetries + 1}); retrying in ${delay} ms`)
+      const passed = await wait(delay, this.#stopping.signal, delivery.keepAlive?.bind(delivery))
+      if (!passed) return await this.#release(delivery)
+    }
+  }
+
+  async #attempt (target: Target, delivery: Delivery, payload: unknown, event: Event | undefined, attempt: number): Promise<Outcome> {
+    const controller = new AbortController()
+    const onForced = (): void => controller.abort(new ShutdownAbort())
+    this.#forced.signal.addEventListener('abort', onForced, { once: true })
+    const timeout = target.policy.timeout
+    const timer = timeout === undefined ? undefined : setTimeout(() => controller.abort(new HandlerTimeout(timeout)), timeout)
+    try {
+      const aborted = new Promise<never>((_resolve, reject) => {
+        controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true })
+      })
+      aborted.catch(() => {})
+      const run = (async () => {
+        const extra = this.settings.context === undefined ? {} : await this.settings.context()
+        const ctx: Context = {
+          ...extra,
+          topic: delivery.topic,
+          key: delivery.key,
+          headers: delivery.headers,
+          attempt,
+          event,
+          messageId: delivery.id,
+          logger: childLogger(this.#log, { topic: delivery.topic, messageId: delivery.id, attempt }),
+          signal: controller.signal,
+          messaging: this.settings.messaging
+        }
+        await target.invoke(payload, event, ctx)
+      })()
+      await Promise.race([run, aborted])
+      return { ok: true }
+    } catch (error) {
+      return { ok: false, error, shutdown: this.#forced.signal.aborted }
+    } finally {
+      if (timer !== undefined) clearTimeout(timer)
+      this.#forced.signal.removeEventListener('abort', onForced)
+    }
+  }
+
+  async #deadLetter (delivery: Delivery, policy: Pick<RetryPolicy, 'deadLetter'>, attempts: number, reason: string): Promise<void> {
+    const destination = deadLetterTopic(delivery.topic, this.settings.group, policy)
+    if (destination === false) {
+      this.#log.error({ topic: delivery.topic, messageId: delivery.id, attempts, reason }, 'message dropped after its last attempt (deadLetter: false)')
+      return await this.#ack(delivery)
+    }
+    const message = deadLetterMessage(delivery, destination, this.settings.group, attempts, reason)
+    // The message is acknowledged only once its dead letter is stored; until then, keep
+    // trying (a broker outage), unless a shutdown comes: then it is delivered again later.
+    for (let pause = 500; ; pause = Math.min(pause * 2, 10_000)) {
+      try {
+        await this.settings.messaging.producer.sendRaw(message)
+        break
+      } catch (err) {
+        this.#log.warn({ topic: delivery.topic, messageId: delivery.id, deadLetter: destination, err: describeError(err) }, 'could not store the dead letter yet; trying again')
+        if (!await wait(pause, this.#stopping.signal)) return await this.#release(delivery)
+      }
+    }
+    this.#log.warn({ topic: delivery.topic, messageId: delivery.id, deadLetter: destination, attempts, reason }, 'message dead-lettered')
+    await this.#ack(delivery)
+  }
+
+  async #ack (delivery: Delivery): Promise<void> {
+    try {
+      await delivery.ack()
+    } catch (err) {
+      this.#log.warn({ messageId: delivery.id, err: describeError(err) }, 'could not acknowledge the message; the broker will deliver it again')
+    }
+  }
+
+  async #release (delivery: Delivery): Promise<void> {
+    try {
+      await delivery.release()
+    } catch (err) {
+      this.#log.warn({ messageId: delivery.id, err: describeError(err) }, 'could not release the message; the broker will deliver it again')
+    }
+  }
+}

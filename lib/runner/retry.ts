@@ -1,0 +1,32 @@
+import type { RetryPolicy } from '../handlers/handler.js'
+
+/**
+ * The delay before retry number `retry` (1 for the first retry): `retryDelay` for
+ * `fixed`, `retryDelay × 2^(retry-1)` for `exponential`, never above `maxRetryDelay`.
+ */
+export function retryDelayFor (policy: RetryPolicy, retry: number): number {
+  const delay = policy.backoff === 'fixed' ? policy.retryDelay : policy.retryDelay * 2 ** (retry - 1)
+  return Math.min(delay, policy.maxRetryDelay)
+}
+
+/**
+ * Waits `ms`, calling `keepAlive` every `keepAliveEvery` ms meanwhile (Kafka heartbeats).
+ * Resolves true when the time passed, false when `signal` aborted first.
+ */
+export async function wait (ms: number, signal: AbortSignal, keepAlive?: () => Promise<void>, keepAliveEvery = 3000): Promise<boolean> {
+  if (signal.aborted) return false
+  return await new Promise<boolean>((resolve) => {
+    const done = (passed: boolean): void => {
+      clearTimeout(timer)
+      if (beat !== undefined) clearInterval(beat)
+      signal.removeEventListener('abort', onAbort)
+      resolve(passed)
+    }
+    const onAbort = (): void => done(false)
+    const timer = setTimeout(() => done(true), ms)
+    const beat = keepAlive === undefined || ms <= keepAliveEvery
+      ? undefined
+      : setInterval(() => { keepAlive().catch(() => {}) }, keepAliveEvery)
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
+}

@@ -1,0 +1,130 @@
+import { HandlerError } from '../errors.js'
+import { definitionOf } from '../handlers/decorators.js'
+import type { HandlerDefinition } from '../handlers/handler.js'
+import { registeredHandlers } from '../handlers/registry.js'
+import { childLogger } from '../logger.js'
+import { getMessaging, type Messaging } from '../messaging.js'
+import { HandlerConsumer, type ContextFactory } from './consume.js'
+import { loadHandlers } from './loader.js'
+
+export interface StartConsumersOptions {
+  /** A directory of handler modules, loaded recursively. */
+  dir?: string
+  /** Handlers given directly: `messageHandler()` values or `@consumer` classes. */
+  handlers?: unknown[]
+  /** Consume only these topics (a handler's other topics are left alone). */
+  topics?: string[]
+  /** The group of handlers that do not name one. Default: the messaging's `source`. */
+  group?: string
+  /** The instance to consume through. Default: the process default (`configureMessaging`). */
+  messaging?: Messaging
+  /** Called for each message; what it returns is merged into the handler's `ctx` (e.g. `{ db }`). */
+  context?: ContextFactory
+  /** How long `stop()` lets running handlers finish, in ms, before aborting them. Default 30000. */
+  shutdownTimeout?: number
+  /** Signals that stop the runner gracefully. Default `['SIGTERM', 'SIGINT']`; `false` for none. */
+  signals?: NodeJS.Signals[] | false
+}
+
+/** The consumers started by `startConsumers`. */
+export interface Runner {
+  /** What runs: one entry per handler, with its group and topics. */
+  readonly consumers: ReadonlyArray<{ name: string, group: string, topics: readonly string[] }>
+  /**
+   * Stops gracefully: no new messages, running handlers finish (up to `shutdownTimeout`)
+   * and are acknowledged, waiting retries are left for redelivery, then the consumers
+   * leave their groups. Idempotent.
+   */
+  stop(): Promise<void>
+}
+
+/**
+ * Loads the handlers (the directory, the `handlers` given, and those registered with
+ * `autoStart`), subscribes each in its group, and resolves once all are ready to receive.
+ *
+ * @example
+ * configureMessaging({ broker: 'kafka' })
+ * const runner = await startConsumers({ dir: './handlers', context: () => ({ db }) })
+ */
+export async function startConsumers (options: StartConsumersOptions = {}): Promise<Runner> {
+  const messaging = options.messaging ?? getMessaging()
+  const shutdownTimeout = options.shutdownTimeout ?? 30_000
+  if (!Number.isInteger(shutdownTimeout) || shutdownTimeout < 0) {
+    throw new HandlerError(`startConsumers: shutdownTimeout must be a whole number of ms, got ${JSON.stringify(options.shutdownTimeout)}`)
+  }
+  if (options.context !== undefined && typeof options.context !== 'function') {
+    throw new HandlerError('startConsumers: context must be a function returning the fields to add to ctx, e.g. () => ({ db })')
+  }
+
+  const definitions = new Set<HandlerDefinition>()
+  if (options.dir !== undefined) for (const d of await loadHandlers(options.dir)) definitions.add(d)
+  for (const [i, value] of (options.handlers ?? []).entries()) {
+    const definition = definitionOf(value)
+    if (definition === undefined) throw new HandlerError(`startConsumers: handlers[${i}] is not a handler; pass messageHandler(...) values or @consumer classes`)
+    definitions.add(definition)
+  }
+  for (const d of registeredHandlers()) definitions.add(d)
+  if (definitions.size === 0) {
+    throw new HandlerError('startConsumers: no handler to start; pass dir (a folder of handler modules) or handlers')
+  }
+
+  const only = options.topics === undefined ? undefined : new Set(options.topics)
+  const logger = childLogger(messaging.logger, { component: 'herald.consumer' })
+  const consumers: HandlerConsumer[] = []
+  const claimed = new Map<string, string>()
+  for (const definition of definitions) {
+    const group = definition.group ?? options.group ?? messaging.options.source
+    const topics = definition.topics.filter(t => only === undefined || only.has(t))
+    if (topics.length === 0) continue
+    for (const topic of topics) {
+      const other = claimed.get(`${group}\u0000${topic}`)
+      if (other !== undefined) {
+        throw new HandlerError(`handlers "${other}" and "${definition.name}" both consume topic "${topic}" in group "${group}"; give one of them another group, or handle both in one handler`)
+      }
+      claimed.set(`${group}\u0000${topic}`, definition.name)
+    }
+    consumers.push(new HandlerConsumer(definition, { messaging, group, topics, logger, context: options.context, shutdownTimeout }))
+  }
+  if (only !== undefined) {
+    const consumed = new Set(consumers.flatMap(c => c.settings.topics))
+    const missing = [...only].filter(t => !consumed.has(t))
+    if (missing.length > 0) throw new HandlerError(`no handler consumes topic ${missing.map(t => `"${t}"`).join(', ')}; check the topics option (--topic)`)
+  }
+
+  const broker = await messaging.broker()
+  const started: HandlerConsumer[] = []
+  try {
+    for (const c of consumers) {
+      await c.start(broker)
+      started.push(c)
+    }
+  } catch (err) {
+    await Promise.allSettled(started.map(c => c.stop()))
+    throw err
+  }
+
+  let stopping: Promise<void> | undefined
+  const signals = options.signals === false ? [] : options.signals ?? ['SIGTERM', 'SIGINT']
+  const onSignal = (signal: NodeJS.Signals): void => {
+    logger.info({ signal }, 'stopping consumers')
+    void runner.stop().then(() => messaging.close()).then(() => {
+      // Nobody else listens for this signal: do what it would have done without us.
+      if (process.listenerCount(signal) === 0) process.kill(process.pid, signal)
+    })
+  }
+  const untrack = messaging.track({ stop: () => runner.stop() })
+  const runner: Runner = {
+    consumers: consumers.map(c => ({ name: c.definition.name, group: c.settings.group, topics: c.settings.topics })),
+    stop: () => {
+      stopping ??= (async () => {
+        for (const s of signals) process.removeListener(s, onSignal)
+        await Promise.allSettled(consumers.map(c => c.stop()))
+        untrack()
+      })()
+      return stopping
+    }
+  }
+  for (const s of signals) process.once(s, onSignal)
+  logger.info({ consumers: runner.consumers }, 'consumers started')
+  return runner
+}

@@ -1,0 +1,6 @@
+import { brokerOptions, brokerSelected } from '../helpers.js'
+import { conformance } from './suite.js'
+
+if (brokerSelected('kafka')) {
+  conformance({ kind: 'kafka', options: brokerOptions('kafka'), features: { newGroupReadsHistory: true } })
+}

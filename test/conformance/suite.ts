@@ -1,0 +1,379 @@
+import { expect } from 'chai'
+import { Type } from '@sinclair/typebox'
+import {
+  consumer, createMessaging, messageHandler, NonRetriableError, onEvent, startConsumers,
+  type Context, type Event, type Messaging, type MessagingOptions, type Runner, DLQ_HEADERS
+} from '../../lib/index.js'
+import type { BrokerKind } from '../../lib/brokers/broker.js'
+import { eventually, randomName, sleep } from '../helpers.js'
+
+/** How a broker differs, where it truly does. */
+export interface BrokerFeatures {
+  /** A group created after messages were published still gets them (Kafka, Redis, memory; not RabbitMQ queues). */
+  newGroupReadsHistory: boolean
+}
+
+export interface ConformanceTarget {
+  kind: BrokerKind
+  options: MessagingOptions
+  features: BrokerFeatures
+}
+
+interface Received {
+  message: unknown
+  ctx: Context
+  at: number
+}
+
+/**
+ * The behaviour every broker must have, as users see it through Herald's API:
+ * producing, handlers, retries, dead letters, groups, order and shutdown.
+ */
+export function conformance (target: ConformanceTarget): void {
+  describe(`conformance: ${target.kind}`, function () {
+    this.timeout(60_000)
+    const open: Array<{ close(): Promise<void> } | Runner> = []
+
+    function messaging (extra: MessagingOptions = {}): Messaging {
+      const m = createMessaging({ ...target.options, ...extra })
+      open.push(m)
+      return m
+    }
+
+    async function start (m: Messaging, handlers: unknown[], extra: { context?: () => object, shutdownTimeout?: number } = {}): Promise<Runner> {
+      const runner = await startConsumers({ messaging: m, handlers, signals: false, ...extra })
+      open.push(runner)
+      return runner
+    }
+
+    /** Starts a reader of a dead-letter topic and returns what it receives. */
+    async function deadLetters (m: Messaging, topic: string, group: string): Promise<Received[]> {
+      const got: Received[] = []
+      await start(m, [messageHandler({ topic: `${topic}.${group}.dlq`, group: randomName('dlq-reader') }, async (message, ctx) => { got.push({ message, ctx, at: Date.now() }) })])
+      return got
+    }
+
+    afterEach(async function () {
+      for (const c of open.splice(0).reverse()) await ('stop' in c ? c.stop() : c.close())
+    })
+
+    it('a handler receives the event data and a ctx with topic, key, headers, attempt, event and the context() fields', async function () {
+      const m = messaging({ source: 'orders-service' })
+      const topic = randomName()
+      const got: Received[] = []
+      const db = { name: 'the-db' }
+      await start(m, [messageHandler({ topic, group: randomName('g') }, async (message, ctx: Context<{ db: typeof db }>) => { got.push({ message, ctx, at: Date.now() }) })], { context: () => ({ db }) })
+      const sent = await m.publishEvent('order.created', { id: 7, total: 12.5 }, { topic, key: '7', headers: { 'x-trace': 'abc' } })
+      await eventually(() => got.length === 1, 'the handler to run')
+      const { message, ctx } = got[0]!
+      expect(message).to.deep.equal({ id: 7, total: 12.5 })
+      expect(ctx.topic).to.equal(topic)
+      expect(ctx.key).to.equal('7')
+      expect(ctx.attempt).to.equal(1)
+      expect(ctx.headers['x-trace']).to.equal('abc')
+      expect(ctx.headers['event-name']).to.equal('order.created')
+      expect(ctx.headers['event-id']).to.equal(sent.id)
+      expect(ctx.event).to.deep.equal(sent)
+      expect(ctx.event!.source).to.equal('orders-service')
+      expect((ctx as unknown as { db: unknown }).db).to.equal(db)
+      expect(ctx.signal.aborted).to.equal(false)
+    })
+
+    it('a plain JSON message sent with producer.send reaches the handler unwrapped, with no event', async function () {
+      const m = messaging()
+      const topic = randomName()
+      const got: Received[] = []
+      await start(m, [messageHandler({ topic, group: randomName('g') }, async (message, ctx) => { got.push({ message, ctx, at: Date.now() }) })])
+      await m.producer.send(topic, { plain: true, n: [1, 2] }, { key: 'k' })
+      await eventually(() => got.length === 1, 'the handler to run')
+      expect(got[0]!.message).to.deep.equal({ plain: true, n: [1, 2] })
+      expect(got[0]!.ctx.event).to.equal(undefined)
+      expect(got[0]!.ctx.key).to.equal('k')
+    })
+
+    it('a message that does not match the schema is dead-lettered with the validation errors and never reaches the handler', async function () {
+      const m = messaging()
+      const topic = randomName()
+      const group = randomName('g')
+      const dead = await deadLetters(m, topic, group)
+      const got: unknown[] = []
+      const schema = Type.Object({ id: Type.Number(), email: Type.String() })
+      await start(m, [messageHandler({ topic, group, schema }, async (order) => { got.push(order.id) })])
+      await m.publishEvent('user.created', { id: 'not-a-number', email: 'a@b.c' }, { topic })
+      await m.publishEvent('user.created', { id: 2, email: 'a@b.c' }, { topic })
+      await eventually(() => dead.length === 1 && got.length === 1, 'one dead letter and one handled message')
+      expect(got).to.deep.equal([2])
+      const reason = dead[0]!.ctx.headers[DLQ_HEADERS.reason]!
+      expect(reason).to.contain('schema validation failed')
+      expect(reason).to.contain('/id')
+      expect((dead[0]!.message as { id: unknown }).id).to.equal('not-a-number')
+    })
+
+    it('a failing handler is retried with the configured backoff and succeeds on the third attempt', async function () {
+      const m = messaging()
+      const topic = randomName()
+      const attempts: Array<{ attempt: number, at: number }> = []
+      await start(m, [messageHandler({ topic, group: randomName('g'), maxRetries: 3, retryDelay: 100, backoff: 'exponential' }, async (_message, ctx) => {
+        attempts.push({ attempt: ctx.attempt, at: Date.now() })
+        if (ctx.attempt < 3) throw new Error('database unavailable')
+      })])
+      await m.publishEvent('job', { n: 1 }, { topic })
+      await eventually(() => attempts.length === 3, 'three attempts')
+      await sleep(400)
+      expect(attempts.map(a => a.attempt)).to.deep.equal([1, 2, 3])
+      // exponential: 100 ms before the first retry, 200 ms before the second (timers may fire ~1 ms early)
+      expect(attempts[1]!.at - attempts[0]!.at).to.be.at.least(95)
+      expect(attempts[2]!.at - attempts[1]!.at).to.be.at.least(195)
+    })
+
+    it('a handler that always throws is dead-lettered, unchanged, with its reason, topic, group, attempts and time', async function () {
+      const m = messaging()
+      const topic = randomName()
+      const group = randomName('g')
+      const dead = await deadLetters(m, topic, group)
+      let calls = 0
+      await start(m, [messageHandler({ topic, group, maxRetries: 2, retryDelay: 20, backoff: 'fixed' }, async () => {
+        calls++
+        throw new Error('payment provider rejected the card')
+      })])
+      const sent = await m.publishEvent('payment.requested', { amount: 10 }, { topic, key: 'order-1' })
+      await eventually(() => dead.length === 1, 'the dead letter')
+      expect(calls).to.equal(3)
+      const { message, ctx } = dead[0]!
+      expect(message).to.deep.equal({ amount: 10 })
+      expect(ctx.event!.id).to.equal(sent.id)
+      expect(ctx.key).to.equal('order-1')
+      expect(ctx.headers[DLQ_HEADERS.reason]).to.equal('Error: payment provider rejected the card')
+      expect(ctx.headers[DLQ_HEADERS.topic]).to.equal(topic)
+      expect(ctx.headers[DLQ_HEADERS.group]).to.equal(group)
+      expect(ctx.headers[DLQ_HEADERS.attempts]).to.equal('3')
+      expect(Date.parse(ctx.headers[DLQ_HEADERS.failedAt]!)).to.be.closeTo(Date.now(), 60_000)
+      expect(ctx.headers['event-name']).to.equal('payment.requested')
+    })
+
+    it('a NonRetriableError is dead-lettered after one attempt', async function () {
+      const m = messaging()
+      const topic = randomName()
+      const group = randomName('g')
+      const dead = await deadLetters(m, topic, group)
+      let calls = 0
+      await start(m, [messageHandler({ topic, group, maxRetries: 5, retryDelay: 20 }, async () => {
+        calls++
+        throw new NonRetriableError('customer is blocked')
+      })])
+      await m.publishEvent('order.created', { id: 1 }, { topic })
+      await eventually(() => dead.length === 1, 'the dead letter')
+      await sleep(200)
+      expect(calls).to.equal(1)
+      expect(dead[0]!.ctx.headers[DLQ_HEADERS.attempts]).to.equal('1')
+      expect(dead[0]!.ctx.headers[DLQ_HEADERS.reason]).to.contain('customer is blocked')
+    })
+
+    it('a message that is not JSON is dead-lettered and the consumer keeps handling the next ones', async function () {
+      const m = messaging()
+      const topic = randomName()
+      const group = randomName('g')
+      const deadRaw: string[] = []
+      await start(m, [messageHandler({ topic: `${topic}.${group}.dlq`, group: randomName('dlq-reader') }, async () => {})])
+      const broker = await m.broker()
+      const got: unknown[] = []
+      await start(m, [messageHandler({ topic, group }, async (message) => { got.push(message) })])
+      await broker.publish([{ topic, value: Buffer.from('{not json'), headers: {} }])
+      await m.producer.send(topic, { after: true })
+      await eventually(() => got.length === 1, 'the next message to be handled')
+      expect(got).to.deep.equal([{ after: true }])
+      // The dead letter is stored where a reader that comes later finds it, unchanged.
+      const reader = messaging()
+      const readerGot: Received[] = []
+      const dlqGroup = randomName('late-reader')
+      // A reader of the dead-letter topic sees the original bytes as a malformed message,
+      // so read it with a raw subscription instead.
+      const sub = await (await reader.broker()).subscribe({ group: dlqGroup, topics: [`${topic}.${group}.dlq`], maxInFlight: 10, deadLetterTopics: [] }, async (d) => {
+        deadRaw.push(d.value.toString('utf8'))
+        readerGot.push({ message: d.headers, ctx: undefined as never, at: Date.now() })
+        await d.ack()
+      })
+      open.push({ close: () => sub.close() })
+      if (target.features.newGroupReadsHistory) {
+        await eventually(() => deadRaw.length === 1, 'the dead letter')
+        expect(deadRaw[0]).to.equal('{not json')
+        expect((readerGot[0]!.message as Record<string, string>)[DLQ_HEADERS.reason]).to.contain('not JSON')
+      }
+    })
+
+    it('a @consumer class dispatches events by name, and events with no method are acknowledged and skipped', async function () {
+      const m = messaging()
+      const topicA = randomName()
+      const topicB = randomName()
+      const seen: string[] = []
+      @consumer(randomName('g'), { topics: [topicA, topicB] })
+      class OrderEvents {
+        prefix = 'seen:'
+        @onEvent('user.created') async userCreated (event: Event<{ id: number }>, ctx: Context): Promise<void> {
+          seen.push(`${this.prefix}user ${event.data.id} on ${ctx.topic === topicA ? 'A' : 'B'}`)
+        }
+
+        @onEvent(['payment.captured', 'payment.refunded']) async payment (event: Event<{ amount: number }>): Promise<void> {
+          seen.push(`${this.prefix}${event.name} ${event.data.amount}`)
+        }
+      }
+      await start(m, [OrderEvents])
+      await m.publishEvent('user.created', { id: 1 }, { topic: topicA, key: 'k' })
+      await m.publishEvent('something.else', { id: 2 }, { topic: topicA, key: 'k' })
+      await m.publishEvent('payment.refunded', { amount: 5 }, { topic: topicB, key: 'k' })
+      await m.publishEvent('user.created', { id: 3 }, { topic: topicA, key: 'k' })
+      await eventually(() => seen.length === 3, 'three handled events')
+      await sleep(200)
+      expect(seen).to.have.members(['seen:user 1 on A', 'seen:payment.refunded 5', 'seen:user 3 on A'])
+      expect(seen.indexOf('seen:user 1 on A')).to.be.below(seen.indexOf('seen:user 3 on A'))
+    })
+
+    it('two groups each get every message', async function () {
+      const m = messaging()
+      const topic = randomName()
+      const a: number[] = []
+      const b: number[] = []
+      await start(m, [
+        messageHandler({ topic, group: randomName('ga') }, async (msg: unknown) => { a.push((msg as { n: number }).n) }),
+        messageHandler({ topic, group: randomName('gb') }, async (msg: unknown) => { b.push((msg as { n: number }).n) })
+      ])
+      for (let n = 0; n < 10; n++) await m.publishEvent('tick', { n }, { topic, key: String(n) })
+      await eventually(() => a.length === 10 && b.length === 10, 'both groups to get all ten')
+      expect([...a].sort((x, y) => x - y)).to.deep.equal([...Array(10).keys()])
+      expect([...b].sort((x, y) => x - y)).to.deep.equal([...Array(10).keys()])
+    })
+
+    it('two consumers in one group split the work: each message is handled once, by one of them', async function () {
+      const topic = randomName()
+      const group = randomName('g')
+      const byConsumer: number[][] = [[], []]
+      for (const i of [0, 1]) {
+        await start(messaging(), [messageHandler({ topic, group, concurrency: 1 }, async (msg: unknown) => {
+          byConsumer[i]!.push((msg as { n: number }).n)
+          await sleep(20)
+        })])
+      }
+      const producer = messaging()
+      const total = 40
+      await Promise.all([...Array(total).keys()].map(n => producer.publishEvent('job', { n }, { topic, key: `key-${n}` })))
+      await eventually(() => byConsumer[0]!.length + byConsumer[1]!.length >= total, 'all messages handled')
+      await sleep(300)
+      const all = [...byConsumer[0]!, ...byConsumer[1]!].sort((x, y) => x - y)
+      expect(all).to.deep.equal([...Array(total).keys()])
+      expect(byConsumer[0]!.length, 'first consumer got a share').to.be.above(0)
+      expect(byConsumer[1]!.length, 'second consumer got a share').to.be.above(0)
+    })
+
+    it('messages with the same key are handled in the order they were published, even with concurrency', async function () {
+      const m = messaging()
+      const topic = randomName()
+      const seen = new Map<string, number[]>()
+      await start(m, [messageHandler({ topic, group: randomName('g'), concurrency: 8 }, async (msg: unknown, ctx) => {
+        await sleep(Math.random() * 10)
+        const list = seen.get(ctx.key!) ?? []
+        list.push((msg as { n: number }).n)
+        seen.set(ctx.key!, list)
+      })])
+      const keys = ['alpha', 'beta', 'gamma']
+      const sends: Array<Promise<unknown>> = []
+      for (let n = 0; n < 30; n++) sends.push(m.publishEvent('step', { n }, { topic, key: keys[n % 3] }))
+      await Promise.all(sends)
+      await eventually(() => [...seen.values()].reduce((s, l) => s + l.length, 0) === 30, 'all thirty handled')
+      for (const [i, key] of keys.entries()) {
+        expect(seen.get(key), key).to.deep.equal([...Array(10).keys()].map(k => k * 3 + i))
+      }
+    })
+
+    it('while a failed message waits for its retry, other messages keep flowing', async function () {
+      const m = messaging()
+      const topic = randomName()
+      const handled: string[] = []
+      await start(m, [messageHandler({ topic, group: randomName('g'), retryDelay: 2000, backoff: 'fixed' }, async (msg: unknown, ctx) => {
+        const id = (msg as { id: string }).id
+        if (id === 'slow' && ctx.attempt === 1) throw new Error('try later')
+        handled.push(id)
+      })])
+      await m.publishEvent('job', { id: 'slow' }, { topic, key: 'slow' })
+      await sleep(100)
+      for (const id of ['a', 'b', 'c', 'd']) await m.publishEvent('job', { id }, { topic, key: id })
+      await eventually(() => handled.length >= 4, 'the other four')
+      expect(handled.slice(0, 4)).to.have.members(['a', 'b', 'c', 'd'])
+      await eventually(() => handled.includes('slow'), 'the retried message', 10_000)
+      expect(handled.at(-1)).to.equal('slow')
+    })
+
+    it('stop() lets the running handler finish and acknowledges its message: it is not delivered again nor dead-lettered', async function () {
+      const topic = randomName()
+      const group = randomName('g')
+      const m = messaging()
+      const dead = await deadLetters(m, topic, group)
+      let started = 0
+      let finished = 0
+      const runner = await start(m, [messageHandler({ topic, group }, async () => {
+        started++
+        await sleep(500)
+        finished++
+      })], { shutdownTimeout: 10_000 })
+      await m.publishEvent('job', { n: 1 }, { topic })
+      await eventually(() => started === 1, 'the handler to start')
+      await runner.stop()
+      expect(finished, 'stop() resolved only after the handler finished').to.equal(1)
+      // A new consumer of the same group gets nothing: the message was acknowledged.
+      let again = 0
+      await start(messaging(), [messageHandler({ topic, group }, async () => { again++ })])
+      await m.publishEvent('job', { n: 2 }, { topic })
+      await eventually(() => again >= 1, 'the next message')
+      await sleep(300)
+      expect(again).to.equal(1)
+      expect(dead).to.have.length(0)
+    })
+
+    it('a message caught waiting for a retry at shutdown is delivered again to the group, not dead-lettered', async function () {
+      const topic = randomName()
+      const group = randomName('g')
+      const m = messaging()
+      const dead = await deadLetters(m, topic, group)
+      let firstAttempts = 0
+      const runner = await start(m, [messageHandler({ topic, group, retryDelay: 60_000, maxRetries: 1 }, async () => {
+        firstAttempts++
+        throw new Error('not yet')
+      })])
+      await m.publishEvent('job', { n: 1 }, { topic })
+      await eventually(() => firstAttempts === 1, 'the first attempt')
+      await runner.stop()
+      const got: Received[] = []
+      await start(messaging(), [messageHandler({ topic, group }, async (message, ctx) => { got.push({ message, ctx, at: Date.now() }) })])
+      await eventually(() => got.length === 1, 'the redelivery', 45_000)
+      expect(got[0]!.message).to.deep.equal({ n: 1 })
+      expect(dead).to.have.length(0)
+    })
+
+    it('a handler that exceeds its timeout is aborted through ctx.signal and the attempt counts as failed', async function () {
+      const m = messaging()
+      const topic = randomName()
+      const attempts: Array<{ attempt: number, aborted: boolean }> = []
+      await start(m, [messageHandler({ topic, group: randomName('g'), timeout: 100, retryDelay: 10 }, async (_msg, ctx) => {
+        const entry = { attempt: ctx.attempt, aborted: false }
+        attempts.push(entry)
+        if (ctx.attempt === 1) {
+          await new Promise<void>(resolve => ctx.signal.addEventListener('abort', () => { entry.aborted = true; resolve() }))
+        }
+      })])
+      await m.publishEvent('job', {}, { topic })
+      await eventually(() => attempts.length === 2, 'the second attempt')
+      expect(attempts[0]).to.deep.equal({ attempt: 1, aborted: true })
+    })
+
+    if (target.features.newGroupReadsHistory) {
+      it('a new group starts from the earliest retained message', async function () {
+        const m = messaging()
+        const topic = randomName()
+        for (let n = 0; n < 3; n++) await m.publishEvent('early', { n }, { topic, key: 'k' })
+        const got: number[] = []
+        await start(m, [messageHandler({ topic, group: randomName('late') }, async (msg: unknown) => { got.push((msg as { n: number }).n) })])
+        await eventually(() => got.length === 3, 'the three earlier messages')
+        expect(got).to.deep.equal([0, 1, 2])
+      })
+    }
+  })
+}
