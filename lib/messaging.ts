@@ -129,6 +129,8 @@ export class Messaging {
   #broker: Promise<Broker> | undefined
   readonly #closeables = new Set<Closeable>()
   #closing: Promise<void> | undefined
+  /** Set once the producer is flushed and the broker is going: no more broker calls. */
+  #closed = false
 
   constructor (options: MessagingOptions = {}, env: NodeJS.ProcessEnv = process.env) {
     const { resolved, connect } = resolveMessagingOptions(options, env)
@@ -141,7 +143,7 @@ export class Messaging {
 
   /** The connected broker adapter. Loads the adapter and connects on first call. */
   broker (): Promise<Broker> {
-    if (this.#closing !== undefined) return Promise.reject(new BrokerError('this Messaging instance is closed', { retriable: false }))
+    if (this.#closed) return Promise.reject(new BrokerError('this Messaging instance is closed', { retriable: false }))
     this.#broker ??= (async () => {
       const broker = await this.#connect({ logger: this.logger, clientId: this.options.source })
       try {
@@ -195,6 +197,7 @@ export class Messaging {
     this.#closing ??= (async () => {
       await Promise.allSettled([...this.#closeables].map(c => c.stop()))
       await this.producer.close()
+      this.#closed = true
       const broker = await this.#broker?.catch(() => undefined)
       await broker?.close()
     })()

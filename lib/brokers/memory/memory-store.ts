@@ -183,10 +183,13 @@ export class MemoryStore {
   }
 }
 
-let shared: MemoryStore | undefined
+// On globalThis, so that two copies of Herald loaded in one process (a linked package, a
+// test runner that loads both the CommonJS and the ESM build) still share one broker.
+const KEY = Symbol.for('herald.memory-store')
+const holder = globalThis as typeof globalThis & { [KEY]?: MemoryStore }
 
 /** The process-wide store behind every memory broker. */
 export function sharedMemoryStore (retain?: number): MemoryStore {
-  shared ??= new MemoryStore(retain)
-  return shared
+  holder[KEY] ??= new MemoryStore(retain)
+  return holder[KEY]
 }

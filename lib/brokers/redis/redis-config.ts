@@ -1,18 +1,30 @@
 import type { RedisOptions as IORedisOptions } from 'ioredis'
 import { ConfigError } from '../../errors.js'
-import { checkObject, parseBrokerUrl } from '../config-checks.js'
+import { checkObject, checkPositiveInt, parseBrokerUrl } from '../config-checks.js'
 
 /** Redis options, under `redis` in the messaging options. */
 export interface RedisOptions {
   /** Prefix of the stream keys: the stream of topic `t` is `${prefix}t`. Default none. */
   prefix?: string
-  /** Passed to `new Redis(url, options)`: `tls`, `password`, `db`, … */
+  /**
+   * Passed to `new Redis(url, options)`: `tls`, `password`, `db`, … Herald connects with
+   * `protocol: 2` (RESP2) and `maxRetriesPerRequest: 10` unless given here; `lazyConnect`
+   * is always on and `keyPrefix` is refused (use `prefix`).
+   */
   client?: IORedisOptions
   /**
    * Opt-in approximate cap on stream length (`XADD MAXLEN ~ n`). Off by default: trimming
    * can delete entries a group has not consumed yet.
    */
   maxLen?: number
+  /**
+   * Milliseconds an entry may stay pending with a consumer that shows no sign of life
+   * before another consumer of the group takes it over (`XAUTOCLAIM` min-idle-time):
+   * how long the messages of a crashed worker wait. A live subscription refreshes the
+   * entries it holds about three times per period, however long its handlers take.
+   * Default 30000, at least 100.
+   */
+  claimIdleMs?: number
 }
 
 export interface RedisSettings {
@@ -20,6 +32,9 @@ export interface RedisSettings {
   prefix: string
   options: RedisOptions
 }
+
+/** `claimIdleMs` when the option is not given. */
+export const DEFAULT_CLAIM_IDLE_MS = 30_000
 
 const EXAMPLE = 'redis://:password@localhost:6379/0 (or rediss:// for TLS)'
 
@@ -33,6 +48,11 @@ export function resolveRedisSettings (url: string | undefined, env: NodeJS.Proce
   if (typeof prefix !== 'string') throw new ConfigError('redis.prefix', `must be a string, got ${JSON.stringify(prefix)}`)
   if (options?.maxLen !== undefined && (!Number.isInteger(options.maxLen) || options.maxLen < 1)) {
     throw new ConfigError('redis.maxLen', `must be a whole number above 0, got ${JSON.stringify(options.maxLen)}; leave it unset to never trim`)
+  }
+  if (options?.claimIdleMs !== undefined) checkPositiveInt('redis.claimIdleMs', options.claimIdleMs, { min: 100 })
+  const client = checkObject('redis.client', options?.client)
+  if (client.keyPrefix !== undefined && client.keyPrefix !== '') {
+    throw new ConfigError('redis.client.keyPrefix', `is not supported (got ${JSON.stringify(client.keyPrefix)}); set redis.prefix instead, which Herald applies to its stream keys`)
   }
   return { url: value, prefix, options: options ?? {} }
 }

@@ -1,0 +1,9 @@
+import type { Broker, BrokerDeps } from '../broker.js'
+import { KafkaBroker } from './kafka-broker.js'
+import type { KafkaSettings } from './kafka-config.js'
+
+export { KafkaBroker } from './kafka-broker.js'
+
+export function createBroker (settings: KafkaSettings, deps: BrokerDeps): Broker {
+  return new KafkaBroker(settings, deps)
+}

@@ -1,0 +1,189 @@
+import { randomBytes } from 'node:crypto'
+import { hostname } from 'node:os'
+import { Redis, type RedisOptions as IORedisOptions } from 'ioredis'
+import { BrokerError } from '../../errors.js'
+import { childLogger, type Logger } from '../../logger.js'
+import type { Broker, BrokerDeps, BrokerHealth, DeliveryHandler, OutgoingMessage, SubscribeOptions, Subscription } from '../broker.js'
+import { DEFAULT_CLAIM_IDLE_MS, type RedisSettings } from './redis-config.js'
+import { RedisConnections } from './redis-connection.js'
+import { STALE_READ_GRACE_MS, RedisSubscription } from './redis-subscription.js'
+import { xaddArguments } from './redis-stream.js'
+
+/** How long `health()` waits for PING. */
+const HEALTH_TIMEOUT_MS = 5000
+
+/**
+ * The Redis Streams broker (ioredis). A topic is the stream `${prefix}${topic}`, a group
+ * a stream consumer group, a dead-letter destination the stream `<topic>.<group>.dlq`
+ * (created by its first entry; a stream keeps its entries whether or not a group reads it).
+ *
+ * One connection publishes, acknowledges and reclaims; each subscription reads on its own
+ * blocking connection. Streams are never trimmed unless `maxLen` is set.
+ *
+ * @example
+ * ```ts
+ * const broker = new RedisBroker({ url: 'redis://localhost:6379', prefix: '', options: {} }, { logger, clientId: 'orders' })
+ * await broker.connect()
+ * await broker.publish([{ topic: 'orders', value: Buffer.from('{}'), headers: {} }])
+ * ```
+ */
+export class RedisBroker implements Broker {
+  readonly kind = 'redis' as const
+  readonly #settings: RedisSettings
+  readonly #clientId: string
+  readonly #logger: Logger
+  readonly #connections: RedisConnections
+  readonly #subscriptions = new Set<RedisSubscription>()
+  #client: Redis | undefined
+  #connecting: Promise<Redis> | undefined
+  #closed = false
+
+  constructor (settings: RedisSettings, deps: BrokerDeps) {
+    this.#settings = settings
+    this.#clientId = deps.clientId
+    this.#logger = childLogger(deps.logger, { broker: 'redis' })
+    this.#connections = new RedisConnections(settings.url, settings.options.client?.password, this.#logger)
+  }
+
+  /** Connects the shared connection. Idempotent; after a failure the next call tries again. */
+  async connect (): Promise<void> {
+    await this.#connected()
+  }
+
+  async #connected (): Promise<Redis> {
+    if (this.#closed) throw this.#closedError()
+    this.#connecting ??= (async () => {
+      const client = new Redis(this.#settings.url, this.#clientOptions())
+      await this.#connections.connect(client, 'connection')
+      if (this.#closed) {
+        client.disconnect()
+        throw this.#closedError()
+      }
+      this.#client = client
+      return client
+    })()
+    try {
+      return await this.#connecting
+    } catch (err) {
+      this.#connecting = undefined
+      throw err
+    }
+  }
+
+  #clientOptions (): IORedisOptions {
+    const client = this.#settings.options.client ?? {}
+    // RESP2 unless asked: Herald needs nothing from RESP3, and reads replies in the RESP2 shapes.
+    const protocol = client.protocol ?? 2
+    const options: IORedisOptions = {
+      connectionName: this.#clientId.replace(/\s+/g, '-'),
+      // ioredis' default (20) keeps a publish waiting about a minute and a half during an outage; this is about 20 s.
+      maxRetriesPerRequest: 10,
+      ...client,
+      protocol,
+      lazyConnect: true
+    }
+    if (protocol === 3) options.replyMapping = 'legacy'
+    else delete options.replyMapping
+    return options
+  }
+
+  async publish (messages: OutgoingMessage[]): Promise<Array<Error | undefined>> {
+    if (messages.length === 0) return []
+    let client: Redis
+    try {
+      client = await this.#connected()
+    } catch (err) {
+      return messages.map(() => err as Error)
+    }
+    const pipeline = client.pipeline()
+    for (const m of messages) pipeline.callBuffer('XADD', this.#settings.prefix + m.topic, ...xaddArguments(m, this.#settings.options.maxLen))
+    let results: Array<[Error | null, unknown]> | null
+    try {
+      results = await pipeline.exec()
+    } catch (err) {
+      const failed = new BrokerError(`could not send to Redis at ${this.#connections.address}: ${this.#connections.reason(err)}`, { cause: err })
+      return messages.map(() => failed)
+    }
+    return messages.map((m, i) => {
+      const [err, id] = results?.[i] ?? [new Error('no reply'), null]
+      if (err === null && id !== null && id !== undefined) return undefined
+      const reason = err === null ? 'no entry id in the reply' : this.#connections.reason(err)
+      return new BrokerError(`Redis did not take the message for stream "${this.#settings.prefix + m.topic}": ${reason}`, { cause: err ?? undefined })
+    })
+  }
+
+  async subscribe (options: SubscribeOptions, onDelivery: DeliveryHandler): Promise<Subscription> {
+    if (options.topics.length === 0) throw new BrokerError(`group "${options.group}" subscribed to no topic; give at least one`, { retriable: false })
+    const client = await this.#connected()
+    // Unique per subscription, so two in one process (or a restarted one) never share pending entries by accident.
+    const consumer = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`
+    const blocking = client.duplicate({
+      connectionName: `${this.#clientId.replace(/\s+/g, '-')}:${consumer}`,
+      lazyConnect: true,
+      // A blocking read that outlives its BLOCK by this grace is on a silent connection; the loop then reconnects.
+      blockingTimeout: STALE_READ_GRACE_MS,
+      blockingTimeoutGrace: STALE_READ_GRACE_MS
+    })
+    await this.#connections.connect(blocking, `blocking connection of group "${options.group}"`)
+    const sub = new RedisSubscription({
+      client,
+      blocking,
+      connections: this.#connections,
+      logger: childLogger(this.#logger, { group: options.group }),
+      prefix: this.#settings.prefix,
+      consumer,
+      claimIdleMs: this.#settings.options.claimIdleMs ?? DEFAULT_CLAIM_IDLE_MS,
+      options,
+      onDelivery,
+      onClosed: () => this.#subscriptions.delete(sub)
+    })
+    try {
+      await sub.start()
+    } catch (err) {
+      blocking.disconnect()
+      throw new BrokerError(`could not create consumer group "${options.group}" on Redis at ${this.#connections.address}: ${this.#connections.reason(err)}`, { cause: err })
+    }
+    this.#subscriptions.add(sub)
+    if (this.#closed) await sub.abort()
+    return sub
+  }
+
+  async health (): Promise<BrokerHealth> {
+    if (this.#closed) return { ok: false, broker: 'redis', detail: `${this.#connections.address}: closed` }
+    let timer: NodeJS.Timeout | undefined
+    try {
+      const client = await this.#connected()
+      const timeout = new Promise<never>((_resolve, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer to PING within ${HEALTH_TIMEOUT_MS} ms`)), HEALTH_TIMEOUT_MS)
+      })
+      await Promise.race([client.ping(), timeout])
+      return { ok: true, broker: 'redis', detail: this.#connections.address }
+    } catch (err) {
+      return { ok: false, broker: 'redis', detail: err instanceof BrokerError ? err.message : `${this.#connections.address}: ${this.#connections.reason(err)}` }
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  /**
+   * Closes every connection. Open subscriptions stop at once without waiting for their
+   * deliveries to settle: what those hold stays pending in the group and is reclaimed by
+   * another consumer (close subscriptions first for a clean hand-over).
+   */
+  async close (): Promise<void> {
+    this.#closed = true
+    await Promise.all([...this.#subscriptions].map(async s => await s.abort()))
+    const client = this.#client ?? await this.#connecting?.catch(() => undefined)
+    this.#client = undefined
+    if (client === undefined) return
+    try {
+      await client.quit()
+    } catch {
+      client.disconnect()
+    }
+  }
+
+  #closedError (): BrokerError {
+    return new BrokerError('the Redis broker is closed; create a new Messaging instance', { retriable: false })
+  }
+}

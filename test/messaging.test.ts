@@ -1,0 +1,219 @@
+import { expect } from 'chai'
+import {
+  ConfigError, configureMessaging, createMessaging, getMessaging, getProducer, publishEvent, event, Messaging
+} from '../lib/index.js'
+import { resetDefaultMessaging } from '../lib/messaging.js'
+import { sharedMemoryStore } from '../lib/brokers/memory/index.js'
+import { randomName } from './helpers.js'
+
+function configError (fn: () => unknown): ConfigError {
+  try {
+    fn()
+  } catch (err) {
+    expect(err).to.be.instanceOf(ConfigError)
+    return err as ConfigError
+  }
+  throw new Error('expected a ConfigError')
+}
+
+describe('configuration', function () {
+  const env = { ...process.env }
+  afterEach(function () {
+    process.env = { ...env }
+    resetDefaultMessaging()
+  })
+  for (const name of ['MESSAGING_BROKER', 'KAFKA_BOOTSTRAP_SERVERS', 'RABBITMQ_URL', 'REDIS_URL', 'SERVICE_NAME']) {
+    beforeEach(function () { delete process.env[name] })
+  }
+
+  it('uses the embedded memory broker when nothing is configured', function () {
+    const m = createMessaging({ logger: false })
+    expect(m.options.broker).to.equal('memory')
+    expect(m.options.source).to.equal('herald')
+    expect(m.options.defaultTopic).to.equal('events')
+  })
+
+  it('takes the broker from MESSAGING_BROKER, else from whichever broker variable is set', function () {
+    process.env.REDIS_URL = 'redis://127.0.0.1:6379'
+    expect(createMessaging({ logger: false }).options.broker).to.equal('redis')
+    process.env.KAFKA_BOOTSTRAP_SERVERS = '127.0.0.1:9092'
+    expect(createMessaging({ logger: false }).options.broker).to.equal('kafka')
+    process.env.MESSAGING_BROKER = 'memory'
+    expect(createMessaging({ logger: false }).options.broker).to.equal('memory')
+    process.env.SERVICE_NAME = 'billing'
+    expect(createMessaging({ logger: false }).options.source).to.equal('billing')
+  })
+
+  it('splits KAFKA_BOOTSTRAP_SERVERS on commas', function () {
+    process.env.KAFKA_BOOTSTRAP_SERVERS = '127.0.0.1:9092, 127.0.0.2:9093'
+    expect(createMessaging({ logger: false }).options.address).to.equal('127.0.0.1:9092,127.0.0.2:9093')
+  })
+
+  it('rejects an unknown broker, naming the option and the allowed values', function () {
+    const err = configError(() => createMessaging({ broker: 'kafak' as never }))
+    expect(err.option).to.equal('broker')
+    expect(err.message).to.contain('"kafak"').and.to.contain('"kafka", "rabbitmq", "redis", "memory"')
+    process.env.MESSAGING_BROKER = 'nats'
+    expect(configError(() => createMessaging()).option).to.equal('MESSAGING_BROKER')
+  })
+
+  it('rejects empty or malformed bootstrap servers with the expected form', function () {
+    expect(configError(() => createMessaging({ broker: 'kafka', bootstrapServers: '' })).message).to.contain('at least one Kafka broker')
+    expect(configError(() => createMessaging({ broker: 'kafka', bootstrapServers: [] })).option).to.equal('bootstrapServers')
+    const err = configError(() => createMessaging({ broker: 'kafka', bootstrapServers: 'kafka://localhost:9092' }))
+    expect(err.message).to.contain('"kafka://localhost:9092" is not "host:port"')
+    expect(configError(() => createMessaging({ broker: 'kafka', bootstrapServers: 'localhost:99999' })).message).to.contain('host:port')
+  })
+
+  it('rejects a malformed URL or a wrong scheme, without showing its password', function () {
+    const bad = configError(() => createMessaging({ broker: 'rabbitmq', url: 'amqp://guest:s3cret@' }))
+    expect(bad.option).to.equal('url')
+    expect(bad.message).not.to.contain('s3cret')
+    const scheme = configError(() => createMessaging({ broker: 'redis', url: 'http://user:hunter2@localhost:6379' }))
+    expect(scheme.message).to.contain('expected "redis:" or "rediss:"').and.not.to.contain('hunter2')
+    process.env.RABBITMQ_URL = 'nope'
+    expect(configError(() => createMessaging({ broker: 'rabbitmq' })).option).to.equal('RABBITMQ_URL')
+  })
+
+  it('rejects bad numeric options with the range', function () {
+    expect(configError(() => createMessaging({ publishTimeout: 0 })).message).to.contain('publishTimeout: must be a whole number from 1')
+    expect(configError(() => createMessaging({ maxBatchSize: 1.5 })).option).to.equal('maxBatchSize')
+    expect(configError(() => createMessaging({ broker: 'memory', source: '' })).option).to.equal('source')
+  })
+
+  it('configureMessaging sets the process default used by getMessaging, getProducer and publishEvent', async function () {
+    const m = configureMessaging({ logger: false, source: 'svc' })
+    expect(getMessaging()).to.equal(m)
+    expect(getProducer()).to.equal(m.producer)
+    const topic = randomName()
+    const sent = await publishEvent('thing.done', { a: 1 }, { topic })
+    const [entry] = sharedMemoryStore().entries(topic)
+    expect(JSON.parse(entry!.value.toString())).to.deep.equal(sent)
+    await m.close()
+  })
+
+  it('getMessaging creates a default from the environment when none was configured', function () {
+    expect(getMessaging()).to.be.instanceOf(Messaging)
+    expect(getMessaging()).to.equal(getMessaging())
+  })
+})
+
+describe('the event envelope', function () {
+  it('is {id, name, data, timestamp, source} JSON with the event-* and content-type headers', async function () {
+    const m = createMessaging({ logger: false, source: 'users-service' })
+    const topic = randomName()
+    const sent = await m.publishEvent('user.created', { id: 1, email: 'a@b.c' }, { topic, key: '1', headers: { 'x-request-id': 'r1' } })
+    expect(sent.id).to.match(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
+    expect(sent.timestamp).to.match(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/)
+    const [entry] = sharedMemoryStore().entries(topic)
+    expect(Object.keys(JSON.parse(entry!.value.toString()))).to.deep.equal(['id', 'name', 'data', 'timestamp', 'source'])
+    expect(JSON.parse(entry!.value.toString())).to.deep.equal({ id: sent.id, name: 'user.created', data: { id: 1, email: 'a@b.c' }, timestamp: sent.timestamp, source: 'users-service' })
+    expect(entry!.key).to.equal('1')
+    expect(entry!.headers).to.deep.equal({
+      'x-request-id': 'r1',
+      'content-type': 'application/json',
+      'event-name': 'user.created',
+      'event-id': sent.id,
+      'event-source': 'users-service'
+    })
+    await m.close()
+  })
+
+  it('producer.send puts the message JSON on the wire unwrapped', async function () {
+    const m = createMessaging({ logger: false })
+    const topic = randomName()
+    await m.producer.send(topic, { plain: [1, 2] }, { key: 'k', headers: { a: 'b' } })
+    const [entry] = sharedMemoryStore().entries(topic)
+    expect(entry!.value.toString()).to.equal('{"plain":[1,2]}')
+    expect(entry!.headers).to.deep.equal({ 'content-type': 'application/json', a: 'b' })
+    await m.close()
+  })
+
+  it('a value JSON cannot carry is refused with a clear error', async function () {
+    const m = createMessaging({ logger: false })
+    const cyclic: Record<string, unknown> = {}
+    cyclic.self = cyclic
+    let error: unknown
+    try { await m.producer.send(randomName(), cyclic) } catch (err) { error = err }
+    expect(String(error)).to.contain('cannot be serialised as JSON')
+    await m.close()
+  })
+})
+
+describe('the producer', function () {
+  it('coalesces sends made together into one broker batch and resolves each once acknowledged', async function () {
+    const m = createMessaging({ logger: false })
+    const broker = await m.broker()
+    const batches: number[] = []
+    const publish = broker.publish.bind(broker)
+    broker.publish = async (messages) => { batches.push(messages.length); return await publish(messages) }
+    const topic = randomName()
+    await Promise.all([...Array(50).keys()].map(n => m.producer.send(topic, { n }, { key: String(n % 3) })))
+    expect(batches.reduce((a, b) => a + b, 0)).to.equal(50)
+    expect(batches.length, 'fewer requests than sends').to.be.below(5)
+    expect(sharedMemoryStore().entries(topic).map(e => JSON.parse(e.value.toString()).n)).to.deep.equal([...Array(50).keys()])
+    await m.close()
+  })
+
+  it('close() sends what is pending, then refuses new sends', async function () {
+    const m = createMessaging({ logger: false })
+    const topic = randomName()
+    const pending = m.producer.send(topic, { last: true })
+    await m.close()
+    await pending
+    expect(sharedMemoryStore().entries(topic)).to.have.length(1)
+    let error: unknown
+    try { await m.publishEvent('late', {}, { topic }) } catch (err) { error = err }
+    expect(String(error)).to.match(/closed/)
+  })
+
+  it('rejects a send when the broker does not acknowledge within publishTimeout', async function () {
+    const m = createMessaging({ logger: false, publishTimeout: 50 })
+    const broker = await m.broker()
+    broker.publish = async () => await new Promise(() => {}) // a broker that never answers
+    let error: unknown
+    try { await m.publishEvent('user.created', {}, { topic: 'x' }) } catch (err) { error = err }
+    expect(String(error)).to.contain('could not publish event "user.created" to topic "x"').and.to.contain('publishTimeout (50 ms)')
+  })
+})
+
+describe('the @event decorator', function () {
+  it('publishes the method result as the event data once the method resolves, and returns the result', async function () {
+    const messaging = createMessaging({ logger: false, source: 'users' })
+    const topic = randomName()
+    class Users {
+      @event('user.created', { topic, keyField: 'id', messaging })
+      async create (email: string): Promise<{ id: number, email: string }> {
+        return { id: 42, email }
+      }
+
+      @event('user.pinged', { topic, includeResult: false, messaging })
+      async ping (): Promise<string> { return 'pong' }
+    }
+    const users = new Users()
+    expect(await users.create('a@b.c')).to.deep.equal({ id: 42, email: 'a@b.c' })
+    expect(await users.ping()).to.equal('pong')
+    const entries = sharedMemoryStore().entries(topic)
+    expect(entries.map(e => JSON.parse(e.value.toString()).name)).to.deep.equal(['user.created', 'user.pinged'])
+    expect(JSON.parse(entries[0]!.value.toString()).data).to.deep.equal({ id: 42, email: 'a@b.c' })
+    expect(entries[0]!.key).to.equal('42')
+    expect(JSON.parse(entries[1]!.value.toString()).data).to.deep.equal({})
+    await messaging.close()
+  })
+
+  it('makes the call reject when the event cannot be published', async function () {
+    const messaging = createMessaging({ logger: false })
+    await messaging.close()
+    class Users {
+      @event('user.created', { messaging })
+      async create (): Promise<object> { return {} }
+    }
+    let error: unknown
+    try { await new Users().create() } catch (err) { error = err }
+    expect(String(error)).to.contain('could not publish event "user.created"')
+  })
+
+  it('rejects a bad config when the class is defined', function () {
+    expect(() => event('', {})).to.throw(/name/)
+  })
+})
