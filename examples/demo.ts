@@ -49,10 +49,14 @@ const tap = await startConsumers({
   signals: false,
   handlers: [
     messageHandler({ topic: ['user-events', 'order-events', 'analytics'], group: 'demo-tap' }, async (_m, ctx) => {
+      // On a broker that keeps history, count only this run's events.
+      if (Date.parse(ctx.event?.timestamp ?? '') < started) return
       seen.events++
       line('broker', `${ctx.event?.name ?? '?'} on ${ctx.topic} (key ${ctx.key ?? '-'}, id ${ctx.event?.id.slice(0, 8) ?? '-'})`)
     }),
-    messageHandler({ topic: 'order-events.billing.dlq', group: 'demo-tap' }, async () => { seen.deadLetters++ })
+    messageHandler({ topic: 'order-events.billing.dlq', group: 'demo-tap' }, async (_m, ctx) => {
+      if (Date.parse(ctx.headers[DLQ_HEADERS.failedAt] ?? '') >= started) seen.deadLetters++
+    })
   ]
 })
 const worker = await startWorker(messaging, { mailer: logMailer, payments: flakyPayments })
@@ -79,7 +83,7 @@ while ((seen.events < 5 || seen.deadLetters < 1 || gatewayCalls < 3) && Date.now
   await new Promise(resolve => setTimeout(resolve, 50))
 }
 await new Promise(resolve => setTimeout(resolve, 300))
-const ok = seen.events === 5 && seen.deadLetters === 1 && gatewayCalls === 3
+const ok = seen.events === 5 && seen.deadLetters === 1 && gatewayCalls >= 3
 
 await app.close()
 await worker.stop()
