@@ -4,6 +4,15 @@ import type { RedisSettings } from './redis-config.js'
 
 export { RedisBroker } from './redis-broker.js'
 
+/**
+ * The Redis Streams adapter, loaded lazily by `createMessaging({ broker: 'redis' })`.
+ *
+ * @example
+ * ```ts
+ * const broker = createBroker(resolveRedisSettings('redis://localhost:6379', process.env, {}), { logger, clientId: 'orders' })
+ * await broker.connect()
+ * ```
+ */
 export function createBroker (settings: RedisSettings, deps: BrokerDeps): Broker {
   return new RedisBroker(settings, deps)
 }

@@ -89,15 +89,20 @@ function rawEntries (list: unknown): RawEntry[] {
   return out
 }
 
-/** `XREADGROUP` reply: `[[stream, [[id, fields], …]], …]`, or nil when the block timed out. */
+/**
+ * `XREADGROUP` reply, or nil when the block timed out. RESP2 sends `[[stream, entries], …]`;
+ * RESP3 sends a map, which ioredis gives a raw command as a flat `[stream, entries, …]`
+ * (its reply transformer applies only to the named `xreadgroup` method).
+ */
 export function parseReadReply (reply: unknown): Array<{ stream: string, entries: RawEntry[] }> {
   if (!Array.isArray(reply)) return []
-  const out: Array<{ stream: string, entries: RawEntry[] }> = []
-  for (const item of reply) {
-    if (!Array.isArray(item) || item.length < 2) continue
-    out.push({ stream: text(item[0]), entries: rawEntries(item[1]) })
+  const pairs: unknown[][] = []
+  if (reply.length > 0 && !Array.isArray(reply[0])) {
+    for (let i = 0; i + 1 < reply.length; i += 2) pairs.push([reply[i], reply[i + 1]])
+  } else {
+    for (const item of reply) if (Array.isArray(item) && item.length >= 2) pairs.push(item)
   }
-  return out
+  return pairs.map(([stream, entries]) => ({ stream: text(stream), entries: rawEntries(entries) }))
 }
 
 /** `XAUTOCLAIM` reply: `[next cursor, [[id, fields], …], [deleted id, …]]` (the third element since Redis 7). */

@@ -78,6 +78,7 @@ export class RedisSubscription implements Subscription {
   #settledWaiters: Array<() => void> = []
   #heartbeat: NodeJS.Timeout | undefined
   #heartbeatRunning = false
+  #heartbeatFailing = false
   #stopped: Promise<void> | undefined
   #closed: Promise<void> | undefined
   #aborted = false
@@ -144,7 +145,14 @@ export class RedisSubscription implements Subscription {
       this.#stopping = true
       this.#wake?.()
       await this.#interruptRead()
-      await this.#loop
+      const loop = this.#loop ?? Promise.resolve()
+      const ended = await Promise.race([loop.then(() => true), new Promise<false>(resolve => setTimeout(() => resolve(false), BLOCK_MS + 500).unref())])
+      if (!ended && this.#reading !== undefined) {
+        // A read queued on a connection that is down: drop the connection. Whatever Redis may have
+        // delivered to it stays pending under this consumer and is reclaimed after claimIdleMs.
+        this.#p.blocking.disconnect()
+      }
+      await loop
       const leftovers = this.#backlog.splice(0)
       await this.#giveBack(leftovers.map(h => h.entry), 'unread')
     })()
@@ -329,9 +337,10 @@ export class RedisSubscription implements Subscription {
         } finally {
           done()
         }
-        // Deliver it again soon, from here if this subscription still reads.
+        // Deliver it again soon, from here if this subscription still reads: cut the blocking read short to reclaim now.
         this.#reclaimCursor.set(entry.stream, '0-0')
         this.#reclaimAt = 0
+        if (!this.#stopping) void this.#interruptRead()
       },
       keepAlive: async () => {
         if (settled) return
@@ -378,8 +387,14 @@ export class RedisSubscription implements Subscription {
             'another consumer of the group took over entries this one still holds; they may be handled twice')
         }
       }
+      this.#heartbeatFailing = false
     } catch (err) {
-      this.#p.logger.debug({ consumer: this.#p.consumer, reason: this.#p.connections.reason(err) }, 'could not refresh held entries')
+      // Once per failure streak, and not during an outage (already logged): a refused script (ACL) must be seen.
+      const fields = { consumer: this.#p.consumer, reason: this.#p.connections.reason(err) }
+      const message = 'could not refresh the entries this consumer holds; other consumers may take them over after claimIdleMs'
+      if (this.#heartbeatFailing || this.#p.connections.outage) this.#p.logger.debug(fields, message)
+      else this.#p.logger.warn(fields, message)
+      this.#heartbeatFailing = true
     } finally {
       this.#heartbeatRunning = false
     }

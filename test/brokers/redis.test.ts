@@ -1,0 +1,383 @@
+import { randomUUID } from 'node:crypto'
+import { inspect } from 'node:util'
+import { expect } from 'chai'
+import { Redis } from 'ioredis'
+import type { Broker, Delivery, OutgoingMessage, SubscribeOptions, Subscription } from '../../lib/brokers/broker.js'
+import { createBroker } from '../../lib/brokers/redis/index.js'
+import { resolveRedisSettings, type RedisOptions } from '../../lib/brokers/redis/redis-config.js'
+import { BrokerError, ConfigError } from '../../lib/errors.js'
+import type { Logger } from '../../lib/logger.js'
+import { eventually, sleep } from '../helpers.js'
+
+/**
+ * The Redis Streams adapter, through the Broker contract, against a live Redis
+ * (`REDIS_URL`, default redis://127.0.0.1:6379). No Redis means failures, not skips.
+ */
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+const PREFIX = 'herald-test:'
+
+describe('redis broker', function () {
+  this.timeout(30_000)
+  let raw: Redis
+  let keys: string[] = []
+  let brokers: Broker[] = []
+  let logs: string[] = []
+
+  const logger: Logger = {
+    debug: (o, m) => { logs.push(`${m ?? ''} ${JSON.stringify(o)}`) },
+    info: (o, m) => { logs.push(`${m ?? ''} ${JSON.stringify(o)}`) },
+    warn: (o, m) => { logs.push(`${m ?? ''} ${JSON.stringify(o)}`) },
+    error: (o, m) => { logs.push(`${m ?? ''} ${inspect(o)}`) }
+  }
+
+  /** A fresh topic; its stream is deleted after the test. */
+  function topic (): string {
+    const t = `herald-test-${randomUUID()}`
+    keys.push(PREFIX + t)
+    return t
+  }
+
+  function group (): string {
+    return `herald-test-${randomUUID()}`
+  }
+
+  async function broker (options: RedisOptions = {}, url = REDIS_URL): Promise<Broker> {
+    const b = createBroker({ url, prefix: PREFIX, options: { prefix: PREFIX, ...options } }, { logger, clientId: 'herald-test' })
+    brokers.push(b)
+    await b.connect()
+    return b
+  }
+
+  function message (t: string, body: unknown, extra: Partial<OutgoingMessage> = {}): OutgoingMessage {
+    return { topic: t, value: Buffer.from(JSON.stringify(body)), headers: {}, ...extra }
+  }
+
+  async function publish (b: Broker, messages: OutgoingMessage[]): Promise<void> {
+    const results = await b.publish(messages)
+    expect(results).to.deep.equal(messages.map(() => undefined))
+  }
+
+  /** Subscribes and collects deliveries; `settle` decides what happens to each (default: ack at once). */
+  async function collect (b: Broker, options: Partial<SubscribeOptions> & { topics: string[], group: string },
+    settle: ((d: Delivery) => Promise<void>) | 'hold' = async d => await d.ack()): Promise<{ got: Delivery[], sub: Subscription }> {
+    const got: Delivery[] = []
+    const sub = await b.subscribe({ maxInFlight: 16, deadLetterTopics: [], ...options }, async (d) => {
+      got.push(d)
+      if (settle !== 'hold') await settle(d)
+    })
+    return { got, sub }
+  }
+
+  const body = (d: Delivery): unknown => JSON.parse(d.value.toString('utf8'))
+
+  before(async function () {
+    raw = new Redis(REDIS_URL, { lazyConnect: true, protocol: 2, maxRetriesPerRequest: 1, retryStrategy: () => null })
+    raw.on('error', () => {})
+    await raw.connect()
+  })
+
+  after(async function () {
+    await raw?.quit()
+  })
+
+  afterEach(async function () {
+    // Closing a broker stops its subscriptions without waiting for what tests left unsettled.
+    for (const b of brokers.splice(0)) await b.close()
+    if (keys.length > 0) await raw.del(...keys.splice(0))
+    logs = []
+  })
+
+  it('a published message is delivered with its value, key and headers intact', async function () {
+    const b = await broker()
+    const t = topic()
+    const { got } = await collect(b, { topics: [t], group: group() })
+    await publish(b, [message(t, { n: 1 }, { key: 'order-7', headers: { 'event-name': 'order.created', 'x-trace': 'abc' } })])
+    await eventually(() => got.length === 1, 'the delivery')
+    const d = got[0]!
+    expect(d.topic).to.equal(t)
+    expect(body(d)).to.deep.equal({ n: 1 })
+    expect(d.key).to.equal('order-7')
+    expect(d.headers).to.deep.equal({ 'event-name': 'order.created', 'x-trace': 'abc' })
+    expect(d.redeliveries).to.equal(0)
+    expect(d.id).to.match(new RegExp(`^${t}@\\d+-\\d+$`))
+  })
+
+  it('a published entry has the fields data, key and a JSON headers object, as other Redis clients read it', async function () {
+    const b = await broker()
+    const t = topic()
+    await publish(b, [message(t, { n: 1 }, { key: 'k1', headers: { a: 'b' } }), message(t, { n: 2 })])
+    const entries = await raw.xrange(PREFIX + t, '-', '+')
+    expect(entries).to.have.length(2)
+    expect(entries[0]![1]).to.deep.equal(['data', '{"n":1}', 'key', 'k1', 'headers', '{"a":"b"}'])
+    expect(entries[1]![1]).to.deep.equal(['data', '{"n":2}', 'headers', '{}'])
+  })
+
+  it('streams are not trimmed unless maxLen is set, and then only approximately to it', async function () {
+    const untrimmed = topic()
+    const trimmed = topic()
+    const b = await broker()
+    const capped = await broker({ maxLen: 10 })
+    const batch = (t: string): OutgoingMessage[] => [...Array(500).keys()].map(n => message(t, { n }))
+    await publish(b, batch(untrimmed))
+    await publish(capped, batch(trimmed))
+    expect(await raw.xlen(PREFIX + untrimmed)).to.equal(500)
+    expect(await raw.xlen(PREFIX + trimmed)).to.be.below(500)
+  })
+
+  it('a group created after messages were published reads them from the earliest, in order', async function () {
+    const b = await broker()
+    const t = topic()
+    await publish(b, [0, 1, 2].map(n => message(t, { n })))
+    const { got } = await collect(b, { topics: [t], group: group() })
+    await eventually(() => got.length === 3, 'the three earlier messages')
+    expect(got.map(body)).to.deep.equal([{ n: 0 }, { n: 1 }, { n: 2 }])
+  })
+
+  it('two groups each get every message', async function () {
+    const b = await broker()
+    const t = topic()
+    const a = await collect(b, { topics: [t], group: group() })
+    const c = await collect(b, { topics: [t], group: group() })
+    await publish(b, [...Array(10).keys()].map(n => message(t, { n })))
+    await eventually(() => a.got.length === 10 && c.got.length === 10, 'both groups to get all ten')
+    expect(a.got.map(body)).to.deep.equal([...Array(10).keys()].map(n => ({ n })))
+    expect(c.got.map(body)).to.deep.equal([...Array(10).keys()].map(n => ({ n })))
+  })
+
+  it('two subscriptions in one group share the work: each message is delivered once, to one of them', async function () {
+    const t = topic()
+    const g = group()
+    const slowAck = async (d: Delivery): Promise<void> => { await sleep(10); await d.ack() }
+    const first = await collect(await broker(), { topics: [t], group: g, maxInFlight: 1 }, slowAck)
+    const second = await collect(await broker(), { topics: [t], group: g, maxInFlight: 1 }, slowAck)
+    await publish(brokers[0]!, [...Array(40).keys()].map(n => message(t, { n })))
+    await eventually(() => first.got.length + second.got.length >= 40, 'all forty')
+    await sleep(300)
+    const all = [...first.got, ...second.got].map(d => (body(d) as { n: number }).n).sort((x, y) => x - y)
+    expect(all).to.deep.equal([...Array(40).keys()])
+    expect(first.got.length, 'first subscription got a share').to.be.above(0)
+    expect(second.got.length, 'second subscription got a share').to.be.above(0)
+  })
+
+  it('acknowledged entries are not delivered again to the group', async function () {
+    const b = await broker()
+    const t = topic()
+    const g = group()
+    const before = await collect(b, { topics: [t], group: g })
+    await publish(b, [message(t, { n: 1 }), message(t, { n: 2 })])
+    await eventually(() => before.got.length === 2, 'the first two')
+    await before.sub.close()
+    const summary = await raw.xpending(PREFIX + t, g) as [number, ...unknown[]]
+    expect(summary[0], 'nothing pending in the group').to.equal(0)
+    const after = await collect(await broker({ claimIdleMs: 100 }), { topics: [t], group: g })
+    await publish(b, [message(t, { n: 3 })])
+    await eventually(() => after.got.length >= 1, 'the next message')
+    await sleep(500)
+    expect(after.got.map(body)).to.deep.equal([{ n: 3 }])
+  })
+
+  it('an entry left pending by a consumer that died is reclaimed and delivered with its redeliveries', async function () {
+    const b = await broker()
+    const t = topic()
+    const g = group()
+    await raw.xgroup('CREATE', PREFIX + t, g, '0', 'MKSTREAM')
+    await publish(b, [message(t, { n: 1 }, { key: 'k' })])
+    const read = await raw.xreadgroup('GROUP', g, 'dead', 'COUNT', 10, 'STREAMS', PREFIX + t, '>') as unknown[]
+    expect(read).to.have.length(1)
+    const { got } = await collect(await broker({ claimIdleMs: 200 }), { topics: [t], group: g })
+    await eventually(() => got.length === 1, 'the reclaimed entry', 10_000)
+    expect(body(got[0]!)).to.deep.equal({ n: 1 })
+    expect(got[0]!.key).to.equal('k')
+    expect(got[0]!.redeliveries).to.be.at.least(1)
+    await eventually(async () => ((await raw.xpending(PREFIX + t, g)) as [number])[0] === 0, 'the reclaimed entry to be acknowledged')
+  })
+
+  it('a released entry is delivered again to the same subscription', async function () {
+    const b = await broker()
+    const t = topic()
+    let released = false
+    const { got } = await collect(b, { topics: [t], group: group() }, async d => {
+      if (!released) {
+        released = true
+        await d.release()
+      } else await d.ack()
+    })
+    await publish(b, [message(t, { n: 1 })])
+    await eventually(() => got.length === 2, 'the redelivery', 10_000)
+    expect(got.map(body)).to.deep.equal([{ n: 1 }, { n: 1 }])
+    expect(got.map(d => d.redeliveries)).to.deep.equal([0, 1])
+  })
+
+  it('an entry released by a closing subscription goes to the next consumer of the group well before claimIdleMs', async function () {
+    const t = topic()
+    const g = group()
+    const b = await broker()
+    const first = await collect(b, { topics: [t], group: g }, 'hold')
+    await publish(b, [message(t, { n: 1 })])
+    await eventually(() => first.got.length === 1, 'the first delivery')
+    await first.sub.pause()
+    await first.got[0]!.release()
+    await first.sub.close()
+    const started = Date.now()
+    // The default claimIdleMs (30 s) applies: only the release makes it come back at once.
+    const second = await collect(await broker(), { topics: [t], group: g })
+    await eventually(() => second.got.length === 1, 'the redelivery', 10_000)
+    expect(Date.now() - started).to.be.below(10_000)
+    expect(body(second.got[0]!)).to.deep.equal({ n: 1 })
+    expect(second.got[0]!.redeliveries).to.equal(1)
+  })
+
+  it('an entry with only a data field, from another producer, is an ordinary message', async function () {
+    const b = await broker()
+    const t = topic()
+    const { got } = await collect(b, { topics: [t], group: group() })
+    await raw.xadd(PREFIX + t, '*', 'data', '{"plain":true}')
+    await eventually(() => got.length === 1, 'the delivery')
+    expect(body(got[0]!)).to.deep.equal({ plain: true })
+    expect(got[0]!.key).to.equal(undefined)
+    expect(got[0]!.headers).to.deep.equal({})
+  })
+
+  it('an entry with no data field is delivered with an empty value, and the next entries still flow', async function () {
+    const b = await broker()
+    const t = topic()
+    const { got } = await collect(b, { topics: [t], group: group() })
+    await raw.xadd(PREFIX + t, '*', 'payload', 'not ours', 'headers', 'not json')
+    await raw.xadd(PREFIX + t, '*', 'data', '{"n":2}')
+    await eventually(() => got.length === 2, 'both entries')
+    expect(got[0]!.value).to.have.length(0)
+    expect(got[0]!.headers).to.deep.equal({})
+    expect(body(got[1]!)).to.deep.equal({ n: 2 })
+    expect(logs.some(l => l.includes('no "data" field'))).to.equal(true)
+  })
+
+  it('never hands over more than maxInFlight unsettled deliveries, over several topics', async function () {
+    const b = await broker()
+    const t1 = topic()
+    const t2 = topic()
+    let unsettled = 0
+    let most = 0
+    const waiting: Delivery[] = []
+    const { got } = await collect(b, { topics: [t1, t2], group: group(), maxInFlight: 3 }, async d => {
+      unsettled++
+      most = Math.max(most, unsettled)
+      waiting.push(d)
+    })
+    await publish(b, [...Array(10).keys()].flatMap(n => [message(t1, { n }), message(t2, { n })]))
+    await eventually(() => got.length === 3, 'the first three')
+    await sleep(1500)
+    expect(got).to.have.length(3)
+    while (got.length < 20) {
+      const d = waiting.shift()
+      if (d === undefined) {
+        await sleep(10)
+        continue
+      }
+      // Settled from the moment ack() is called; the adapter itself waits for XACK before handing over more.
+      unsettled--
+      await d.ack()
+    }
+    await Promise.all(waiting.map(async d => await d.ack()))
+    expect(most).to.equal(3)
+    const byTopic = (name: string): unknown[] => got.filter(d => d.topic === name).map(body)
+    expect(byTopic(t1), 'stream order').to.deep.equal([...Array(10).keys()].map(n => ({ n })))
+    expect(byTopic(t2), 'stream order').to.deep.equal([...Array(10).keys()].map(n => ({ n })))
+  })
+
+  it('pause() stops delivering; close() waits for handed-over deliveries and leaves the group', async function () {
+    const b = await broker()
+    const t = topic()
+    const g = group()
+    const { got, sub } = await collect(b, { topics: [t], group: g }, 'hold')
+    await publish(b, [message(t, { n: 1 })])
+    await eventually(() => got.length === 1, 'the first delivery')
+    await sub.pause()
+    await publish(b, [message(t, { n: 2 })])
+    await sleep(300)
+    expect(got).to.have.length(1)
+    let closed = false
+    const closing = sub.close().then(() => { closed = true })
+    await sleep(200)
+    expect(closed, 'close() waits for the unsettled delivery').to.equal(false)
+    await got[0]!.ack()
+    await closing
+    const consumers = await raw.xinfo('CONSUMERS', PREFIX + t, g) as unknown[]
+    expect(consumers, 'no consumer name left in the group').to.have.length(0)
+  })
+
+  it('a stream deleted under a subscription is created again with its group, and later messages arrive', async function () {
+    const b = await broker()
+    const t = topic()
+    const { got } = await collect(b, { topics: [t], group: group() })
+    await publish(b, [message(t, { n: 1 })])
+    await eventually(() => got.length === 1, 'the first message')
+    await raw.del(PREFIX + t)
+    await sleep(100)
+    await publish(b, [message(t, { n: 2 })])
+    await eventually(() => got.length === 2, 'the message after the deletion', 10_000)
+    expect(body(got[1]!)).to.deep.equal({ n: 2 })
+    expect(logs.some(l => l.includes('disappeared'))).to.equal(true)
+  })
+
+  it('a client that asks for RESP3 (protocol: 3) delivers, releases and reclaims the same way', async function () {
+    const b = await broker({ client: { protocol: 3 } })
+    const t = topic()
+    let released = false
+    const { got } = await collect(b, { topics: [t], group: group() }, async d => {
+      if (released) return await d.ack()
+      released = true
+      await d.release()
+    })
+    await publish(b, [message(t, { n: 1 }, { key: 'k', headers: { h: 'v' } })])
+    await eventually(() => got.length === 2, 'the delivery and its redelivery', 10_000)
+    expect(got.map(d => [body(d), d.key, d.headers, d.redeliveries])).to.deep.equal([
+      [{ n: 1 }, 'k', { h: 'v' }, 0],
+      [{ n: 1 }, 'k', { h: 'v' }, 1]
+    ])
+  })
+
+  it('options are checked: claimIdleMs is at least 100 ms, and client.keyPrefix is refused in favour of prefix', function () {
+    expect(() => resolveRedisSettings(undefined, {}, { claimIdleMs: 10 })).to.throw(ConfigError, 'redis.claimIdleMs')
+    expect(() => resolveRedisSettings(undefined, {}, { client: { keyPrefix: 'app:' } })).to.throw(ConfigError, 'redis.prefix')
+    expect(resolveRedisSettings(undefined, {}, { claimIdleMs: 100, prefix: 'app:' }).prefix).to.equal('app:')
+  })
+
+  it('health() answers ok with the address, its password masked', async function () {
+    const b = await broker()
+    const health = await b.health()
+    expect(health).to.deep.include({ ok: true, broker: 'redis' })
+    expect(health.detail).to.include('127.0.0.1')
+  })
+
+  describe('a secret in the URL never shows', function () {
+    const secret = `s3cret-${randomUUID()}`
+
+    function expectNoSecret (err: unknown): void {
+      expect(err).to.be.instanceOf(BrokerError)
+      expect((err as Error).message).to.match(/could not reach Redis at redis:\/\/.*:\*\*\*@127\.0\.0\.1/)
+      expect(inspect(err, { depth: 10 })).to.not.include(secret)
+      expect(logs.join('\n')).to.not.include(secret)
+    }
+
+    it('a wrong password gives an error that names the masked address and not the password', async function () {
+      // A user that does not exist: Redis answers WRONGPASS whether or not it requires a password.
+      const b = createBroker({ url: `redis://herald-nobody:${secret}@127.0.0.1:6379`, prefix: PREFIX, options: {} }, { logger, clientId: 'herald-test' })
+      brokers.push(b)
+      const err = await b.connect().then(() => undefined, (e: unknown) => e)
+      expectNoSecret(err)
+      expect((err as Error).message).to.include('WRONGPASS')
+      const health = await b.health()
+      expect(health.ok).to.equal(false)
+      expect(health.detail).to.not.include(secret)
+      expect(await b.publish([message('t', {})])).to.satisfy((r: unknown[]) => r[0] instanceof BrokerError && !(r[0] as Error).message.includes(secret))
+    })
+
+    it('an unreachable Redis gives an error with the reason, and the password masked', async function () {
+      const b = createBroker({ url: `redis://:${secret}@127.0.0.1:1`, prefix: PREFIX, options: {} }, { logger, clientId: 'herald-test' })
+      brokers.push(b)
+      const err = await b.connect().then(() => undefined, (e: unknown) => e)
+      expectNoSecret(err)
+      expect((err as Error).message).to.include('ECONNREFUSED')
+    })
+  })
+})
