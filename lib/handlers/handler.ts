@@ -26,7 +26,7 @@ export interface HandlerContext {
 }
 
 /** The handler context with the fields your `context()` factory adds, e.g. `Context<{ db: Db }>`. */
-export type Context<Extra extends object = Record<string, unknown>> = HandlerContext & Extra
+export type Context<Extra extends object = {}> = HandlerContext & Extra
 
 /** Retry and dead-letter behaviour of one handler. */
 export interface RetryOptions {
@@ -60,8 +60,13 @@ export interface MessageHandlerOptions<S extends TSchema | undefined = undefined
 /** The message type a handler receives: the schema's static type, or `unknown` without one. */
 export type MessageOf<S> = S extends TSchema ? Static<S> : unknown
 
-export type MessageHandlerFn<S extends TSchema | undefined, C extends object> =
-  (message: MessageOf<S>, ctx: Context<C>) => unknown | Promise<unknown>
+/**
+ * The handler function. Declared as a method so its `ctx` parameter is checked
+ * bivariantly: a handler may annotate `ctx: Context<{ db: Db }>` for what `context()` adds.
+ */
+export type MessageHandlerFn<S extends TSchema | undefined, C extends object> = {
+  handle(message: MessageOf<S>, ctx: Context<C>): unknown
+}['handle']
 
 /** Retry policy after defaults and validation. */
 export interface RetryPolicy {

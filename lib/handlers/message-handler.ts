@@ -18,7 +18,7 @@ import { registerHandler } from './registry.js'
  *   { topic: 'orders.created', schema: Type.Object({ id: Type.Number() }), maxRetries: 3 },
  *   async (order, ctx) => { await ctx.db.orders.insert(order) })
  */
-export function messageHandler<S extends TSchema | undefined = undefined, C extends object = Record<string, unknown>> (
+export function messageHandler<S extends TSchema | undefined = undefined, C extends object = {}> (
   options: MessageHandlerOptions<S>,
   fn: MessageHandlerFn<S, C>
 ): HandlerDefinition {

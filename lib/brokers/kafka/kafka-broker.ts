@@ -1,8 +1,8 @@
-import { Kafka, Partitioners, type Admin, type Producer } from 'kafkajs'
+import { Kafka, Partitioners, type Admin, type Consumer, type Producer } from 'kafkajs'
 import { BrokerError } from '../../errors.js'
 import type { Logger } from '../../logger.js'
 import type { Broker, BrokerDeps, BrokerHealth, DeliveryHandler, OutgoingMessage, SubscribeOptions, Subscription } from '../broker.js'
-import type { KafkaSettings } from './kafka-config.js'
+import { KAFKA_CONSUMER_DEFAULTS, type KafkaSettings } from './kafka-config.js'
 import { kafkaError, kafkaErrorTypes, kafkaReason, kafkaSecrets } from './kafka-errors.js'
 import { kafkaLogCreator } from './kafka-log.js'
 import { KafkaSubscription } from './kafka-subscription.js'
@@ -13,22 +13,8 @@ const JOIN_TIMEOUT_MS = 60_000
 /** How long `health` waits for the cluster to answer (ms). */
 const HEALTH_TIMEOUT_MS = 5_000
 
-/**
- * Consumer defaults, each overridable in `kafka.consumer`. A member heartbeats every
- * 3 s and is dropped after 30 s of silence; heartbeats go on while a message waits for
- * a retry, because that message's partition is paused rather than blocking kafkajs.
- * `maxWaitTimeInMs` is how long an idle fetch waits at the broker: a partition resumed
- * after a slow message is fetched again within it (Kafka's own default is 500 ms;
- * kafkajs's 5 s would make such a partition wait up to 5 s).
- */
-const CONSUMER_DEFAULTS = {
-  sessionTimeout: 30_000,
-  heartbeatInterval: 3_000,
-  rebalanceTimeout: 60_000,
-  maxWaitTimeInMs: 500
-}
-
-const ERRORS_OF_DENIED_CREATE = ['TOPIC_AUTHORIZATION_FAILED', 'CLUSTER_AUTHORIZATION_FAILED', 'POLICY_VIOLATION']
+/** createTopics answers meaning "not yours to create": the topics are managed elsewhere. */
+const ERRORS_OF_DENIED_CREATE = ['TOPIC_AUTHORIZATION_FAILED', 'CLUSTER_AUTHORIZATION_FAILED']
 
 /**
  * The Kafka adapter, over kafkajs. Herald creates the topics it sends to and consumes
@@ -70,14 +56,18 @@ export class KafkaBroker implements Broker {
       clientId: settings.clientId,
       logCreator: kafkaLogCreator(deps.logger, this.#secrets)
     })
-    this.#producer = this.#kafka.producer({
-      createPartitioner: Partitioners.DefaultPartitioner,
-      allowAutoTopicCreation: false,
-      idempotent: true,
-      // kafkajs keeps an idempotent producer's sequence numbers in order only with one request in flight.
-      maxInFlightRequests: 1,
-      ...settings.options.producer
-    })
+    try {
+      this.#producer = this.#kafka.producer({
+        createPartitioner: Partitioners.DefaultPartitioner,
+        allowAutoTopicCreation: false,
+        idempotent: true,
+        // kafkajs keeps an idempotent producer's sequence numbers in order only with one request in flight.
+        maxInFlightRequests: 1,
+        ...settings.options.producer
+      })
+    } catch (err) {
+      throw new BrokerError(`kafkajs refused the producer options (kafka.producer): ${kafkaReason(err, this.#secrets)}`, { retriable: false, cause: err })
+    }
     this.#admin = this.#kafka.admin()
   }
 
@@ -136,12 +126,17 @@ export class KafkaBroker implements Broker {
     } catch (err) {
       throw kafkaError(`could not read the partitions of ${options.topics.map(t => `"${t}"`).join(', ')} from Kafka at ${this.#address}`, err, this.#secrets)
     }
-    const consumer = this.#kafka.consumer({
-      ...CONSUMER_DEFAULTS,
-      allowAutoTopicCreation: false,
-      ...this.#settings.options.consumer,
-      groupId: options.group
-    })
+    let consumer: Consumer
+    try {
+      consumer = this.#kafka.consumer({
+        ...KAFKA_CONSUMER_DEFAULTS,
+        allowAutoTopicCreation: false,
+        ...this.#settings.options.consumer,
+        groupId: options.group
+      })
+    } catch (err) {
+      throw new BrokerError(`kafkajs refused the consumer options of group "${options.group}" (kafka.consumer): ${kafkaReason(err, this.#secrets)}`, { retriable: false, cause: err })
+    }
     const subscription = new KafkaSubscription({
       consumer,
       options,

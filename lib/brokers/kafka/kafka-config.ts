@@ -6,9 +6,18 @@ import { checkObject, checkPositiveInt } from '../config-checks.js'
 export interface KafkaOptions {
   /** Passed to `new Kafka()`: `ssl`, `sasl`, `connectionTimeout`, `retry`, … (`brokers` and `clientId` come from Herald's options). */
   client?: Omit<KafkaConfig, 'brokers' | 'clientId'>
-  /** Passed to `kafka.producer()`. Herald sets `idempotent: true` and `acks: -1` unless given. */
+  /**
+   * Passed to `kafka.producer()`. Herald sets `idempotent: true` (with
+   * `maxInFlightRequests: 1`, as kafkajs's idempotence needs) unless given, sends with
+   * `acks: -1` (every in-sync replica), and partitions by key like the Java client.
+   */
   producer?: ProducerConfig
-  /** Passed to `kafka.consumer()` (`groupId` comes from the handler). */
+  /**
+   * Passed to `kafka.consumer()` (`groupId` comes from the handler). Herald's defaults:
+   * `sessionTimeout` 30000, `heartbeatInterval` 3000, `rebalanceTimeout` 60000,
+   * `maxWaitTimeInMs` 500; it always reads a new group from the earliest message and
+   * commits only what was handled (`autoCommit` is off).
+   */
   consumer?: Omit<ConsumerConfig, 'groupId'>
   /** Partitions of the topics Herald creates (its subscribed and dead-letter topics). Default 3. */
   numPartitions?: number
@@ -43,5 +52,39 @@ export function resolveKafkaSettings (bootstrapServers: string | string[] | unde
   checkObject('kafka', options)
   const numPartitions = options?.numPartitions === undefined ? 3 : checkPositiveInt('kafka.numPartitions', options.numPartitions)
   if (options?.replicationFactor !== undefined) checkPositiveInt('kafka.replicationFactor', options.replicationFactor)
+  checkObject('kafka.client', options?.client)
+  checkObject('kafka.producer', options?.producer)
+  checkObject('kafka.consumer', options?.consumer)
+  checkKafkaClientOptions(options ?? {})
   return { brokers: list, clientId, options: options ?? {}, numPartitions }
+}
+
+/**
+ * Consumer defaults (ms), each overridable in `kafka.consumer`. A member heartbeats every
+ * 3 s and is dropped after 30 s of silence; heartbeats go on while a message waits for a
+ * retry, because that message's partition is paused instead of blocking kafkajs.
+ * `maxWaitTimeInMs` is how long an idle fetch waits at the broker, so also how soon a
+ * partition resumed after a slow message is fetched again (Kafka's Java client waits
+ * 500 ms; kafkajs's default of 5 s would hold such a partition up to 5 s).
+ */
+export const KAFKA_CONSUMER_DEFAULTS = {
+  sessionTimeout: 30_000,
+  heartbeatInterval: 3_000,
+  rebalanceTimeout: 60_000,
+  maxWaitTimeInMs: 500
+} as const
+
+/** Combinations kafkajs would reject only once a producer or consumer is created. */
+function checkKafkaClientOptions (options: KafkaOptions): void {
+  const idempotent = options.producer?.idempotent ?? true
+  const retries = options.producer?.retry?.retries ?? options.client?.retry?.retries
+  if (idempotent && retries !== undefined && retries < 1) {
+    const option = options.producer?.retry?.retries !== undefined ? 'kafka.producer.retry.retries' : 'kafka.client.retry.retries'
+    throw new ConfigError(option, `is ${retries}, but Herald's idempotent Kafka producer needs at least 1 retry; set kafka.producer.retry.retries to 1 or more (or kafka.producer.idempotent to false)`)
+  }
+  const sessionTimeout = options.consumer?.sessionTimeout ?? KAFKA_CONSUMER_DEFAULTS.sessionTimeout
+  const heartbeatInterval = options.consumer?.heartbeatInterval ?? KAFKA_CONSUMER_DEFAULTS.heartbeatInterval
+  if (heartbeatInterval >= sessionTimeout) {
+    throw new ConfigError('kafka.consumer.heartbeatInterval', `(${heartbeatInterval} ms) must be lower than sessionTimeout (${sessionTimeout} ms); set it to about a third of sessionTimeout`)
+  }
 }

@@ -72,7 +72,8 @@ export class KafkaSubscription implements Subscription {
   #abandoned = false
   #closing: Promise<void> | undefined
   #joins = 0
-  #joinWaiters: Array<() => void> = []
+  /** Settles `start()`'s wait for the first join: resolved by a join, rejected by a fatal crash or `abandon()`. */
+  #joinWait: { resolve: () => void, reject: (err: unknown) => void } | undefined
 
   constructor (o: KafkaSubscriptionOptions) {
     this.#consumer = o.consumer
@@ -90,7 +91,6 @@ export class KafkaSubscription implements Subscription {
     const consumer = this.#consumer
     let lastCrash: unknown
     let fatal: unknown
-    let onFatal: ((err: unknown) => void) | undefined
     consumer.on(consumer.events.GROUP_JOIN, event => this.#joined(event))
     consumer.on(consumer.events.CRASH, event => {
       const { error, restart } = event.payload
@@ -100,7 +100,7 @@ export class KafkaSubscription implements Subscription {
       } else {
         fatal = error
         this.#logger.error({ group, err: kafkaReason(error, this.#secrets) }, 'Kafka consumer stopped after an error it cannot recover from; restart the worker')
-        onFatal?.(error)
+        this.#joinWait?.reject(error)
       }
     })
     try {
@@ -120,12 +120,11 @@ export class KafkaSubscription implements Subscription {
     let timer: NodeJS.Timeout | undefined
     try {
       await new Promise<void>((resolve, reject) => {
-        if (fatal !== undefined) {
-          reject(fatal)
+        if (fatal !== undefined || this.#abandoned) {
+          reject(fatal ?? new Error('the broker was closed'))
           return
         }
-        onFatal = reject
-        this.#joinWaiters.push(resolve)
+        this.#joinWait = { resolve, reject }
         const seconds = Math.round(joinTimeoutMs / 1000)
         timer = setTimeout(() => reject(new Error(`no partitions assigned within ${seconds} s${lastCrash === undefined ? '' : ` (last error: ${kafkaReason(lastCrash, this.#secrets)})`}`)), joinTimeoutMs)
       })
@@ -134,7 +133,7 @@ export class KafkaSubscription implements Subscription {
       throw kafkaError(`could not join Kafka consumer group "${group}" at ${this.#brokers}`, err, this.#secrets)
     } finally {
       clearTimeout(timer)
-      onFatal = undefined
+      this.#joinWait = undefined
     }
   }
 
@@ -161,6 +160,7 @@ export class KafkaSubscription implements Subscription {
   async abandon (): Promise<void> {
     this.#stopping = true
     this.#abandoned = true
+    this.#joinWait?.reject(new Error('the broker was closed'))
     this.#pauseAll()
     for (const f of this.#inFlight.values()) f.wake()
     this.#inFlight.clear()
@@ -189,14 +189,15 @@ export class KafkaSubscription implements Subscription {
       for (const [tp, f] of this.#inFlight) if (f.parked) this.#pausePartition(tp, f.topic, f.partition)
       for (const [tp, h] of this.#held) this.#pausePartition(tp, h.topic, h.partition)
     }
-    for (const resolve of this.#joinWaiters.splice(0)) resolve()
+    this.#joinWait?.resolve()
   }
 
   async #eachMessage (payload: EachMessagePayload): Promise<void> {
     const { topic, partition, message } = payload
     const tp = `${topic}/${partition}`
     if (this.#stopping) {
-      // Fetched before the pause: give it back to kafkajs's position, unhanded.
+      // Fetched before the pause: not handed over, and fetched from here if this member ever resumed.
+      this.#pauseAll()
       this.#seek(topic, partition, message.offset)
       return
     }
@@ -207,6 +208,13 @@ export class KafkaSubscription implements Subscription {
       return
     }
 
+    if (this.#inFlight.has(tp)) {
+      // Never two at once from one partition (a restarted consumer refetching): wait for the first to settle.
+      this.#held.set(tp, { topic, partition })
+      this.#pausePartition(tp, topic, partition)
+      this.#seek(topic, partition, message.offset)
+      return
+    }
     const id = `${tp}@${message.offset}`
     let wake: () => void = () => {}
     const woken = new Promise<void>(resolve => { wake = resolve })
@@ -302,6 +310,11 @@ export class KafkaSubscription implements Subscription {
   }
 
   #pausePartition (tp: string, topic: string, partition: number): void {
+    // kafkajs forgets a whole-topic pause when one partition of the topic is paused.
+    if (this.#stopping) {
+      this.#pauseAll()
+      return
+    }
     try {
       this.#consumer.pause([{ topic, partitions: [partition] }])
     } catch (err) {

@@ -1,0 +1,404 @@
+/**
+ * The Kafka adapter against a live broker (`scripts/kafka.sh start`, or
+ * KAFKA_BOOTSTRAP_SERVERS). Tests go through the Broker interface; a plain kafkajs
+ * client checks what is on the wire. Every test uses fresh topic and group names.
+ * A broker that cannot be reached fails the tests: nothing is skipped.
+ */
+import { randomUUID } from 'node:crypto'
+import { expect } from 'chai'
+import { Kafka, logLevel, type Consumer as RawConsumer, type Producer as RawProducer, type Admin as RawAdmin, type IHeaders } from 'kafkajs'
+import type { Broker, Delivery, DeliveryHandler, OutgoingMessage, SubscribeOptions, Subscription } from '../../lib/brokers/broker.js'
+import { createBroker } from '../../lib/brokers/kafka/index.js'
+import { resolveKafkaSettings, type KafkaOptions } from '../../lib/brokers/kafka/kafka-config.js'
+import { BrokerError, ConfigError } from '../../lib/errors.js'
+import type { Logger } from '../../lib/logger.js'
+import { eventually, randomName, sleep } from '../helpers.js'
+
+const BOOTSTRAP = process.env.KAFKA_BOOTSTRAP_SERVERS ?? '127.0.0.1:9092'
+
+/**
+ * Faster group work than the production defaults (30 s session, 3 s heartbeat): a second
+ * member joins within a heartbeat, and a wait longer than the session proves heartbeats go on.
+ */
+const SESSION_TIMEOUT_MS = 6000
+const TEST_OPTIONS: KafkaOptions = {
+  consumer: { sessionTimeout: SESSION_TIMEOUT_MS, heartbeatInterval: 500, maxWaitTimeInMs: 200 }
+}
+
+interface LogRecord { level: string, fields: Record<string, unknown>, msg: string }
+
+class CapturingLogger implements Logger {
+  readonly records: LogRecord[] = []
+  #log (level: string, obj: unknown, msg?: string): void {
+    const fields = obj !== null && typeof obj === 'object' ? obj as Record<string, unknown> : {}
+    this.records.push({ level, fields, msg: typeof obj === 'string' ? obj : msg ?? '' })
+  }
+
+  debug (obj: unknown, msg?: string): void { this.#log('debug', obj, msg) }
+  info (obj: unknown, msg?: string): void { this.#log('info', obj, msg) }
+  warn (obj: unknown, msg?: string): void { this.#log('warn', obj, msg) }
+  error (obj: unknown, msg?: string): void { this.#log('error', obj, msg) }
+
+  joins (group: string): number {
+    return this.records.filter(r => r.msg === 'joined Kafka consumer group' && r.fields.group === group).length
+  }
+}
+
+const partitionOf = (d: Delivery): number => Number(/\/(\d+)@\d+$/.exec(d.id)?.[1])
+
+const message = (topic: string, value: string, key?: string, headers: Record<string, string> = {}): OutgoingMessage =>
+  ({ topic, value: Buffer.from(value), key, headers })
+
+/** A handler that records deliveries and acks them (unless told otherwise). */
+function collector (handle: (d: Delivery) => Promise<void> = async d => await d.ack()): { deliveries: Delivery[], values: () => string[], handler: DeliveryHandler } {
+  const deliveries: Delivery[] = []
+  return {
+    deliveries,
+    values: () => deliveries.map(d => d.value.toString()),
+    handler: async d => {
+      deliveries.push(d)
+      await handle(d)
+    }
+  }
+}
+
+describe('Kafka broker', function () {
+  this.timeout(30_000)
+
+  let logger: CapturingLogger
+  let brokers: Broker[]
+  let raw: Array<RawConsumer | RawProducer | RawAdmin>
+  let rawKafka: Kafka
+
+  const newBroker = (options: KafkaOptions = TEST_OPTIONS, bootstrap = BOOTSTRAP): Broker => {
+    const broker = createBroker(resolveKafkaSettings(bootstrap, {}, 'herald-test', options), { logger, clientId: 'herald-test' })
+    brokers.push(broker)
+    return broker
+  }
+
+  const subscribe = async (broker: Broker, options: Partial<SubscribeOptions> & { topics: string[] }, handler: DeliveryHandler): Promise<Subscription> =>
+    await broker.subscribe({ group: randomName('herald-test-group'), maxInFlight: 16, deadLetterTopics: [], ...options }, handler)
+
+  const rawAdmin = async (): Promise<RawAdmin> => {
+    const admin = rawKafka.admin()
+    raw.push(admin)
+    await admin.connect()
+    return admin
+  }
+
+  beforeEach(() => {
+    logger = new CapturingLogger()
+    brokers = []
+    raw = []
+    rawKafka = new Kafka({ brokers: BOOTSTRAP.split(','), clientId: 'herald-test-raw', logLevel: logLevel.NOTHING })
+  })
+
+  afterEach(async () => {
+    // Closing a broker leaves its groups without waiting for unsettled deliveries.
+    await Promise.all(brokers.map(async b => await b.close()))
+    await Promise.all(raw.map(async c => await c.disconnect()))
+  })
+
+  it('reports itself healthy with the broker address and no secret', async () => {
+    const health = await newBroker().health()
+    expect(health).to.deep.equal({ ok: true, broker: 'kafka', detail: `kafka ${BOOTSTRAP}` })
+  })
+
+  it('a group created after publishing reads from the earliest message, with value, key and headers intact', async () => {
+    const broker = newBroker()
+    const topic = randomName('herald-test-topic')
+    const headers = { 'event-name': 'user.created', 'event-id': randomUUID(), 'content-type': 'application/json', 'x-note': 'grüße' }
+    const sent = [
+      message(topic, '{"id":1,"name":"Zoë"}', 'user-1', headers),
+      message(topic, '{"id":2}', undefined, {}),
+      message(topic, '{"id":3}', 'user-3', { only: 'one' })
+    ]
+    expect(await broker.publish(sent)).to.deep.equal([undefined, undefined, undefined])
+
+    const c = collector()
+    await subscribe(broker, { topics: [topic] }, c.handler)
+    await eventually(() => c.deliveries.length === 3, '3 deliveries')
+
+    const byId = new Map(c.deliveries.map(d => [JSON.parse(d.value.toString()).id as number, d]))
+    expect(byId.get(1)?.value.toString()).to.equal('{"id":1,"name":"Zoë"}')
+    expect(byId.get(1)?.key).to.equal('user-1')
+    expect(byId.get(1)?.headers).to.deep.equal(headers)
+    expect(byId.get(2)?.key).to.equal(undefined)
+    expect(byId.get(2)?.headers).to.deep.equal({})
+    expect(byId.get(3)?.headers).to.deep.equal({ only: 'one' })
+    for (const d of c.deliveries) {
+      expect(d.topic).to.equal(topic)
+      expect(d.redeliveries).to.equal(0)
+      expect(d.id).to.match(new RegExp(`^${topic}/[0-2]@\\d+$`))
+      expect(d.keepAlive).to.be.a('function')
+    }
+  })
+
+  it('creates the topics it publishes to and the dead-letter topics of a subscription, with the configured partitions', async () => {
+    const broker = newBroker({ ...TEST_OPTIONS, numPartitions: 2 })
+    const sent = randomName('herald-test-sent')
+    const consumed = randomName('herald-test-consumed')
+    const dlq = `${consumed}.group.dlq`
+    expect(await broker.publish([message(sent, '{}')])).to.deep.equal([undefined])
+    await subscribe(broker, { topics: [consumed], deadLetterTopics: [dlq] }, async d => await d.ack())
+
+    const { topics } = await (await rawAdmin()).fetchTopicMetadata({ topics: [sent, consumed, dlq] })
+    expect(Object.fromEntries(topics.map(t => [t.name, t.partitions.length]))).to.deep.equal({ [sent]: 2, [consumed]: 2, [dlq]: 2 })
+  })
+
+  it('two groups each get every message', async () => {
+    const broker = newBroker()
+    const topic = randomName('herald-test-topic')
+    const sent = Array.from({ length: 6 }, (_, i) => `m${i}`)
+    await broker.publish(sent.map((v, i) => message(topic, v, `key-${i}`)))
+
+    const first = collector()
+    const second = collector()
+    await Promise.all([
+      subscribe(broker, { topics: [topic] }, first.handler),
+      subscribe(broker, { topics: [topic] }, second.handler)
+    ])
+    await eventually(() => first.deliveries.length === 6 && second.deliveries.length === 6, 'every message in both groups')
+    expect(first.values().sort()).to.deep.equal(sent)
+    expect(second.values().sort()).to.deep.equal(sent)
+  })
+
+  it('two subscriptions in one group split the partitions and together get each message exactly once', async () => {
+    const broker = newBroker()
+    const topic = randomName('herald-test-topic')
+    const group = randomName('herald-test-group')
+    const a = collector()
+    const b = collector()
+    await subscribe(broker, { topics: [topic], group }, a.handler)
+    await subscribe(broker, { topics: [topic], group }, b.handler)
+
+    const sent = Array.from({ length: 30 }, (_, i) => `m${i}`)
+    await broker.publish(sent.map((v, i) => message(topic, v, `key-${i}`)))
+    await eventually(() => a.deliveries.length + b.deliveries.length >= 30, '30 deliveries')
+    await sleep(1000) // a duplicate would show up meanwhile
+
+    expect([...a.values(), ...b.values()].sort()).to.deep.equal([...sent].sort())
+    expect(a.deliveries.length, 'first member got none').to.be.greaterThan(0)
+    expect(b.deliveries.length, 'second member got none').to.be.greaterThan(0)
+    const partitionsOfA = new Set(a.deliveries.map(partitionOf))
+    expect(b.deliveries.map(partitionOf).filter(p => partitionsOfA.has(p)), 'a partition read by both members').to.deep.equal([])
+  })
+
+  it('acked messages are not delivered to the group again; a released one is, and nothing after it is committed', async () => {
+    const broker = newBroker()
+    const topic = randomName('herald-test-topic')
+    const group = randomName('herald-test-group')
+    // One key, so one partition and one order: m1, m2, m3.
+    await broker.publish(['m1', 'm2', 'm3'].map(v => message(topic, v, 'same-key')))
+
+    let sub: Subscription | undefined
+    let shutDown: Promise<void> | undefined
+    const first = collector(async d => {
+      const v = d.value.toString()
+      if (v === 'm1') {
+        await d.ack()
+      } else if (v === 'm2' && d.redeliveries === 0) {
+        // Held long enough to be parked (its partition paused), then given back.
+        await sleep(1500)
+        await d.release()
+      } else if (v === 'm2') {
+        await d.ack()
+      } else {
+        // A shutdown catches m3 waiting: stop fetching, give it back, leave.
+        await sub!.pause()
+        await d.release()
+        shutDown = sub!.close()
+      }
+    })
+    sub = await subscribe(broker, { topics: [topic], group }, first.handler)
+    await eventually(() => shutDown !== undefined, 'the first member to shut down')
+    await shutDown
+    expect(first.deliveries.map(d => `${d.value.toString()}#${d.redeliveries}`)).to.deep.equal(['m1#0', 'm2#0', 'm2#1', 'm3#0'])
+
+    const second = collector()
+    await subscribe(broker, { topics: [topic], group }, second.handler)
+    await eventually(() => second.deliveries.length >= 1, 'm3 delivered again')
+    await sleep(500)
+    // m1 and m2 sit before m3 in the partition: had they not been committed, they would come first.
+    expect(second.values()).to.deep.equal(['m3'])
+  })
+
+  it('close() stops fetching, waits for the message in hand to be acked, commits it, then leaves', async () => {
+    const broker = newBroker()
+    const topic = randomName('herald-test-topic')
+    const group = randomName('herald-test-group')
+    await broker.publish([message(topic, 'slow', 'slow-key')])
+    let acked = false
+    const first = collector(async d => {
+      await sleep(1500) // long enough to be parked
+      await d.ack()
+      acked = true
+    })
+    const sub = await subscribe(broker, { topics: [topic], group }, first.handler)
+    await eventually(() => first.deliveries.length === 1, 'the slow message')
+    const closing = sub.close()
+    const later = Array.from({ length: 6 }, (_, i) => `later-${i}`)
+    await broker.publish(later.map((v, i) => message(topic, v, `key-${i}`)))
+    await closing
+    expect(acked, 'close() resolved before the message in hand was settled').to.equal(true)
+    expect(first.values()).to.deep.equal(['slow'])
+
+    const second = collector()
+    await subscribe(broker, { topics: [topic], group }, second.handler)
+    await eventually(() => second.deliveries.length >= later.length, 'the later messages')
+    await sleep(500)
+    expect(second.values().sort()).to.deep.equal(later)
+  })
+
+  it('a message waiting for a retry holds back neither the other partitions nor the group membership', async function () {
+    this.timeout(40_000)
+    const broker = newBroker()
+    const topic = randomName('herald-test-topic')
+    const group = randomName('herald-test-group')
+    const waitMs = SESSION_TIMEOUT_MS + 1500
+    let waiting: Delivery | undefined
+    let ackedWaitingAt = Infinity
+    const arrivals = new Map<string, number>()
+    const c = collector(async d => {
+      arrivals.set(d.value.toString(), Date.now())
+      if (d.value.toString() !== 'wait') {
+        await d.ack()
+        return
+      }
+      waiting = d
+      // What the runner does during a retry delay: call keepAlive every few seconds.
+      const start = Date.now()
+      while (Date.now() - start < waitMs) {
+        await d.keepAlive?.()
+        await sleep(2000)
+      }
+      ackedWaitingAt = Date.now()
+      await d.ack()
+    })
+    await subscribe(broker, { topics: [topic], group }, c.handler)
+    const joinsBefore = logger.joins(group)
+    expect(joinsBefore).to.equal(1)
+
+    await broker.publish([message(topic, 'wait', 'waiting-key')])
+    await eventually(() => waiting !== undefined, 'the waiting message')
+    const waitingPartition = partitionOf(waiting!)
+    // Published after the wait began, so they come in later fetches than the waiting message.
+    const others = Array.from({ length: 12 }, (_, i) => `m${i}`)
+    await broker.publish(others.map((v, i) => message(topic, v, `key-${i}`)))
+    await eventually(() => c.deliveries.length === others.length + 1, 'every message', waitMs + 10_000)
+
+    const onOtherPartitions = c.deliveries.filter(d => partitionOf(d) !== waitingPartition).map(d => d.value.toString())
+    const onSamePartition = c.deliveries.filter(d => partitionOf(d) === waitingPartition && d !== waiting).map(d => d.value.toString())
+    expect(onOtherPartitions.length, 'no message on another partition').to.be.greaterThan(0)
+    for (const v of onOtherPartitions) expect(arrivals.get(v), `${v} waited for the retry`).to.be.lessThan(ackedWaitingAt)
+    // The waiting message's partition keeps its order: nothing of it passes the waiting message.
+    for (const v of onSamePartition) expect(arrivals.get(v), `${v} passed the waiting message`).to.be.at.least(ackedWaitingAt)
+    expect(logger.joins(group), 'the group rebalanced during the wait').to.equal(joinsBefore)
+  })
+
+  it('messages with the same key arrive in order, also when one of them is slow', async () => {
+    const broker = newBroker()
+    const topic = randomName('herald-test-topic')
+    const keys = ['alpha', 'beta', 'gamma']
+    for (let batch = 0; batch < 3; batch++) {
+      const messages: OutgoingMessage[] = []
+      for (let i = 0; i < 5; i++) for (const key of keys) messages.push(message(topic, JSON.stringify({ key, n: batch * 5 + i }), key))
+      expect((await broker.publish(messages)).every(r => r === undefined)).to.equal(true)
+    }
+    const c = collector(async d => {
+      const { n } = JSON.parse(d.value.toString()) as { n: number }
+      // Longer than the adapter keeps a delivery inside kafkajs: the partition is paused and resumed.
+      await sleep(n === 4 ? 1300 : Math.random() * 5)
+      await d.ack()
+    })
+    await subscribe(broker, { topics: [topic], maxInFlight: 4 }, c.handler)
+    await eventually(() => c.deliveries.length === 45, '45 deliveries')
+
+    for (const key of keys) {
+      const seen = c.deliveries.filter(d => d.key === key).map(d => (JSON.parse(d.value.toString()) as { n: number }).n)
+      expect(seen, key).to.deep.equal(Array.from({ length: 15 }, (_, i) => i))
+    }
+  })
+
+  it('a plain kafkajs consumer reads what Herald published: exactly the headers sent, the Java client\'s partition for the key', async () => {
+    const broker = newBroker()
+    const topic = randomName('herald-test-topic')
+    const headers = { 'event-name': 'order.placed', 'event-id': randomUUID(), 'event-source': 'shop', 'content-type': 'application/json' }
+    await broker.publish([message(topic, '{"order":42}', 'order-42', headers), message(topic, '{"user":1}', 'user-1', {})])
+
+    const received: Array<{ partition: number, key: string | undefined, value: string, headers: IHeaders }> = []
+    const consumer = rawKafka.consumer({ groupId: randomName('herald-test-raw'), sessionTimeout: SESSION_TIMEOUT_MS, heartbeatInterval: 500, maxWaitTimeInMs: 200 })
+    raw.push(consumer)
+    await consumer.connect()
+    await consumer.subscribe({ topics: [topic], fromBeginning: true })
+    await consumer.run({
+      eachMessage: async ({ partition, message: m }) => {
+        received.push({ partition, key: m.key?.toString(), value: m.value?.toString() ?? '', headers: m.headers ?? {} })
+      }
+    })
+    await eventually(() => received.length === 2, '2 records')
+
+    const order = received.find(r => r.key === 'order-42')!
+    expect(order.value).to.equal('{"order":42}')
+    expect(Object.fromEntries(Object.entries(order.headers).map(([k, v]) => [k, String(v)]))).to.deep.equal(headers)
+    expect(received.find(r => r.key === 'user-1')!.headers).to.deep.equal({})
+    // murmur2 as in org.apache.kafka.common.utils.Utils, over 3 partitions.
+    expect(order.partition).to.equal(0)
+    expect(received.find(r => r.key === 'user-1')!.partition).to.equal(2)
+  })
+
+  it('a record from a plain kafkajs producer is delivered: buffer and repeated headers as strings, no key, a null value as empty', async () => {
+    const broker = newBroker()
+    const topic = randomName('herald-test-topic')
+    const c = collector()
+    await subscribe(broker, { topics: [topic] }, c.handler)
+
+    const producer = rawKafka.producer()
+    raw.push(producer)
+    await producer.connect()
+    await producer.send({
+      topic,
+      messages: [
+        { key: 'same', value: '{"plain":true}', headers: { 'x-buffer': Buffer.from('from a buffer'), 'x-string': 'text', 'x-repeated': ['first', 'last'] } },
+        { key: 'same', value: null }
+      ]
+    })
+    await eventually(() => c.deliveries.length === 2, '2 deliveries')
+
+    const [plain, tombstone] = c.deliveries
+    expect(plain!.value.toString()).to.equal('{"plain":true}')
+    expect(plain!.key).to.equal('same')
+    expect(plain!.headers).to.deep.equal({ 'x-buffer': 'from a buffer', 'x-string': 'text', 'x-repeated': 'last' })
+    expect(tombstone!.value.length).to.equal(0)
+    expect(tombstone!.headers).to.deep.equal({})
+  })
+
+  it('a broker that cannot be reached fails with a BrokerError naming Kafka and the address, never the password', async () => {
+    const password = 'pw-' + randomUUID()
+    const broker = newBroker({
+      client: { retry: { retries: 1, initialRetryTime: 100 }, connectionTimeout: 1000, sasl: { mechanism: 'plain', username: 'herald', password } }
+    }, '127.0.0.1:1')
+
+    const err = await broker.connect().then(() => undefined, (e: unknown) => e)
+    expect(err).to.be.instanceOf(BrokerError)
+    expect((err as BrokerError).message).to.match(/^could not reach Kafka at 127\.0\.0\.1:1: /)
+    expect((err as BrokerError).retriable).to.equal(true)
+
+    const results = await broker.publish([message(randomName('herald-test-topic'), '{}')])
+    expect(results[0]).to.be.instanceOf(BrokerError)
+    const health = await broker.health()
+    expect(health.ok).to.equal(false)
+    expect(health.detail).to.match(/^kafka 127\.0\.0\.1:1: /)
+
+    const everything = JSON.stringify([String(err), String(results[0]), health, logger.records])
+    expect(everything).not.to.include(password)
+  })
+
+  it('rejects at start-up the client options kafkajs would refuse later, naming the option and the fix', () => {
+    expect(() => resolveKafkaSettings(BOOTSTRAP, {}, 'herald-test', { client: { retry: { retries: 0 } } }))
+      .to.throw(ConfigError, /^kafka\.client\.retry\.retries: is 0, but Herald's idempotent Kafka producer needs at least 1 retry; set kafka\.producer\.retry\.retries/)
+    expect(() => resolveKafkaSettings(BOOTSTRAP, {}, 'herald-test', { client: { retry: { retries: 0 } }, producer: { retry: { retries: 3 } } })).not.to.throw()
+    expect(() => resolveKafkaSettings(BOOTSTRAP, {}, 'herald-test', { consumer: { sessionTimeout: 6000, heartbeatInterval: 6000 } }))
+      .to.throw(ConfigError, /^kafka\.consumer\.heartbeatInterval: \(6000 ms\) must be lower than sessionTimeout \(6000 ms\)/)
+  })
+})
