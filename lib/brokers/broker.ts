@@ -39,7 +39,12 @@ export interface Delivery {
   readonly redeliveries: number
   /** The broker's name for the message's position, for logs: `topic/partition@offset`, a stream entry id, a delivery tag. */
   readonly id: string
-  /** Settles the message as done (handled, skipped or dead-lettered). Resolves once the broker took it. */
+  /**
+   * Settles the message as done (handled, skipped or dead-lettered). Resolves once the
+   * broker took it, or once it is certain the message will be delivered again anyway (a
+   * Kafka partition that moved to another member): a settled message is never lost, at
+   * worst seen twice.
+   */
   ack(): Promise<void>
   /**
    * Gives the message back unhandled (a shutdown caught it waiting): it will be delivered
@@ -66,8 +71,9 @@ export interface SubscribeOptions {
 
 /**
  * Called for each message. The returned promise resolves once the message is settled
- * (acked or released); it never rejects. An adapter that must process a partition in
- * order (Kafka) awaits it; others need not.
+ * (acked or released); it never rejects. An adapter whose log is ordered per partition
+ * (Kafka) hands over a partition's next message only once the previous one is settled,
+ * without blocking its other partitions meanwhile; others need not wait.
  */
 export type DeliveryHandler = (delivery: Delivery) => Promise<void>
 
