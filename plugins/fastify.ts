@@ -1,0 +1,227 @@
+import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import { publishForResult, resolveEventConfigs, type EventConfig } from '../lib/emit.js'
+import { ConfigError, HeraldError, PublishError } from '../lib/errors.js'
+import { createMessaging, type Messaging, type MessagingOptions } from '../lib/messaging.js'
+import { redactText } from '../lib/redact.js'
+
+export type { EventConfig } from '../lib/emit.js'
+export type { Messaging, MessagingOptions } from '../lib/messaging.js'
+
+/** The event config of a Fastify route: `config: { event: { name: 'user.created', … } }`. */
+export type RouteEventConfig = EventConfig<any, FastifyRequest>
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The Messaging instance of the herald plugin: publish, health, close. */
+    messaging: Messaging
+  }
+  interface FastifyContextConfig {
+    /**
+     * The event (or events) this route emits once its reply is a 2xx: the reply body is
+     * published, and the reply waits for the broker's acknowledgement (503 otherwise).
+     */
+    event?: RouteEventConfig | RouteEventConfig[]
+  }
+}
+
+/**
+ * Options of the herald Fastify plugin: the messaging options (a new instance is created
+ * and closed with the app), or `messaging` to use one you own.
+ */
+export type HeraldFastifyOptions = MessagingOptions & {
+  /** Use this instance instead of creating one. The plugin does not close it unless `closeMessaging` is true. */
+  messaging?: Messaging
+  /** Close the `messaging` passed in when the app closes. Default false. */
+  closeMessaging?: boolean
+}
+
+// Every key of MessagingOptions (the compiler checks that none is missing), to refuse
+// options that would be silently ignored next to `messaging`.
+const MESSAGING_OPTION_KEYS: Record<keyof MessagingOptions, true> = {
+  broker: true,
+  bootstrapServers: true,
+  url: true,
+  source: true,
+  defaultTopic: true,
+  logger: true,
+  publishTimeout: true,
+  linger: true,
+  maxBatchSize: true,
+  kafka: true,
+  rabbitmq: true,
+  redis: true,
+  memory: true
+}
+
+/** The instance to use and whether the plugin owns (and so closes) it. */
+function messagingFrom (options: HeraldFastifyOptions): { messaging: Messaging, owned: boolean } {
+  const { messaging, closeMessaging, ...messagingOptions } = options
+  if (closeMessaging !== undefined && typeof closeMessaging !== 'boolean') {
+    throw new ConfigError('closeMessaging', `must be true or false, got ${JSON.stringify(closeMessaging)}`)
+  }
+  if (messaging === undefined) return { messaging: createMessaging(messagingOptions), owned: true }
+  if (messaging === null || typeof messaging !== 'object' || typeof messaging.publishEvent !== 'function') {
+    throw new ConfigError('messaging', 'must be a Messaging instance from createMessaging(); pass messaging options (broker, url, …) directly instead')
+  }
+  const ignored = Object.keys(messagingOptions).filter(k => Object.hasOwn(MESSAGING_OPTION_KEYS, k))
+  if (ignored.length > 0) {
+    throw new ConfigError(ignored[0]!, `cannot be given with \`messaging\`: the instance passed in already has its options; remove ${ignored.map(k => `"${k}"`).join(', ')} or \`messaging\``)
+  }
+  return { messaging, owned: closeMessaging === true }
+}
+
+const isSuccess = (status: number): boolean => status >= 200 && status < 300
+
+function isJsonType (contentType: unknown): boolean {
+  return typeof contentType === 'string' && /^application\/([\w.-]+\+)?json\s*(;|$)/i.test(contentType)
+}
+
+/**
+ * The reply body as the client gets it: the serialized payload parsed back when it is JSON
+ * (so a response schema that drops fields drops them from the event too), the text when it
+ * is not, `null` when there is none.
+ */
+function resultOf (payload: unknown, contentType: unknown, beforeSerialization: { value: unknown } | undefined): unknown {
+  if (payload === undefined || payload === null || payload === '') return null
+  const text = typeof payload === 'string'
+    ? payload
+    : Buffer.isBuffer(payload) && (isJsonType(contentType) || (typeof contentType === 'string' && contentType.startsWith('text/')))
+      ? payload.toString('utf8')
+      : undefined
+  if (text === undefined) {
+    // A stream (or binary) payload cannot be read without consuming it: use the value
+    // the handler returned, when Fastify serialized one.
+    return beforeSerialization !== undefined ? beforeSerialization.value : null
+  }
+  if (!isJsonType(contentType)) return text
+  try {
+    return JSON.parse(text)
+  } catch {
+    return text
+  }
+}
+
+/** The body of the 503 a client gets when an event of its request was not acknowledged. */
+function unpublishedEventBody (eventName: string): { statusCode: 503, error: 'Service Unavailable', message: string, event: string } {
+  return {
+    statusCode: 503,
+    error: 'Service Unavailable',
+    message: `event "${eventName}" could not be published (the broker did not acknowledge it), so the request is reported as failed; retry the request`,
+    event: eventName
+  }
+}
+
+function describeRoute (routeOptions: { method?: string | string[] | undefined, url?: string | undefined }): string {
+  const method = Array.isArray(routeOptions.method) ? routeOptions.method.join(',') : routeOptions.method
+  return `route ${method} ${routeOptions.url} config.event`
+}
+
+const plugin: FastifyPluginAsync<HeraldFastifyOptions> = async (app: FastifyInstance, options: HeraldFastifyOptions) => {
+  if (app.hasDecorator('messaging')) {
+    throw new HeraldError('herald is already registered on this Fastify instance (app.messaging exists): register it once, at the root, and pass { messaging } to share one instance', { code: 'HERALD_ALREADY_REGISTERED' })
+  }
+  const { messaging, owned } = messagingFrom(options ?? {})
+
+  // Resolved configs by `config.event` value: Fastify copies a route's `config` but keeps
+  // the values it holds, so the object checked in onRoute is the one a request sees.
+  const checked = new WeakMap<object, EventConfig[]>()
+  const serialized = new WeakMap<FastifyReply, { value: unknown }>()
+
+  app.addHook('onRoute', (routeOptions) => {
+    const value: unknown = routeOptions.config?.event
+    if (value === undefined) return
+    const configs = resolveEventConfigs(value, describeRoute(routeOptions))
+    checked.set(value as object, configs)
+  })
+
+  /** The configs of the request's route; undefined when it emits nothing. */
+  const configsOf = (request: FastifyRequest): EventConfig[] | undefined => {
+    const value: unknown = request.routeOptions.config?.event
+    if (value === undefined) return undefined
+    const known = typeof value === 'object' && value !== null ? checked.get(value) : undefined
+    if (known !== undefined) return known
+    // The route was declared before herald finished registering, so onRoute never saw
+    // it: check it now rather than drop its events.
+    const configs = resolveEventConfigs(value, describeRoute(request.routeOptions))
+    checked.set(value as object, configs)
+    request.log.warn({ route: `${request.routeOptions.method} ${request.routeOptions.url}` }, 'herald: this route was declared before the herald plugin was ready, so its config.event was checked on its first request; `await app.register(herald, …)` before declaring routes so a bad config fails at start-up')
+    return configs
+  }
+
+  app.addHook('preSerialization', (request, reply, payload, done) => {
+    if (request.routeOptions.config?.event !== undefined) serialized.set(reply, { value: payload })
+    done(null, payload)
+  })
+
+  app.addHook('onSend', async (request, reply, payload) => {
+    // HEAD runs the GET handler for its headers only: it is not the action that emits.
+    if (!isSuccess(reply.statusCode) || request.method === 'HEAD') return payload
+    let configs: EventConfig[] | undefined
+    try {
+      configs = configsOf(request)
+    } catch (err) {
+      request.log.error({ reason: (err as Error).message }, 'herald: invalid config.event; the reply is turned into a 500')
+      return replaceReply(reply, 500, { statusCode: 500, error: 'Internal Server Error', message: 'the route\'s event configuration is invalid; see the server log' })
+    }
+    if (configs === undefined) return payload
+    const result = resultOf(payload, reply.getHeader('content-type'), serialized.get(reply))
+    try {
+      await publishForResult(messaging, configs, result, request)
+      return payload
+    } catch (err) {
+      const name = err instanceof PublishError && err.eventName !== undefined ? err.eventName : configs.map(c => c.name).join(', ')
+      request.log.error({
+        event: name,
+        topic: err instanceof PublishError ? err.topic : undefined,
+        code: err instanceof HeraldError ? err.code : undefined,
+        reason: redactText(err instanceof Error ? err.message : String(err))
+      }, 'herald: the route\'s event was not published; replying 503')
+      return replaceReply(reply, 503, unpublishedEventBody(name))
+    }
+  })
+
+  app.decorate('messaging', messaging)
+
+  try {
+    await messaging.connect()
+  } catch (err) {
+    if (owned) await messaging.close().catch(() => {})
+    throw err
+  }
+
+  if (owned) {
+    app.addHook('onClose', async () => { await messaging.close() })
+  }
+}
+
+function replaceReply (reply: FastifyReply, status: number, body: unknown): string {
+  reply.code(status)
+  // Whatever an earlier onSend hook set for the original payload does not fit this one.
+  reply.removeHeader('content-length')
+  reply.removeHeader('content-encoding')
+  reply.removeHeader('etag')
+  reply.header('content-type', 'application/json; charset=utf-8')
+  return JSON.stringify(body)
+}
+
+/**
+ * The herald Fastify plugin. Decorates `app.messaging`, checks every route's
+ * `config.event` when the route is added (a bad config fails `app.ready()`), and publishes
+ * the events of a route from an `onSend` hook when its reply is a 2xx, before the reply
+ * leaves: if the broker does not acknowledge, the client gets a 503 naming the event.
+ *
+ * `await` the registration before declaring routes. A `messaging` passed in is closed
+ * with the app only if `closeMessaging` is true; one the plugin created always is.
+ * Replies sent with `reply.hijack()` (or on `reply.raw`) bypass Fastify's hooks and emit
+ * nothing; HEAD requests emit nothing.
+ *
+ * @example
+ * import herald from 'herald/fastify'
+ * await app.register(herald, { broker: 'kafka' })
+ * app.post('/users', { config: { event: { name: 'user.created', topic: 'user-events', keyField: 'id' } } },
+ *   async () => ({ id: 1, email: 'user@example.com' }))
+ */
+export const heraldFastify = fp(plugin, { fastify: '5.x', name: 'herald' })
+
+export default heraldFastify
