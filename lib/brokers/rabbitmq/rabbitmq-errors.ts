@@ -1,0 +1,85 @@
+import { BrokerError } from '../../errors.js'
+import { redactText } from '../../redact.js'
+
+/** `code` of the error a publish resolves with when no queue is bound to its topic. */
+export const UNROUTABLE = 'HERALD_UNROUTABLE'
+
+/** The secrets a RabbitMQ configuration carries: the URL password and TLS or SASL ones. */
+export function rabbitMqSecrets (url: string, socketOptions: Record<string, unknown> | undefined): string[] {
+  const secrets: string[] = []
+  try {
+    const password = new URL(url).password
+    if (password !== '') secrets.push(password, safeDecode(password))
+  } catch {
+    // An unparsable URL was refused by the settings already.
+  }
+  const passphrase = socketOptions?.passphrase
+  if (typeof passphrase === 'string') secrets.push(passphrase)
+  const credentials = socketOptions?.credentials as { password?: unknown } | undefined
+  if (typeof credentials?.password === 'string') secrets.push(credentials.password)
+  return secrets.filter(s => s.length > 0)
+}
+
+/** An amqplib error as one line, without a secret. */
+export function rabbitMqReason (err: unknown, secrets: string[]): string {
+  const text = err instanceof Error ? err.message : String(err)
+  return redactText(text, secrets)
+}
+
+/** The AMQP reply code of a channel or connection error (403, 404, 406, …), when there is one. */
+export function replyCode (err: unknown): number | undefined {
+  const code = (err as { code?: unknown } | undefined)?.code
+  return typeof code === 'number' ? code : undefined
+}
+
+/** Why a connection could not be opened, with what to do about it. */
+export function connectError (address: string, vhost: string, err: unknown, secrets: string[]): BrokerError {
+  const reason = rabbitMqReason(err, secrets)
+  let hint = ''
+  let retriable = true
+  if (/ACCESS[-_]REFUSED|\b403\b/.test(reason)) {
+    hint = '; check the user name and password in the URL (or the credentials in rabbitmq.socketOptions)'
+    retriable = false
+  } else if (/Expected ConnectionOpenOk/.test(reason) || /NOT[-_]ALLOWED|\b530\b/.test(reason)) {
+    hint = `; the server refused the virtual host "${vhost}": check that it exists and that the user has permissions on it (the URL path is the vhost, URL-encoded: "/" is %2F)`
+    retriable = false
+  } else if (/ECONNREFUSED/.test(reason)) {
+    hint = '; is RabbitMQ running and listening on that host and port?'
+  } else if (/ETIMEDOUT|timed? ?out/i.test(reason)) {
+    hint = '; the host did not answer in time (rabbitmq.socketOptions.timeout): check the address and any firewall'
+  }
+  return new BrokerError(`could not reach RabbitMQ at ${address}: ${reason}${hint}`, { code: 'HERALD_BROKER_UNREACHABLE', retriable, cause: err })
+}
+
+/** A publish that came back through basic.return: nothing is bound to the topic. */
+export function unroutableError (topic: string, exchange: string, replyText: string): BrokerError {
+  return new BrokerError(
+    `no queue is bound to topic "${topic}" on exchange "${exchange}" (RabbitMQ: ${replyText}); start a consumer for it first (its queue is created when it subscribes), or bind a queue of your own to the exchange with routing key "${topic}"`,
+    { code: UNROUTABLE, retriable: false }
+  )
+}
+
+/** An error for what failed because a channel (or its connection) closed. */
+export function channelClosedError (what: string, cause: unknown, secrets: string[]): BrokerError {
+  const reason = cause === undefined ? 'the channel closed' : rabbitMqReason(cause, secrets)
+  return new BrokerError(`${what}: ${reason}`, { cause })
+}
+
+/** Explains a failed queue or exchange declaration (a 406 means it exists with other settings). */
+export function topologyError (what: string, err: unknown, secrets: string[]): BrokerError {
+  const reason = rabbitMqReason(err, secrets)
+  const hint = replyCode(err) === 406 || /PRECONDITION[-_]FAILED|inequivalent/.test(reason)
+    ? '; it already exists with other settings (type, durability or arguments such as x-queue-type): delete it, or configure Herald to match (rabbitmq.exchange, rabbitmq.queueType)'
+    : replyCode(err) === 403 || /ACCESS[-_]REFUSED/.test(reason)
+      ? '; the user lacks the configure/write/read permissions this needs on the virtual host'
+      : ''
+  return new BrokerError(`${what}: ${reason}${hint}`, { retriable: hint === '', cause: err })
+}
+
+function safeDecode (text: string): string {
+  try {
+    return decodeURIComponent(text)
+  } catch {
+    return text
+  }
+}

@@ -1,0 +1,169 @@
+import { randomUUID } from 'node:crypto'
+import type { ConfirmChannel, Message } from 'amqplib'
+import { BrokerError } from '../../errors.js'
+import type { OutgoingMessage } from '../broker.js'
+import type { RabbitMqConnection } from './rabbitmq-connection.js'
+import { channelClosedError, rabbitMqReason, topologyError, unroutableError } from './rabbitmq-errors.js'
+import { encodeHeaders } from './rabbitmq-headers.js'
+
+/** How long `close()` lets confirms of messages already sent arrive before closing the channel. */
+const CONFIRM_GRACE_MS = 2_000
+
+/** A confirm channel and what is known about the messages sent on it. */
+interface PublishChannel {
+  readonly channel: ConfirmChannel
+  /** `messageId` → the server's reply text, for messages that came back through basic.return. */
+  readonly returned: Map<string, string>
+  closed: boolean
+  /** Why the server closed the channel, when it said. */
+  error: unknown
+  /** Set while the channel's write buffer is full (flow control): resolves on 'drain' or 'close'. */
+  drained: Promise<void> | undefined
+}
+
+/**
+ * Publishes on one confirm channel: each message is persistent and mandatory, and its
+ * result is known once RabbitMQ confirms it (basic.ack), refuses it (basic.nack), or
+ * returns it as unroutable. RabbitMQ sends a message's basic.return before its
+ * basic.ack, on the same channel, so the return is matched to the confirm by `messageId`.
+ * A channel that closes is replaced on the next publish (reconnecting if need be).
+ */
+export class RabbitMqPublisher {
+  readonly #connection: RabbitMqConnection
+  readonly #exchange: string
+  readonly #appId: string
+  #live: PublishChannel | undefined
+  #opening: Promise<PublishChannel> | undefined
+  #closed = false
+
+  constructor (connection: RabbitMqConnection, exchange: string, appId: string) {
+    this.#connection = connection
+    this.#exchange = exchange
+    this.#appId = appId
+  }
+
+  /** Opens the connection and the channel and declares the exchange, unless that is done. */
+  async ready (): Promise<void> {
+    await this.#channel()
+  }
+
+  /** Sends the messages in order; resolves with one result each, never `undefined` for a message RabbitMQ did not confirm. */
+  async publish (messages: OutgoingMessage[]): Promise<Array<Error | undefined>> {
+    let pc: PublishChannel
+    try {
+      pc = await this.#channel()
+    } catch (err) {
+      const error = err instanceof BrokerError ? err : new BrokerError(`could not open a channel to publish on: ${rabbitMqReason(err, this.#connection.secrets)}`, { cause: err })
+      return messages.map(() => error)
+    }
+    const results: Array<Promise<Error | undefined>> = []
+    for (const message of messages) {
+      // Flow control: publish() returned false, so wait for the write buffer to drain.
+      while (pc.drained !== undefined) await pc.drained
+      results.push(pc.closed ? Promise.resolve(this.#lostError(pc)) : this.#send(pc, message))
+    }
+    return await Promise.all(results)
+  }
+
+  /** Lets confirms of what was sent arrive (briefly), then closes the channel; what is still unconfirmed fails. */
+  async close (): Promise<void> {
+    this.#closed = true
+    const pc = this.#live ?? await this.#opening?.catch(() => undefined)
+    this.#live = undefined
+    if (pc === undefined || pc.closed) return
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([
+      pc.channel.waitForConfirms().catch(() => {}),
+      new Promise<void>(resolve => { timer = setTimeout(resolve, CONFIRM_GRACE_MS) })
+    ])
+    clearTimeout(timer)
+    await pc.channel.close().catch(() => {})
+  }
+
+  #send (pc: PublishChannel, message: OutgoingMessage): Promise<Error | undefined> {
+    return new Promise<Error | undefined>((resolve) => {
+      const messageId = randomUUID()
+      try {
+        const writable = pc.channel.publish(this.#exchange, message.topic, message.value, {
+          persistent: true,
+          mandatory: true,
+          contentType: message.headers['content-type'] ?? 'application/json',
+          messageId,
+          timestamp: Math.floor(Date.now() / 1000),
+          appId: this.#appId,
+          headers: encodeHeaders(message.headers, message.key)
+        }, (err: unknown) => {
+          const returned = pc.returned.get(messageId)
+          pc.returned.delete(messageId)
+          if (err !== null && err !== undefined) {
+            resolve(err instanceof Error && err.message === 'message nacked'
+              ? new BrokerError(`RabbitMQ did not take the message to topic "${message.topic}" (basic.nack: a queue it routes to could not store it, e.g. one at its max length that rejects publishes)`, { cause: err })
+              : this.#lostError(pc))
+          } else if (returned !== undefined) {
+            resolve(unroutableError(message.topic, this.#exchange, returned))
+          } else {
+            resolve(undefined)
+          }
+        })
+        if (!writable) this.#waitForDrain(pc)
+      } catch (err) {
+        // amqplib throws when the channel is closing or closed, or when the headers do not fit a frame.
+        resolve(pc.closed
+          ? this.#lostError(pc)
+          : new BrokerError(`could not send the message to topic "${message.topic}": ${rabbitMqReason(err, this.#connection.secrets)}`, { retriable: !(err instanceof RangeError), cause: err }))
+      }
+    })
+  }
+
+  #lostError (pc: PublishChannel): BrokerError {
+    return channelClosedError('RabbitMQ did not confirm the message: the publishing channel closed', pc.error ?? 'the channel or its connection closed before the confirm', this.#connection.secrets)
+  }
+
+  #waitForDrain (pc: PublishChannel): void {
+    pc.drained ??= new Promise<void>((resolve) => {
+      const done = (): void => {
+        pc.channel.off('drain', done)
+        pc.channel.off('close', done)
+        pc.drained = undefined
+        resolve()
+      }
+      pc.channel.on('drain', done)
+      pc.channel.on('close', done)
+    })
+  }
+
+  async #channel (): Promise<PublishChannel> {
+    if (this.#closed) throw new BrokerError('the RabbitMQ broker is closed; create a new Messaging instance', { retriable: false })
+    if (this.#live !== undefined && !this.#live.closed) return this.#live
+    this.#opening ??= this.#open().finally(() => { this.#opening = undefined })
+    return await this.#opening
+  }
+
+  async #open (): Promise<PublishChannel> {
+    const channel = await this.#connection.confirmChannel()
+    const pc: PublishChannel = { channel, returned: new Map(), closed: false, error: undefined, drained: undefined }
+    channel.on('error', (err: unknown) => { pc.error = err })
+    channel.on('close', () => {
+      pc.closed = true
+      pc.returned.clear()
+      if (this.#live === pc) this.#live = undefined
+    })
+    channel.on('return', (msg: Message) => {
+      const id: unknown = msg.properties.messageId
+      const replyText = (msg.fields as { replyText?: unknown }).replyText
+      if (typeof id === 'string') pc.returned.set(id, typeof replyText === 'string' ? replyText : 'NO_ROUTE')
+    })
+    try {
+      await channel.assertExchange(this.#exchange, 'topic', { durable: true })
+    } catch (err) {
+      await channel.close().catch(() => {})
+      throw topologyError(`could not declare the topic exchange "${this.#exchange}" at ${this.#connection.address}`, err, this.#connection.secrets)
+    }
+    if (this.#closed) {
+      await channel.close().catch(() => {})
+      throw new BrokerError('the RabbitMQ broker is closed; create a new Messaging instance', { retriable: false })
+    }
+    this.#live = pc
+    return pc
+  }
+}

@@ -1,0 +1,574 @@
+/**
+ * The RabbitMQ adapter against a live broker (RABBITMQ_URL, default
+ * amqp://guest:guest@127.0.0.1:5672). Tests go through the Broker interface; a plain
+ * amqplib client checks what is on the wire. Every test uses its own exchange, topics and
+ * groups, and deletes the queues and exchanges it made. A broker that cannot be reached
+ * fails the tests: nothing is skipped.
+ */
+import { execFile } from 'node:child_process'
+import { randomUUID } from 'node:crypto'
+import { promisify } from 'node:util'
+import amqplib, { type ChannelModel, type GetMessage } from 'amqplib'
+import { expect } from 'chai'
+import type { Broker, Delivery, DeliveryHandler, OutgoingMessage, SubscribeOptions, Subscription } from '../../lib/brokers/broker.js'
+import { createBroker } from '../../lib/brokers/rabbitmq/index.js'
+import { resolveRabbitMqSettings, type RabbitMqOptions } from '../../lib/brokers/rabbitmq/rabbitmq-config.js'
+import { BrokerError, ConfigError } from '../../lib/errors.js'
+import type { Logger } from '../../lib/logger.js'
+import { eventually, sleep } from '../helpers.js'
+
+const URL = process.env.RABBITMQ_URL ?? 'amqp://guest:guest@127.0.0.1:5672'
+const ADDRESS = URL.replace(/^(amqps?:\/\/[^:@/]*):[^@/]*@/, '$1:***@')
+
+interface LogRecord { level: string, fields: Record<string, unknown>, msg: string }
+
+class CapturingLogger implements Logger {
+  readonly records: LogRecord[] = []
+  #log (level: string, obj: unknown, msg?: string): void {
+    const fields = obj !== null && typeof obj === 'object' ? obj as Record<string, unknown> : {}
+    this.records.push({ level, fields, msg: typeof obj === 'string' ? obj : msg ?? '' })
+  }
+
+  debug (obj: unknown, msg?: string): void { this.#log('debug', obj, msg) }
+  info (obj: unknown, msg?: string): void { this.#log('info', obj, msg) }
+  warn (obj: unknown, msg?: string): void { this.#log('warn', obj, msg) }
+  error (obj: unknown, msg?: string): void { this.#log('error', obj, msg) }
+
+  text (): string {
+    return this.records.map(r => `${r.level} ${r.msg} ${JSON.stringify(r.fields)}`).join('\n')
+  }
+}
+
+const message = (topic: string, value: string, key?: string, headers: Record<string, string> = {}): OutgoingMessage =>
+  ({ topic, value: Buffer.from(value), key, headers })
+
+/** A handler that records deliveries and settles them as told (ack by default). */
+function collector (handle: (d: Delivery) => Promise<void> = async d => await d.ack()): { deliveries: Delivery[], values: () => string[], handler: DeliveryHandler } {
+  const deliveries: Delivery[] = []
+  return {
+    deliveries,
+    values: () => deliveries.map(d => d.value.toString()),
+    handler: async d => {
+      deliveries.push(d)
+      await handle(d)
+    }
+  }
+}
+
+/** Closes one of this process's connections from the server side, found by its connection name. */
+async function closeConnectionNamed (name: string): Promise<void> {
+  const run = promisify(execFile)
+  const { stdout } = await run('rabbitmqctl', ['list_connections', 'pid', 'client_properties', '-q', '--no-table-headers'])
+  const line = stdout.split('\n').find(l => l.includes(`{"connection_name","${name}"}`))
+  if (line === undefined) throw new Error(`no connection named "${name}" in:\n${stdout}`)
+  await run('rabbitmqctl', ['close_connection', line.split('\t')[0]!, 'closed by the herald test suite'])
+}
+
+describe('RabbitMQ broker', function () {
+  this.timeout(30_000)
+
+  let logger: CapturingLogger
+  let exchange: string
+  let brokers: Broker[]
+  let subscriptions: Subscription[]
+  let queues: Set<string>
+  let rawConnection: ChannelModel
+
+  const name = (what: string): string => `herald-test-${what}-${randomUUID()}`
+
+  const newBroker = (options: RabbitMqOptions = {}, url = URL, clientId = 'herald-test'): Broker => {
+    const broker = createBroker(resolveRabbitMqSettings(url, {}, { exchange, ...options }), { logger, clientId })
+    brokers.push(broker)
+    return broker
+  }
+
+  const subscribe = async (broker: Broker, options: Partial<SubscribeOptions> & { topics: string[] }, handler: DeliveryHandler): Promise<Subscription> => {
+    const full: SubscribeOptions = { group: name('group'), maxInFlight: 16, deadLetterTopics: [], ...options }
+    for (const topic of full.topics) queues.add(`${topic}.${full.group}`)
+    for (const topic of full.deadLetterTopics) queues.add(topic)
+    const sub = await broker.subscribe(full, handler)
+    subscriptions.push(sub)
+    return sub
+  }
+
+  /** A queue of the test's own, bound to the exchange, read with plain amqplib. */
+  const rawQueue = async (routingKey: string): Promise<string> => {
+    const queue = name('raw')
+    queues.add(queue)
+    const ch = await rawConnection.createChannel()
+    await ch.assertExchange(exchange, 'topic', { durable: true })
+    await ch.assertQueue(queue, { durable: true })
+    await ch.bindQueue(queue, exchange, routingKey)
+    await ch.close()
+    return queue
+  }
+
+  const messageCount = async (queue: string): Promise<number> => {
+    const ch = await rawConnection.createChannel()
+    try {
+      return (await ch.checkQueue(queue)).messageCount
+    } finally {
+      await ch.close()
+    }
+  }
+
+  beforeEach(async () => {
+    logger = new CapturingLogger()
+    exchange = name('exchange')
+    brokers = []
+    subscriptions = []
+    queues = new Set()
+    rawConnection = await amqplib.connect(URL)
+  })
+
+  afterEach(async () => {
+    await Promise.all(brokers.map(async b => await b.close()))
+    const ch = await rawConnection.createChannel()
+    for (const queue of queues) await ch.deleteQueue(queue)
+    await ch.deleteExchange(exchange)
+    await rawConnection.close()
+    expect(logger.text()).not.to.contain('guest:guest')
+  })
+
+  it('reports itself healthy with the password-masked address, and unhealthy once closed', async () => {
+    const broker = newBroker()
+    expect(await broker.health()).to.deep.equal({ ok: true, broker: 'rabbitmq', detail: ADDRESS })
+    await broker.close()
+    expect(await broker.health()).to.include({ ok: false, broker: 'rabbitmq' })
+  })
+
+  it('a wrong password fails connect() with a BrokerError that names the masked address and never the password', async () => {
+    const secret = `not-the-password-${randomUUID()}`
+    const broker = newBroker({}, URL.replace(/^(amqps?:\/\/[^:@/]*):[^@/]*@/, `$1:${secret}@`))
+    let error: unknown
+    try {
+      await broker.connect()
+    } catch (err) {
+      error = err
+    }
+    expect(error).to.be.instanceOf(BrokerError)
+    const err = error as BrokerError
+    expect(err.message).to.contain(`could not reach RabbitMQ at ${ADDRESS}`)
+    expect(err.message).to.contain('ACCESS')
+    expect(err.retriable).to.equal(false)
+    expect(`${err.message} ${err.stack ?? ''} ${JSON.stringify(err)}`).not.to.contain(secret)
+    expect(logger.text()).not.to.contain(secret)
+    const health = await broker.health()
+    expect(health.ok).to.equal(false)
+    expect(health.detail).not.to.contain(secret)
+  })
+
+  it('a published message is delivered with its value, key and headers intact', async () => {
+    const broker = newBroker()
+    const topic = name('topic')
+    const c = collector()
+    await subscribe(broker, { topics: [topic] }, c.handler)
+    const headers = { 'event-name': 'user.created', 'event-id': randomUUID(), 'content-type': 'application/json', 'x-note': 'grüße' }
+    expect(await broker.publish([
+      message(topic, '{"id":1,"name":"Zoë"}', 'user-1', headers),
+      message(topic, '{"id":2}')
+    ])).to.deep.equal([undefined, undefined])
+
+    await eventually(() => c.deliveries.length === 2, 'two deliveries')
+    const [first, second] = c.deliveries
+    expect(first!.value.toString()).to.equal('{"id":1,"name":"Zoë"}')
+    expect(first!.key).to.equal('user-1')
+    expect(first!.headers).to.deep.equal(headers)
+    expect(second!.key).to.equal(undefined)
+    expect(second!.headers).to.deep.equal({})
+    for (const d of c.deliveries) {
+      expect(d.topic).to.equal(topic)
+      expect(d.redeliveries).to.equal(0)
+      expect(d.id).to.match(new RegExp(`^${topic}\\.herald-test-group-[0-9a-f-]+#\\d+$`))
+    }
+  })
+
+  it('a plain amqplib consumer reads the body, the headers, the key header, and persistent delivery of what Herald publishes', async () => {
+    const broker = newBroker()
+    const topic = name('topic')
+    const queue = await rawQueue(topic)
+    const body = JSON.stringify({ id: randomUUID(), name: 'user.created', data: { id: 7 } })
+    const headers = { 'event-name': 'user.created', 'event-id': randomUUID(), 'event-source': 'users-service', 'content-type': 'application/json' }
+    expect(await broker.publish([message(topic, body, 'user-7', headers)])).to.deep.equal([undefined])
+
+    const ch = await rawConnection.createChannel()
+    const got = await ch.get(queue, { noAck: true })
+    await ch.close()
+    expect(got).not.to.equal(false)
+    const msg = got as GetMessage
+    expect(msg.content.toString()).to.equal(body)
+    expect(msg.fields.routingKey).to.equal(topic)
+    expect(msg.fields.exchange).to.equal(exchange)
+    expect(msg.properties.headers).to.deep.equal({ ...headers, key: 'user-7' })
+    expect(msg.properties.deliveryMode).to.equal(2)
+    expect(msg.properties.contentType).to.equal('application/json')
+    expect(msg.properties.messageId).to.be.a('string').and.not.equal('')
+    expect(msg.properties.appId).to.equal('herald-test')
+  })
+
+  it('a message published with plain amqplib (JSON, no headers, no properties) reaches onDelivery', async () => {
+    const broker = newBroker()
+    const topic = name('topic')
+    const c = collector()
+    await subscribe(broker, { topics: [topic] }, c.handler)
+    const ch = await rawConnection.createChannel()
+    ch.publish(exchange, topic, Buffer.from('{"plain":true}'))
+    await ch.close()
+
+    await eventually(() => c.deliveries.length === 1, 'the raw message')
+    const d = c.deliveries[0]!
+    expect(d.value.toString()).to.equal('{"plain":true}')
+    expect(d.topic).to.equal(topic)
+    expect(d.key).to.equal(undefined)
+    expect(d.headers).to.deep.equal({})
+    expect(d.redeliveries).to.equal(0)
+  })
+
+  it('header values of any AMQP type from other clients arrive as strings, and the key header as the key', async () => {
+    const broker = newBroker()
+    const topic = name('topic')
+    const c = collector()
+    await subscribe(broker, { topics: [topic] }, c.handler)
+    const ch = await rawConnection.createChannel()
+    ch.publish(exchange, topic, Buffer.from('{}'), {
+      headers: { text: 'a', count: 42, ratio: 1.5, flag: true, bytes: Buffer.from('raw'), table: { a: 1 }, list: [1, 'two'], key: 99 }
+    })
+    await ch.close()
+
+    await eventually(() => c.deliveries.length === 1, 'the raw message')
+    expect(c.deliveries[0]!.key).to.equal('99')
+    expect(c.deliveries[0]!.headers).to.deep.equal({ text: 'a', count: '42', ratio: '1.5', flag: 'true', bytes: 'raw', table: '{"a":1}', list: '[1,"two"]' })
+  })
+
+  it('two groups each get every message', async () => {
+    const broker = newBroker()
+    const topic = name('topic')
+    const first = collector()
+    const second = collector()
+    await subscribe(broker, { topics: [topic] }, first.handler)
+    await subscribe(broker, { topics: [topic] }, second.handler)
+    const sent = Array.from({ length: 6 }, (_, i) => `m${i}`)
+    expect(await broker.publish(sent.map(v => message(topic, v)))).to.deep.equal(sent.map(() => undefined))
+
+    await eventually(() => first.deliveries.length === 6 && second.deliveries.length === 6, 'every message in both groups')
+    expect(first.values()).to.deep.equal(sent)
+    expect(second.values()).to.deep.equal(sent)
+  })
+
+  it('two subscriptions in one group share the work, and each message is handled once', async () => {
+    const broker = newBroker()
+    const topic = name('topic')
+    const group = name('group')
+    const slowAck = async (d: Delivery): Promise<void> => { await sleep(20); await d.ack() }
+    const a = collector(slowAck)
+    const b = collector(slowAck)
+    await subscribe(broker, { topics: [topic], group, maxInFlight: 1 }, a.handler)
+    await subscribe(broker, { topics: [topic], group, maxInFlight: 1 }, b.handler)
+    const sent = Array.from({ length: 20 }, (_, i) => `m${String(i).padStart(2, '0')}`)
+    await broker.publish(sent.map(v => message(topic, v)))
+
+    await eventually(() => a.deliveries.length + b.deliveries.length >= 20, '20 deliveries')
+    await sleep(300) // a duplicate would show up meanwhile
+    expect([...a.values(), ...b.values()].sort()).to.deep.equal(sent)
+    expect(a.deliveries.length, 'the first member got none').to.be.greaterThan(0)
+    expect(b.deliveries.length, 'the second member got none').to.be.greaterThan(0)
+  })
+
+  it('an acked message is not delivered again; a released one is, with redeliveries counted', async () => {
+    const broker = newBroker()
+    const topic = name('topic')
+    const group = name('group')
+    const c = collector(async (d) => {
+      if (d.value.toString() === 'release-me' && d.redeliveries === 0) await d.release()
+      else await d.ack()
+    })
+    const sub = await subscribe(broker, { topics: [topic], group }, c.handler)
+    await broker.publish([message(topic, 'ack-me'), message(topic, 'release-me')])
+
+    await eventually(() => c.deliveries.length === 3, 'ack-me, release-me, and release-me again')
+    expect(c.values()).to.deep.equal(['ack-me', 'release-me', 'release-me'])
+    expect(c.deliveries[2]!.redeliveries).to.be.at.least(1)
+    await sub.close()
+
+    // Nothing is left in the group's queue, and a new member of the group gets nothing.
+    expect(await messageCount(`${topic}.${group}`)).to.equal(0)
+    const later = collector()
+    await subscribe(broker, { topics: [topic], group }, later.handler)
+    await sleep(300)
+    expect(later.deliveries).to.deep.equal([])
+  })
+
+  it('ack() and release() resolve and are idempotent: a second call does nothing', async () => {
+    const broker = newBroker()
+    const topic = name('topic')
+    const c = collector(async (d) => {
+      await d.ack()
+      await d.ack()
+      await d.release()
+    })
+    await subscribe(broker, { topics: [topic] }, c.handler)
+    await broker.publish([message(topic, 'once')])
+    await eventually(() => c.deliveries.length === 1, 'one delivery')
+    await sleep(300)
+    // A second settle of the same delivery tag would close the channel (406 unknown delivery tag).
+    expect(c.deliveries.length).to.equal(1)
+    expect(logger.records.filter(r => r.level === 'error')).to.deep.equal([])
+  })
+
+  it('close() waits until a handed-over message is settled; a released one goes to another member of the group', async () => {
+    const broker = newBroker()
+    const topic = name('topic')
+    const group = name('group')
+    let held: Delivery | undefined
+    const first = await subscribe(broker, { topics: [topic], group, maxInFlight: 1 }, async (d) => { held = d })
+    await broker.publish([message(topic, 'in-flight')])
+    await eventually(() => held !== undefined, 'the first member to hold the message')
+
+    const other = collector()
+    await subscribe(broker, { topics: [topic], group }, other.handler)
+    let closed = false
+    const closing = first.close().then(() => { closed = true })
+    await sleep(300)
+    expect(closed, 'close() returned before the message was settled').to.equal(false)
+    expect(other.deliveries).to.deep.equal([])
+
+    await held!.release()
+    await closing
+    await eventually(() => other.deliveries.length === 1, 'the released message at the other member')
+    expect(other.values()).to.deep.equal(['in-flight'])
+    expect(other.deliveries[0]!.redeliveries).to.be.at.least(1)
+  })
+
+  it('pause() stops new deliveries while a handed-over message can still be acked', async () => {
+    const broker = newBroker()
+    const topic = name('topic')
+    const group = name('group')
+    const held: Delivery[] = []
+    const sub = await subscribe(broker, { topics: [topic], group }, async (d) => { held.push(d) })
+    await broker.publish([message(topic, 'before')])
+    await eventually(() => held.length === 1, 'the first message')
+
+    await sub.pause()
+    await broker.publish([message(topic, 'after')])
+    await sleep(300)
+    expect(held.map(d => d.value.toString())).to.deep.equal(['before'])
+    await held[0]!.ack()
+    await sub.close()
+
+    const later = collector()
+    await subscribe(broker, { topics: [topic], group }, later.handler)
+    await eventually(() => later.deliveries.length === 1, 'the message published while paused')
+    await sleep(200)
+    expect(later.values()).to.deep.equal(['after'])
+  })
+
+  it('never hands over more than maxInFlight unsettled messages, across several topics', async () => {
+    const broker = newBroker()
+    const topics = [name('topic'), name('topic')]
+    const held: Delivery[] = []
+    await subscribe(broker, { topics, maxInFlight: 2 }, async (d) => { held.push(d) })
+    await broker.publish(topics.flatMap(t => [message(t, `${t}-1`), message(t, `${t}-2`), message(t, `${t}-3`)]))
+
+    await eventually(() => held.length === 2, 'two messages handed over')
+    await sleep(300)
+    expect(held.length).to.equal(2)
+    await held[0]!.ack()
+    await eventually(() => held.length === 3, 'a third once one settled')
+    await sleep(200)
+    expect(held.length).to.equal(3)
+    for (const d of held.slice(1)) await d.ack()
+    await eventually(() => held.length === 5, 'two more')
+    for (const d of held.slice(3)) await d.ack()
+    await eventually(() => held.length === 6, 'the last')
+    await held[5]!.ack()
+    // Each topic's messages in publish order.
+    for (const t of topics) {
+      expect(held.filter(d => d.topic === t).map(d => d.value.toString())).to.deep.equal([`${t}-1`, `${t}-2`, `${t}-3`])
+    }
+  })
+
+  it('publishing to a topic that no queue is bound to resolves with an unroutable error, not undefined', async () => {
+    const broker = newBroker()
+    const bound = name('topic')
+    const unbound = name('topic')
+    await subscribe(broker, { topics: [bound] }, async d => await d.ack())
+
+    const results = await broker.publish([message(bound, '1'), message(unbound, '2'), message(bound, '3')])
+    expect(results[0]).to.equal(undefined)
+    expect(results[2]).to.equal(undefined)
+    expect(results[1]).to.be.instanceOf(BrokerError)
+    const err = results[1] as BrokerError
+    expect(err.code).to.equal('HERALD_UNROUTABLE')
+    expect(err.retriable).to.equal(false)
+    expect(err.message).to.contain(`no queue is bound to topic "${unbound}" on exchange "${exchange}"`)
+    expect(err.message).to.contain('start a consumer for it first')
+  })
+
+  it('the dead-letter queues exist once subscribe resolves and keep what is published to them before anyone consumes', async () => {
+    const broker = newBroker()
+    const topic = name('topic')
+    const group = name('group')
+    const dlq = `${topic}.${group}.dlq`
+    await subscribe(broker, { topics: [topic], group, deadLetterTopics: [dlq] }, async d => await d.ack())
+
+    const headers = { 'herald-dlq-reason': 'Error: boom', 'herald-dlq-topic': topic }
+    expect(await broker.publish([message(dlq, '{"dead":true}', 'k', headers)])).to.deep.equal([undefined])
+    await eventually(async () => await messageCount(dlq) === 1, 'the dead letter in its queue')
+
+    const ch = await rawConnection.createChannel()
+    const got = await ch.get(dlq, { noAck: true }) as GetMessage
+    await ch.close()
+    expect(got.content.toString()).to.equal('{"dead":true}')
+    expect(got.properties.headers).to.deep.equal({ ...headers, key: 'k' })
+  })
+
+  it('a dead-letter topic can be subscribed to like any other topic', async () => {
+    const broker = newBroker()
+    const topic = name('topic')
+    const group = name('group')
+    const dlq = `${topic}.${group}.dlq`
+    await subscribe(broker, { topics: [topic], group, deadLetterTopics: [dlq] }, async d => await d.ack())
+    const reader = collector()
+    await subscribe(broker, { topics: [dlq] }, reader.handler)
+    await broker.publish([message(dlq, 'dead')])
+    await eventually(() => reader.deliveries.length === 1, 'the dead letter at its reader')
+    expect(reader.deliveries[0]!.topic).to.equal(dlq)
+  })
+
+  it('refuses topics and groups RabbitMQ would misroute, naming the fix', async () => {
+    const broker = newBroker()
+    const attempts: Array<Partial<SubscribeOptions> & { topics: string[] }> = [
+      { topics: ['orders.*'] },
+      { topics: ['orders.#'] },
+      { topics: [name('topic')], group: 'billing.*' },
+      { topics: [name('topic')], group: 'dlq' },
+      { topics: [name('topic')], deadLetterTopics: ['orders.#.dlq'] }
+    ]
+    for (const options of attempts) {
+      let error: unknown
+      try {
+        await broker.subscribe({ group: name('group'), maxInFlight: 1, deadLetterTopics: [], ...options }, async d => await d.ack())
+      } catch (err) {
+        error = err
+      }
+      expect(error, JSON.stringify(options)).to.be.instanceOf(ConfigError)
+    }
+    let wildcard: unknown
+    await broker.subscribe({ group: name('group'), maxInFlight: 1, deadLetterTopics: [], topics: ['orders.*'] }, async () => {}).catch((err: unknown) => { wildcard = err })
+    expect((wildcard as Error).message).to.contain('"*" and "#" are wildcards').and.contain('rename the topic')
+  })
+
+  it('a queue that exists with another type fails subscribe with an error naming the fix', async () => {
+    const topic = name('topic')
+    const group = name('group')
+    queues.add(`${topic}.${group}`)
+    const ch = await rawConnection.createChannel()
+    await ch.assertQueue(`${topic}.${group}`, { durable: true, arguments: { 'x-queue-type': 'classic' } })
+    await ch.close()
+    let error: unknown
+    await newBroker({ queueType: 'quorum' }).subscribe({ group, topics: [topic], maxInFlight: 1, deadLetterTopics: [] }, async () => {}).catch((err: unknown) => { error = err })
+    expect(error).to.be.instanceOf(BrokerError)
+    expect((error as Error).message).to.contain(`could not declare the queue "${topic}.${group}"`).and.contain('PRECONDITION_FAILED').and.contain('rabbitmq.queueType')
+  })
+
+  it('an exchange that exists with another type fails connect() with an error naming the fix', async () => {
+    const ch = await rawConnection.createChannel()
+    await ch.assertExchange(exchange, 'direct', { durable: true })
+    await ch.close()
+    let error: unknown
+    await newBroker().connect().catch((err: unknown) => { error = err })
+    expect(error).to.be.instanceOf(BrokerError)
+    expect((error as Error).message).to.contain(`could not declare the topic exchange "${exchange}"`).and.contain('rabbitmq.exchange')
+  })
+
+  it('quorum queues count redeliveries from x-delivery-count', async () => {
+    const broker = newBroker({ queueType: 'quorum' })
+    const topic = name('topic')
+    const group = name('group')
+    const c = collector(async (d) => {
+      if (d.redeliveries < 2) await d.release()
+      else await d.ack()
+    })
+    await subscribe(broker, { topics: [topic], group }, c.handler)
+    await broker.publish([message(topic, 'again')])
+    await eventually(() => c.deliveries.length === 3, 'three deliveries')
+    expect(c.deliveries.map(d => d.redeliveries)).to.deep.equal([0, 1, 2])
+    expect(c.deliveries[2]!.headers['x-delivery-count']).to.equal('2')
+  })
+
+  it('a publish whose channel dies before the confirm resolves with an error, and the next publish opens a new channel', async () => {
+    const broker = newBroker()
+    const topic = name('topic')
+    await broker.connect()
+    // Publishing to an exchange that no longer exists makes RabbitMQ close the channel (404).
+    const ch = await rawConnection.createChannel()
+    await ch.deleteExchange(exchange)
+    await ch.close()
+    const [lost] = await broker.publish([message(topic, 'x')])
+    expect(lost).to.be.instanceOf(BrokerError)
+    expect(lost!.message).to.contain('publishing channel closed').and.contain('NOT_FOUND')
+
+    // A new channel declares the exchange again; the topic has no queue, so it is unroutable.
+    const [next] = await broker.publish([message(topic, 'y')])
+    expect((next as BrokerError).code).to.equal('HERALD_UNROUTABLE')
+  })
+
+  it('a large batch goes through flow control (publish returning false) and every message is confirmed', async () => {
+    const broker = newBroker()
+    const topic = name('topic')
+    const queue = await rawQueue(topic)
+    const body = 'x'.repeat(1024)
+    const batch = Array.from({ length: 3000 }, () => message(topic, body))
+    const results = await broker.publish(batch)
+    expect(results.filter(r => r !== undefined)).to.deep.equal([])
+    expect(await messageCount(queue)).to.equal(3000)
+  })
+
+  it('after the server closes its connections, a subscription consumes again and publishing reconnects, each logged', async function () {
+    this.timeout(60_000)
+    const clientId = name('client')
+    const broker = newBroker({}, URL, clientId)
+    const topic = name('topic')
+    const c = collector()
+    await subscribe(broker, { topics: [topic] }, c.handler)
+    await broker.publish([message(topic, 'before')])
+    await eventually(() => c.deliveries.length === 1, 'the first message')
+
+    await closeConnectionNamed(`${clientId} (consume)`)
+    await closeConnectionNamed(`${clientId} (publish)`)
+    await eventually(() => logger.records.some(r => r.msg === 'consuming again'), 'the subscription to consume again', 20_000)
+    await eventually(() => logger.records.filter(r => r.msg.startsWith('lost the connection to RabbitMQ')).length === 2, 'each lost connection logged')
+
+    expect(await broker.publish([message(topic, 'after')])).to.deep.equal([undefined])
+    await eventually(() => c.deliveries.length === 2, 'the message published after the outage')
+    expect(c.values()).to.deep.equal(['before', 'after'])
+    expect(logger.records.some(r => r.msg === 'reconnected to RabbitMQ')).to.equal(true)
+  })
+
+  it('a consumer cancelled by the server (its queue deleted) is logged, and the queue is declared and consumed again', async () => {
+    const broker = newBroker()
+    const topic = name('topic')
+    const group = name('group')
+    const c = collector()
+    await subscribe(broker, { topics: [topic], group }, c.handler)
+    const ch = await rawConnection.createChannel()
+    await ch.deleteQueue(`${topic}.${group}`)
+    await ch.close()
+
+    await eventually(() => logger.records.some(r => r.msg.includes('RabbitMQ cancelled the consumer')), 'the cancellation to be logged')
+    await eventually(() => logger.records.some(r => r.msg === 'consuming again'), 'the subscription to consume again')
+    expect(await broker.publish([message(topic, 'after')])).to.deep.equal([undefined])
+    await eventually(() => c.deliveries.length === 1, 'the message published after')
+  })
+
+  it('publish and subscribe fail once the broker is closed', async () => {
+    const broker = newBroker()
+    await broker.connect()
+    await broker.close()
+    const [err] = await broker.publish([message(name('topic'), 'late')])
+    expect(err).to.be.instanceOf(BrokerError)
+    let error: unknown
+    await broker.subscribe({ group: name('group'), topics: [name('topic')], maxInFlight: 1, deadLetterTopics: [] }, async () => {}).catch((e: unknown) => { error = e })
+    expect(error).to.be.instanceOf(BrokerError)
+  })
+})
