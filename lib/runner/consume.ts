@@ -1,4 +1,4 @@
-import type { Broker, Delivery, Subscription } from '../brokers/broker.js'
+import type { Delivery } from '../brokers/broker.js'
 import { describeError, NonRetriableError } from '../errors.js'
 import { decodeMessage, type Event } from '../event.js'
 import type { Context, HandlerDefinition, RetryPolicy, Target } from '../handlers/handler.js'
@@ -17,7 +17,6 @@ export interface ConsumerSettings {
   topics: string[]
   logger: Logger
   context: ContextFactory | undefined
-  shutdownTimeout: number
 }
 
 type Outcome = { ok: true } | { ok: false, error: unknown, shutdown: boolean }
@@ -37,8 +36,8 @@ function isNonRetriable (err: unknown): boolean {
 }
 
 /**
- * Runs one handler definition in one group: subscribes, and takes every delivered
- * message through decode → route → validate → attempts with retries → ack or dead letter.
+ * Runs one handler definition in one group: takes every message delivered for its topics
+ * through decode → route → validate → attempts with retries → ack or dead letter.
  * A message is acknowledged only after its handler succeeded, it was skipped (no method
  * for its event) or it was dead-lettered; a shutdown releases what it caught waiting.
  */
@@ -50,8 +49,6 @@ export class HandlerConsumer {
   readonly #stopping = new AbortController()
   readonly #forced = new AbortController()
   readonly #log: Logger
-  #subscription: Subscription | undefined
-
   constructor (definition: HandlerDefinition, settings: ConsumerSettings) {
     this.definition = definition
     this.settings = settings
@@ -73,34 +70,26 @@ export class HandlerConsumer {
     return [...out]
   }
 
-  async start (broker: Broker): Promise<void> {
-    this.#subscription = await broker.subscribe({
-      group: this.settings.group,
-      topics: this.settings.topics,
-      maxInFlight: Math.max(2, this.definition.concurrency * 2),
-      deadLetterTopics: this.deadLetterTopics()
-    }, (delivery) => this.#keys.run(delivery.key, () => this.#process(delivery)).catch((err) => {
-      this.#log.error({ err, messageId: delivery.id }, 'herald: unexpected error while handling a message; it will be delivered again')
-    }))
+  /** The most messages this handler may hold unsettled: running, queued behind a key, or waiting for a retry. */
+  get maxInFlight (): number {
+    return Math.max(2, this.definition.concurrency * 2)
   }
 
-  /**
-   * Stops fetching, releases what waits (retries, queued messages), lets running handlers
-   * finish for up to `shutdownTimeout` ms (then aborts their `ctx.signal` and releases
-   * their messages), and leaves the group.
-   */
-  async stop (): Promise<void> {
-    if (this.#stopping.signal.aborted) return
+  /** Takes one delivery through to ack, dead letter or release. Resolves once it is settled; never rejects. */
+  handle (delivery: Delivery): Promise<void> {
+    return this.#keys.run(delivery.key, () => this.#process(delivery)).catch((err) => {
+      this.#log.error({ err, messageId: delivery.id }, 'unexpected error while handling a message; it will be delivered again')
+    })
+  }
+
+  /** From now on nothing new starts: waiting retries and queued messages are released. */
+  beginStop (): void {
     this.#stopping.abort()
-    const subscription = this.#subscription
-    if (subscription === undefined) return
-    await subscription.pause()
-    const timer = setTimeout(() => this.#forced.abort(), this.settings.shutdownTimeout)
-    try {
-      await subscription.close()
-    } finally {
-      clearTimeout(timer)
-    }
+  }
+
+  /** The shutdown stops waiting: running handlers' `ctx.signal` aborts and their messages are released. */
+  force (): void {
+    this.#forced.abort()
   }
 
   async #process (delivery: Delivery): Promise<void> {

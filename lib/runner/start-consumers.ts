@@ -5,6 +5,7 @@ import { registeredHandlers } from '../handlers/registry.js'
 import { childLogger } from '../logger.js'
 import { getMessaging, type Messaging } from '../messaging.js'
 import { HandlerConsumer, type ContextFactory } from './consume.js'
+import { GroupConsumer } from './group-consumer.js'
 import { loadHandlers } from './loader.js'
 
 export interface StartConsumersOptions {
@@ -83,7 +84,7 @@ export async function startConsumers (options: StartConsumersOptions = {}): Prom
       }
       claimed.set(`${group}\u0000${topic}`, definition.name)
     }
-    consumers.push(new HandlerConsumer(definition, { messaging, group, topics, logger, context: options.context, shutdownTimeout }))
+    consumers.push(new HandlerConsumer(definition, { messaging, group, topics, logger, context: options.context }))
   }
   if (only !== undefined) {
     const consumed = new Set(consumers.flatMap(c => c.settings.topics))
@@ -91,15 +92,19 @@ export async function startConsumers (options: StartConsumersOptions = {}): Prom
     if (missing.length > 0) throw new HandlerError(`no handler consumes topic ${missing.map(t => `"${t}"`).join(', ')}; check the topics option (--topic)`)
   }
 
+  const byGroup = new Map<string, HandlerConsumer[]>()
+  for (const c of consumers) byGroup.set(c.settings.group, [...(byGroup.get(c.settings.group) ?? []), c])
+  const groups = [...byGroup].map(([group, handlers]) => new GroupConsumer(group, handlers, shutdownTimeout, logger))
+
   const broker = await messaging.broker()
-  const started: HandlerConsumer[] = []
+  const started: GroupConsumer[] = []
   try {
-    for (const c of consumers) {
-      await c.start(broker)
-      started.push(c)
+    for (const g of groups) {
+      await g.start(broker)
+      started.push(g)
     }
   } catch (err) {
-    await Promise.allSettled(started.map(c => c.stop()))
+    await Promise.allSettled(started.map(g => g.stop()))
     throw err
   }
 
@@ -118,7 +123,7 @@ export async function startConsumers (options: StartConsumersOptions = {}): Prom
     stop: () => {
       stopping ??= (async () => {
         for (const s of signals) process.removeListener(s, onSignal)
-        await Promise.allSettled(consumers.map(c => c.stop()))
+        await Promise.allSettled(groups.map(g => g.stop()))
         untrack()
       })()
       return stopping

@@ -243,6 +243,25 @@ export function conformance (target: ConformanceTarget): void {
       expect([...b].sort((x, y) => x - y)).to.deep.equal([...Array(10).keys()])
     })
 
+    it('handlers of one group on different topics each get exactly their topic\'s messages', async function () {
+      const m = messaging()
+      const group = randomName('g')
+      const [topicA, topicB] = [randomName(), randomName()]
+      const a: string[] = []
+      const b: string[] = []
+      await start(m, [
+        messageHandler({ topic: topicA, group }, async (msg: unknown) => { a.push((msg as { id: string }).id) }),
+        messageHandler({ topic: topicB, group }, async (msg: unknown) => { b.push((msg as { id: string }).id) })
+      ])
+      for (let n = 0; n < 6; n++) {
+        await m.publishEvent('x', { id: `a${n}` }, { topic: topicA, key: String(n) })
+        await m.publishEvent('x', { id: `b${n}` }, { topic: topicB, key: String(n) })
+      }
+      await eventually(() => a.length === 6 && b.length === 6, 'six messages on each handler')
+      expect([...a].sort()).to.deep.equal(['a0', 'a1', 'a2', 'a3', 'a4', 'a5'])
+      expect([...b].sort()).to.deep.equal(['b0', 'b1', 'b2', 'b3', 'b4', 'b5'])
+    })
+
     it('two consumers in one group split the work: each message is handled once, by one of them', async function () {
       const topic = randomName()
       const group = randomName('g')
