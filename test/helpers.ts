@@ -2,9 +2,12 @@ import { randomUUID } from 'node:crypto'
 import type { MessagingOptions } from '../lib/index.js'
 import type { BrokerKind } from '../lib/brokers/broker.js'
 
+/** Part of every name this test process makes, so that its clean-up removes only its own. */
+export const RUN_ID = `r${randomUUID().slice(0, 6)}`
+
 /** A topic (or group) name no other test uses. */
 export function randomName (prefix = 'herald-test'): string {
-  return `${prefix}-${randomUUID().slice(0, 8)}`
+  return `${prefix}-${RUN_ID}-${randomUUID().slice(0, 8)}`
 }
 
 /** Resolves when `check` returns a truthy value; fails with `what` after `timeout` ms. */

@@ -5,6 +5,7 @@ import {
   type Context, type Event, type Messaging, type MessagingOptions, type Runner, DLQ_HEADERS
 } from '../../lib/index.js'
 import type { BrokerKind } from '../../lib/brokers/broker.js'
+import { cleanUpRun } from '../cleanup.js'
 import { eventually, randomName, sleep } from '../helpers.js'
 
 /** How a broker differs, where it truly does. */
@@ -33,6 +34,8 @@ export function conformance (target: ConformanceTarget): void {
   describe(`conformance: ${target.kind}`, function () {
     this.timeout(60_000)
     const open: Array<{ close(): Promise<void> } | Runner> = []
+    /** RabbitMQ queues the tests made (a group's queue and its dead-letter queue), for the clean-up. */
+    const queues: string[] = []
 
     function messaging (extra: MessagingOptions = {}): Messaging {
       const m = createMessaging({ ...target.options, ...extra })
@@ -43,6 +46,7 @@ export function conformance (target: ConformanceTarget): void {
     async function start (m: Messaging, handlers: unknown[], extra: { context?: () => object, shutdownTimeout?: number } = {}): Promise<Runner> {
       const runner = await startConsumers({ messaging: m, handlers, signals: false, ...extra })
       open.push(runner)
+      for (const c of runner.consumers) for (const t of c.topics) queues.push(`${t}.${c.group}`, `${t}.${c.group}.dlq`)
       return runner
     }
 
@@ -55,6 +59,10 @@ export function conformance (target: ConformanceTarget): void {
 
     afterEach(async function () {
       for (const c of open.splice(0).reverse()) await ('stop' in c ? c.stop() : c.close())
+    })
+
+    after(async function () {
+      await cleanUpRun(target.kind, queues)
     })
 
     it('a handler receives the event data and a ctx with topic, key, headers, attempt, event and the context() fields', async function () {
@@ -194,6 +202,7 @@ export function conformance (target: ConformanceTarget): void {
         await d.ack()
       })
       open.push({ close: () => sub.close() })
+      queues.push(`${topic}.${group}.dlq.${dlqGroup}`)
       if (target.features.newGroupReadsHistory) {
         await eventually(() => deadRaw.length === 1, 'the dead letter')
         expect(deadRaw[0]).to.equal('{not json')
