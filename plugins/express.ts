@@ -1,8 +1,9 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express'
 import { publishForResult, resolveEventConfigs, type EventConfig } from '../lib/emit.js'
-import { ConfigError, HeraldError, PublishError } from '../lib/errors.js'
-import { createMessaging, type Messaging, type MessagingOptions } from '../lib/messaging.js'
+import { HeraldError } from '../lib/errors.js'
+import type { Messaging } from '../lib/messaging.js'
 import { redactText } from '../lib/redact.js'
+import { bodyText, describePublishFailure, isSuccess, messagingFrom, resultOfText, unpublishedEventBody, type IntegrationOptions } from './shared.js'
 
 export type { EventConfig } from '../lib/emit.js'
 export type { Messaging, MessagingOptions } from '../lib/messaging.js'
@@ -20,13 +21,8 @@ declare global {
 /** The event config `emit()` takes: the same as a Fastify route's `config.event`. */
 export type RouteEventConfig = EventConfig<any, Request>
 
-/** Options of `herald()`: the messaging options, or `messaging` to use an instance you own. */
-export type HeraldExpressOptions = MessagingOptions & {
-  /** Use this instance instead of creating one. `close()` leaves it open unless `closeMessaging` is true. */
-  messaging?: Messaging
-  /** Let the middleware's `close()` close the `messaging` passed in. Default false. */
-  closeMessaging?: boolean
-}
+/** Options of `herald()`: the messaging options, or `messaging` to use an instance you own (closed by `close()` only with `closeMessaging`). */
+export type HeraldExpressOptions = IntegrationOptions
 
 /** The middleware `herald()` returns, with the instance it uses and its lifecycle. */
 export interface HeraldMiddleware {
@@ -37,41 +33,6 @@ export interface HeraldMiddleware {
   connect(): Promise<void>
   /** Closes the messaging when `herald()` created it (or `closeMessaging` is true); otherwise does nothing. */
   close(): Promise<void>
-}
-
-// Every key of MessagingOptions (the compiler checks that none is missing), to refuse
-// options that would be silently ignored next to `messaging`.
-const MESSAGING_OPTION_KEYS: Record<keyof MessagingOptions, true> = {
-  broker: true,
-  bootstrapServers: true,
-  url: true,
-  source: true,
-  defaultTopic: true,
-  logger: true,
-  publishTimeout: true,
-  linger: true,
-  maxBatchSize: true,
-  kafka: true,
-  rabbitmq: true,
-  redis: true,
-  memory: true
-}
-
-function messagingFrom (options: HeraldExpressOptions): { messaging: Messaging, owned: boolean } {
-  if (options === null || typeof options !== 'object') throw new ConfigError('options', 'must be an object like { broker: "redis" }')
-  const { messaging, closeMessaging, ...messagingOptions } = options
-  if (closeMessaging !== undefined && typeof closeMessaging !== 'boolean') {
-    throw new ConfigError('closeMessaging', `must be true or false, got ${JSON.stringify(closeMessaging)}`)
-  }
-  if (messaging === undefined) return { messaging: createMessaging(messagingOptions), owned: true }
-  if (messaging === null || typeof messaging !== 'object' || typeof messaging.publishEvent !== 'function') {
-    throw new ConfigError('messaging', 'must be a Messaging instance from createMessaging(); pass messaging options (broker, url, …) directly instead')
-  }
-  const ignored = Object.keys(messagingOptions).filter(k => Object.hasOwn(MESSAGING_OPTION_KEYS, k))
-  if (ignored.length > 0) {
-    throw new ConfigError(ignored[0]!, `cannot be given with \`messaging\`: the instance passed in already has its options; remove ${ignored.map(k => `"${k}"`).join(', ')} or \`messaging\``)
-  }
-  return { messaging, owned: closeMessaging === true }
 }
 
 /**
@@ -100,35 +61,10 @@ export function herald (options: HeraldExpressOptions = {}): HeraldMiddleware {
   })
 }
 
-const isSuccess = (status: number): boolean => status >= 200 && status < 300
-
-function isJsonType (contentType: unknown): boolean {
-  return typeof contentType === 'string' && /^application\/([\w.-]+\+)?json\s*(;|$)/i.test(contentType)
-}
-
 /** A body given to `res.end()` as the event's result: JSON parsed, text as is, nothing as `null`. */
 function resultOfChunk (chunk: unknown, contentType: unknown): unknown {
-  const text = typeof chunk === 'string'
-    ? chunk
-    : Buffer.isBuffer(chunk) && (isJsonType(contentType) || (typeof contentType === 'string' && contentType.startsWith('text/')))
-      ? chunk.toString('utf8')
-      : undefined
-  if (text === undefined || text === '') return null
-  if (!isJsonType(contentType)) return text
-  try {
-    return JSON.parse(text)
-  } catch {
-    return text
-  }
-}
-
-function unpublishedEventBody (eventName: string): { statusCode: 503, error: 'Service Unavailable', message: string, event: string } {
-  return {
-    statusCode: 503,
-    error: 'Service Unavailable',
-    message: `event "${eventName}" could not be published (the broker did not acknowledge it), so the request is reported as failed; retry the request`,
-    event: eventName
-  }
+  const text = bodyText(chunk, contentType)
+  return text === undefined || text === '' ? null : resultOfText(text, contentType)
 }
 
 /**
@@ -173,15 +109,9 @@ function holdResponseForEvents (req: Request, res: Response, messaging: Messagin
   const publishThen = (result: unknown, send: () => void, fail: (err: unknown, eventName: string) => void): void => {
     held = true
     publishForResult(messaging, configs, result, req).then(send, (err: unknown) => {
-      const name = err instanceof PublishError && err.eventName !== undefined ? err.eventName : configs.map(c => c.name).join(', ')
-      messaging.logger.error({
-        event: name,
-        topic: err instanceof PublishError ? err.topic : undefined,
-        code: err instanceof HeraldError ? err.code : undefined,
-        route: `${req.method} ${req.originalUrl}`,
-        reason: redactText(err instanceof Error ? err.message : String(err))
-      }, 'herald: the route\'s event was not published; replying 503')
-      fail(err, name)
+      const { eventName, fields } = describePublishFailure(err, configs)
+      messaging.logger.error({ ...fields, route: `${req.method} ${req.originalUrl}` }, 'herald: the route\'s event was not published; replying 503')
+      fail(err, eventName)
     }).catch((err: unknown) => {
       // Sending the response itself failed (the client went away): nothing to reply to.
       messaging.logger.error({ route: `${req.method} ${req.originalUrl}`, reason: redactText(err instanceof Error ? err.message : String(err)) }, 'herald: could not send the response')

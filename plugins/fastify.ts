@@ -1,9 +1,9 @@
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { publishForResult, resolveEventConfigs, type EventConfig } from '../lib/emit.js'
-import { ConfigError, HeraldError, PublishError } from '../lib/errors.js'
-import { createMessaging, type Messaging, type MessagingOptions } from '../lib/messaging.js'
-import { redactText } from '../lib/redact.js'
+import { HeraldError } from '../lib/errors.js'
+import type { Messaging } from '../lib/messaging.js'
+import { bodyText, describePublishFailure, isSuccess, messagingFrom, resultOfText, unpublishedEventBody, type IntegrationOptions } from './shared.js'
 
 export type { EventConfig } from '../lib/emit.js'
 export type { Messaging, MessagingOptions } from '../lib/messaging.js'
@@ -27,55 +27,9 @@ declare module 'fastify' {
 
 /**
  * Options of the herald Fastify plugin: the messaging options (a new instance is created
- * and closed with the app), or `messaging` to use one you own.
+ * and closed with the app), or `messaging` to use one you own (closed only with `closeMessaging`).
  */
-export type HeraldFastifyOptions = MessagingOptions & {
-  /** Use this instance instead of creating one. The plugin does not close it unless `closeMessaging` is true. */
-  messaging?: Messaging
-  /** Close the `messaging` passed in when the app closes. Default false. */
-  closeMessaging?: boolean
-}
-
-// Every key of MessagingOptions (the compiler checks that none is missing), to refuse
-// options that would be silently ignored next to `messaging`.
-const MESSAGING_OPTION_KEYS: Record<keyof MessagingOptions, true> = {
-  broker: true,
-  bootstrapServers: true,
-  url: true,
-  source: true,
-  defaultTopic: true,
-  logger: true,
-  publishTimeout: true,
-  linger: true,
-  maxBatchSize: true,
-  kafka: true,
-  rabbitmq: true,
-  redis: true,
-  memory: true
-}
-
-/** The instance to use and whether the plugin owns (and so closes) it. */
-function messagingFrom (options: HeraldFastifyOptions): { messaging: Messaging, owned: boolean } {
-  const { messaging, closeMessaging, ...messagingOptions } = options
-  if (closeMessaging !== undefined && typeof closeMessaging !== 'boolean') {
-    throw new ConfigError('closeMessaging', `must be true or false, got ${JSON.stringify(closeMessaging)}`)
-  }
-  if (messaging === undefined) return { messaging: createMessaging(messagingOptions), owned: true }
-  if (messaging === null || typeof messaging !== 'object' || typeof messaging.publishEvent !== 'function') {
-    throw new ConfigError('messaging', 'must be a Messaging instance from createMessaging(); pass messaging options (broker, url, …) directly instead')
-  }
-  const ignored = Object.keys(messagingOptions).filter(k => Object.hasOwn(MESSAGING_OPTION_KEYS, k))
-  if (ignored.length > 0) {
-    throw new ConfigError(ignored[0]!, `cannot be given with \`messaging\`: the instance passed in already has its options; remove ${ignored.map(k => `"${k}"`).join(', ')} or \`messaging\``)
-  }
-  return { messaging, owned: closeMessaging === true }
-}
-
-const isSuccess = (status: number): boolean => status >= 200 && status < 300
-
-function isJsonType (contentType: unknown): boolean {
-  return typeof contentType === 'string' && /^application\/([\w.-]+\+)?json\s*(;|$)/i.test(contentType)
-}
+export type HeraldFastifyOptions = IntegrationOptions
 
 /**
  * The reply body as the client gets it: the serialized payload parsed back when it is JSON
@@ -84,32 +38,11 @@ function isJsonType (contentType: unknown): boolean {
  */
 function resultOf (payload: unknown, contentType: unknown, beforeSerialization: { value: unknown } | undefined): unknown {
   if (payload === undefined || payload === null || payload === '') return null
-  const text = typeof payload === 'string'
-    ? payload
-    : Buffer.isBuffer(payload) && (isJsonType(contentType) || (typeof contentType === 'string' && contentType.startsWith('text/')))
-      ? payload.toString('utf8')
-      : undefined
-  if (text === undefined) {
-    // A stream (or binary) payload cannot be read without consuming it: use the value
-    // the handler returned, when Fastify serialized one.
-    return beforeSerialization !== undefined ? beforeSerialization.value : null
-  }
-  if (!isJsonType(contentType)) return text
-  try {
-    return JSON.parse(text)
-  } catch {
-    return text
-  }
-}
-
-/** The body of the 503 a client gets when an event of its request was not acknowledged. */
-function unpublishedEventBody (eventName: string): { statusCode: 503, error: 'Service Unavailable', message: string, event: string } {
-  return {
-    statusCode: 503,
-    error: 'Service Unavailable',
-    message: `event "${eventName}" could not be published (the broker did not acknowledge it), so the request is reported as failed; retry the request`,
-    event: eventName
-  }
+  const text = bodyText(payload, contentType)
+  // A stream (or binary) payload cannot be read without consuming it: use the value the
+  // handler returned, when Fastify serialized one.
+  if (text === undefined) return beforeSerialization !== undefined ? beforeSerialization.value : null
+  return resultOfText(text, contentType)
 }
 
 function describeRoute (routeOptions: { method?: string | string[] | undefined, url?: string | undefined }): string {
@@ -170,14 +103,9 @@ const plugin: FastifyPluginAsync<HeraldFastifyOptions> = async (app: FastifyInst
       await publishForResult(messaging, configs, result, request)
       return payload
     } catch (err) {
-      const name = err instanceof PublishError && err.eventName !== undefined ? err.eventName : configs.map(c => c.name).join(', ')
-      request.log.error({
-        event: name,
-        topic: err instanceof PublishError ? err.topic : undefined,
-        code: err instanceof HeraldError ? err.code : undefined,
-        reason: redactText(err instanceof Error ? err.message : String(err))
-      }, 'herald: the route\'s event was not published; replying 503')
-      return replaceReply(reply, 503, unpublishedEventBody(name))
+      const { eventName, fields } = describePublishFailure(err, configs)
+      request.log.error(fields, 'herald: the route\'s event was not published; replying 503')
+      return replaceReply(reply, 503, unpublishedEventBody(eventName))
     }
   })
 
