@@ -50,31 +50,91 @@ export function encodeJson (value: unknown): Buffer {
   return Buffer.from(text, 'utf8')
 }
 
-// A `__proto__` key in untrusted JSON becomes an own property that a later spread or
-// Object.assign would turn into a prototype: drop it while parsing.
-function dropProtoKeys (key: string, value: unknown): unknown {
-  return key === '__proto__' ? undefined : value
+// JSON.parse makes a `__proto__` key an own property, harmless by itself; but a later
+// Object.assign, or a naive deep merge in a handler, turns it (or `constructor.prototype`)
+// into the prototype of an object, or of every object: prototype pollution. No producer
+// has a reason to send such keys, so they are removed while parsing. The reviver is slow,
+// so it runs only when the text may hold one: `\u` because an escaped key can spell either.
+const MAY_POLLUTE = /__proto__|constructor|\\u/
+
+function parseWithoutPollution (text: string): { value: unknown, removedKeys: string[] } {
+  if (!MAY_POLLUTE.test(text)) return { value: JSON.parse(text), removedKeys: [] }
+  const removedKeys: string[] = []
+  const value: unknown = JSON.parse(text, (key, value: unknown) => {
+    if (key === '__proto__') {
+      removedKeys.push('__proto__')
+      return undefined
+    }
+    if (key === 'constructor' && value !== null && typeof value === 'object' && Object.hasOwn(value, 'prototype')) {
+      removedKeys.push('constructor.prototype')
+      return undefined
+    }
+    return value
+  })
+  return { value, removedKeys }
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true })
 
+/** The offset of the first byte that does not start a valid UTF-8 sequence, or -1. */
+function invalidUtf8Offset (bytes: Uint8Array): number {
+  for (let i = 0; i < bytes.length;) {
+    const lead = bytes[i]!
+    if (lead < 0x80) {
+      i++
+      continue
+    }
+    const more = lead >= 0xc2 && lead <= 0xdf ? 1 : lead >= 0xe0 && lead <= 0xef ? 2 : lead >= 0xf0 && lead <= 0xf4 ? 3 : 0
+    if (more === 0 || i + more >= bytes.length) return i
+    let cp = lead & (0x3f >> more)
+    for (let k = 1; k <= more; k++) {
+      const next = bytes[i + k]!
+      if ((next & 0xc0) !== 0x80) return i
+      cp = (cp << 6) | (next & 0x3f)
+    }
+    const min = more === 1 ? 0x80 : more === 2 ? 0x800 : 0x10000
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return i
+    i += more + 1
+  }
+  return -1
+}
+
+/** What a message body held: the parsed JSON, and the keys removed because they could pollute prototypes. */
+export interface DecodedBody {
+  value: unknown
+  /** `__proto__` and `constructor.prototype` keys removed while parsing, one entry each. */
+  removedKeys: string[]
+}
+
 /**
  * Parses a message body. Throws an `InvalidMessageError` (never retried, dead-lettered)
- * when the body is empty, not UTF-8 or not JSON.
+ * saying what is wrong when the body is empty, not UTF-8 or not JSON. `__proto__` keys
+ * and `constructor` keys holding a `prototype` are removed (see `removedKeys`).
  */
-export function decodeJson (value: Uint8Array): unknown {
-  if (value.length === 0) throw new InvalidMessageError('the message body is empty; Herald expects JSON')
+export function decodeBody (value: Uint8Array): DecodedBody {
+  if (value.length === 0) throw new InvalidMessageError('the message body is empty (0 bytes); Herald expects a JSON body')
   let text: string
   try {
     text = utf8.decode(value)
   } catch (err) {
-    throw new InvalidMessageError('the message body is not valid UTF-8; Herald expects UTF-8 JSON', { cause: err })
+    const at = invalidUtf8Offset(value)
+    const where = at < 0 ? '' : ` (byte 0x${value[at]!.toString(16).padStart(2, '0')} at offset ${at} of ${value.length})`
+    throw new InvalidMessageError(`the message body is not valid UTF-8${where}; Herald expects a UTF-8 JSON body`, { cause: err })
   }
   try {
-    return JSON.parse(text, dropProtoKeys)
+    return parseWithoutPollution(text)
   } catch (err) {
-    throw new InvalidMessageError(`the message body is not JSON (${(err as Error).message})`, { cause: err })
+    const start = text.length > 32 ? `${text.slice(0, 32)}…` : text
+    throw new InvalidMessageError(`the message body is not JSON (${(err as Error).message}; it starts with ${JSON.stringify(start)}); Herald expects a JSON body: a Herald event or any JSON value`, { cause: err })
   }
+}
+
+/**
+ * Parses a message body. Throws an `InvalidMessageError` (never retried, dead-lettered)
+ * when the body is empty, not UTF-8 or not JSON; drops keys that could pollute prototypes.
+ */
+export function decodeJson (value: Uint8Array): unknown {
+  return decodeBody(value).value
 }
 
 /** True when a decoded body has the shape of a Herald event envelope. */
@@ -90,9 +150,9 @@ export function isEvent (body: unknown): body is Event {
  * message that carries an `event-name` header (another producer following the header
  * convention) is seen as an event whose data is the body.
  */
-export function decodeMessage (value: Uint8Array, headers: Record<string, string>): { payload: unknown, event: Event | undefined } {
-  const body = decodeJson(value)
-  if (isEvent(body)) return { payload: body.data, event: body }
+export function decodeMessage (value: Uint8Array, headers: Record<string, string>): { payload: unknown, event: Event | undefined, removedKeys: string[] } {
+  const { value: body, removedKeys } = decodeBody(value)
+  if (isEvent(body)) return { payload: body.data, event: body, removedKeys }
   const name = headers[HEADER_EVENT_NAME]
   if (name !== undefined && name !== '') {
     const event: Event = {
@@ -102,7 +162,7 @@ export function decodeMessage (value: Uint8Array, headers: Record<string, string
       timestamp: '',
       source: headers[HEADER_EVENT_SOURCE] ?? ''
     }
-    return { payload: body, event }
+    return { payload: body, event, removedKeys }
   }
-  return { payload: body, event: undefined }
+  return { payload: body, event: undefined, removedKeys }
 }

@@ -1,3 +1,5 @@
+import { ConfigError } from './errors.js'
+
 /** The part of a pino logger Herald uses; pino, Fastify's `request.log` and console-like loggers fit. */
 export interface Logger {
   debug(obj: unknown, msg?: string): void
@@ -16,7 +18,10 @@ type Level = typeof LEVELS[number]
  * `logger` to get structured logs instead.
  */
 export function createDefaultLogger (level: string = process.env.HERALD_LOG_LEVEL ?? 'warn', bindings: Record<string, unknown> = {}): Logger {
-  const min = LEVELS.indexOf((LEVELS as readonly string[]).includes(level) ? level as Level : 'warn')
+  if (!(LEVELS as readonly string[]).includes(level)) {
+    throw new ConfigError('HERALD_LOG_LEVEL', `unknown level "${level}"; use one of ${LEVELS.join(', ')} (default warn), or pass your own logger`)
+  }
+  const min = LEVELS.indexOf(level as Level)
   const write = (lvl: Level, obj: unknown, msg?: string): void => {
     if (LEVELS.indexOf(lvl) < min) return
     const fields = { ...bindings, ...(obj !== null && typeof obj === 'object' ? obj as Record<string, unknown> : {}) }

@@ -22,7 +22,7 @@ describe('configuration', function () {
     process.env = { ...env }
     resetDefaultMessaging()
   })
-  for (const name of ['MESSAGING_BROKER', 'KAFKA_BOOTSTRAP_SERVERS', 'RABBITMQ_URL', 'REDIS_URL', 'SERVICE_NAME']) {
+  for (const name of ['MESSAGING_BROKER', 'KAFKA_BOOTSTRAP_SERVERS', 'RABBITMQ_URL', 'REDIS_URL', 'SERVICE_NAME', 'HERALD_LOG_LEVEL']) {
     beforeEach(function () { delete process.env[name] })
   }
 
@@ -73,6 +73,14 @@ describe('configuration', function () {
     expect(scheme.message).to.contain('expected "redis:" or "rediss:"').and.not.to.contain('hunter2')
     process.env.RABBITMQ_URL = 'nope'
     expect(configError(() => createMessaging({ broker: 'rabbitmq' })).option).to.equal('RABBITMQ_URL')
+  })
+
+  it('rejects an unknown HERALD_LOG_LEVEL when the default logger is used', function () {
+    process.env.HERALD_LOG_LEVEL = 'loud'
+    const err = configError(() => createMessaging({ broker: 'memory' }))
+    expect(err.option).to.equal('HERALD_LOG_LEVEL')
+    expect(err.message).to.contain('"loud"').and.to.contain('debug, info, warn, error, silent')
+    expect(() => createMessaging({ broker: 'memory', logger: false })).not.to.throw()
   })
 
   it('rejects bad numeric options with the range', function () {

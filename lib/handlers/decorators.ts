@@ -2,7 +2,10 @@ import type { TSchema } from '@sinclair/typebox'
 import { HandlerError } from '../errors.js'
 import type { Event } from '../event.js'
 import { HANDLER, type Context, type HandlerDefinition, type RetryOptions, type Target } from './handler.js'
-import { resolveConcurrency, resolveGroup, resolveRetryPolicy, resolveTopics } from './options.js'
+import {
+  checkKnownOptions, CONSUMER_OPTIONS, ON_EVENT_OPTIONS, resolveAutoStart, resolveConcurrency, resolveGroup,
+  resolveMaxMessageBytes, resolveRetryPolicy, resolveSchema, resolveTopics
+} from './options.js'
 import { registerHandler } from './registry.js'
 
 export interface ConsumerOptions {
@@ -12,6 +15,8 @@ export interface ConsumerOptions {
   concurrency?: number
   /** Start from `startConsumers()` even when not in the loaded directory. Default false. */
   autoStart?: boolean
+  /** The largest message body accepted, in bytes; a bigger one is dead-lettered unparsed. Default: `startConsumers`'s, else 1 MiB. */
+  maxMessageBytes?: number
 }
 
 export interface OnEventOptions extends RetryOptions {
@@ -58,7 +63,11 @@ export function onEvent (names: string | string[], options: OnEventOptions = {})
       throw new HandlerError(`@onEvent("${list.join('", "')}") must decorate a public instance method`)
     }
     // Check the options now, so a mistake names the method.
-    resolveRetryPolicy(`@onEvent method ${String(context.name)}`, options)
+    const where = `@onEvent method ${String(context.name)}`
+    if (options === null || typeof options !== 'object' || Array.isArray(options)) throw new HandlerError(`${where}: the options must be an object, e.g. { maxRetries: 5 }`)
+    checkKnownOptions(where, options, ON_EVENT_OPTIONS)
+    resolveRetryPolicy(where, options)
+    resolveSchema(where, options.schema)
     pendingMethods.push({ names: list, options, method: context.name, fn })
   }
 }
@@ -80,8 +89,9 @@ export function consumer (group: string, options: ConsumerOptions) {
     const className = String(context.name ?? cls.name)
     const where = `@consumer class ${className}`
     resolveGroup(where, group)
-    if (typeof group !== 'string') throw new HandlerError(`${where}: the group must be a non-empty string`)
-    if (options === null || typeof options !== 'object') throw new HandlerError(`${where}: give the options, at least { topics: [...] }`)
+    if (typeof group !== 'string') throw new HandlerError(`${where}: the group (first argument) must be a non-empty string, e.g. @consumer("billing", { topics: ["orders"] })`)
+    if (options === null || typeof options !== 'object' || Array.isArray(options)) throw new HandlerError(`${where}: give the options, at least { topics: [...] }`)
+    checkKnownOptions(where, options, CONSUMER_OPTIONS)
     const mine = pendingMethods.filter(p => (cls.prototype as Record<string | symbol, unknown>)[p.method] === p.fn)
     pendingMethods.length = 0
     if (mine.length === 0) throw new HandlerError(`${where} has no @onEvent method; add one for each event name it handles`)
@@ -110,10 +120,11 @@ export function consumer (group: string, options: ConsumerOptions) {
     const definition: HandlerDefinition = {
       [HANDLER]: true,
       name: className,
-      topics: resolveTopics(where, options.topics),
+      topics: resolveTopics(where, options.topics, 'topics'),
       group,
       concurrency: resolveConcurrency(where, options.concurrency),
-      autoStart: options.autoStart === true,
+      autoStart: resolveAutoStart(where, options.autoStart),
+      maxMessageBytes: resolveMaxMessageBytes(where, options.maxMessageBytes),
       targets,
       route: (event) => event === undefined ? undefined : byName.get(event.name)
     }

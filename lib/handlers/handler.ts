@@ -55,6 +55,12 @@ export interface MessageHandlerOptions<S extends TSchema | undefined = undefined
   concurrency?: number
   /** Start this handler from `startConsumers()` even when it is not in the loaded directory. Default false. */
   autoStart?: boolean
+  /**
+   * The largest message body this handler accepts, in bytes; a bigger one is dead-lettered,
+   * unchanged and unparsed, with a reason giving its size. Default: `startConsumers`'s
+   * `maxMessageBytes`, else 1 MiB (1048576).
+   */
+  maxMessageBytes?: number
 }
 
 /** The message type a handler receives: the schema's static type, or `unknown` without one. */
@@ -103,6 +109,8 @@ export interface HandlerDefinition {
   readonly group: string | undefined
   readonly concurrency: number
   readonly autoStart: boolean
+  /** Undefined: `startConsumers`'s `maxMessageBytes`, else 1 MiB. */
+  readonly maxMessageBytes: number | undefined
   /** Where a message goes: a target, or undefined to acknowledge and skip it (an event no method handles). */
   route(event: Event | undefined): Target | undefined
   /** Every target, to know the dead-letter destinations before the first message. */

@@ -1,7 +1,10 @@
 import type { TSchema } from '@sinclair/typebox'
 import { HandlerError } from '../errors.js'
 import { HANDLER, type HandlerDefinition, type MessageHandlerFn, type MessageHandlerOptions, type Target } from './handler.js'
-import { resolveConcurrency, resolveGroup, resolveRetryPolicy, resolveTopics } from './options.js'
+import {
+  checkKnownOptions, MESSAGE_HANDLER_OPTIONS, resolveAutoStart, resolveConcurrency, resolveGroup, resolveMaxMessageBytes,
+  resolveRetryPolicy, resolveSchema, resolveTopics
+} from './options.js'
 import { registerHandler } from './registry.js'
 
 /**
@@ -22,15 +25,16 @@ export function messageHandler<S extends TSchema | undefined = undefined, C exte
   options: MessageHandlerOptions<S>,
   fn: MessageHandlerFn<S, C>
 ): HandlerDefinition {
-  if (options === null || typeof options !== 'object') throw new HandlerError('messageHandler(options, fn): options must be an object with at least a topic')
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) throw new HandlerError('messageHandler(options, fn): options must be an object with at least a topic, e.g. messageHandler({ topic: "orders" }, async (message, ctx) => {})')
   if (typeof fn !== 'function') throw new HandlerError('messageHandler(options, fn): fn must be a function (message, ctx) => …')
   const name = fn.name !== '' ? fn.name : `handler(${String(options.topic)})`
   const where = `messageHandler "${name}"`
+  checkKnownOptions(where, options, MESSAGE_HANDLER_OPTIONS)
   const topics = resolveTopics(where, options.topic)
   const target: Target = {
     name,
     policy: resolveRetryPolicy(where, options),
-    schema: options.schema,
+    schema: resolveSchema(where, options.schema),
     invoke: async (payload, _event, ctx) => await fn(payload as never, ctx as never)
   }
   const definition: HandlerDefinition = {
@@ -39,7 +43,8 @@ export function messageHandler<S extends TSchema | undefined = undefined, C exte
     topics,
     group: resolveGroup(where, options.group),
     concurrency: resolveConcurrency(where, options.concurrency),
-    autoStart: options.autoStart === true,
+    autoStart: resolveAutoStart(where, options.autoStart),
+    maxMessageBytes: resolveMaxMessageBytes(where, options.maxMessageBytes),
     targets: [target],
     route: () => target
   }

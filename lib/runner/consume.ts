@@ -1,10 +1,12 @@
 import type { Delivery } from '../brokers/broker.js'
-import { describeError, NonRetriableError } from '../errors.js'
+import { describeError, InvalidMessageError, NonRetriableError } from '../errors.js'
 import { decodeMessage, type Event } from '../event.js'
 import type { Context, HandlerDefinition, RetryPolicy, Target } from '../handlers/handler.js'
 import { childLogger, type Logger } from '../logger.js'
 import type { Messaging } from '../messaging.js'
+import { redactText } from '../redact.js'
 import { deadLetterMessage, deadLetterTopic } from './dead-letter.js'
+import { failureReason } from './failure-reason.js'
 import { KeyQueue, Semaphore } from './key-queue.js'
 import { retryDelayFor, wait } from './retry.js'
 import { schemaErrors } from './schema.js'
@@ -17,6 +19,8 @@ export interface ConsumerSettings {
   topics: string[]
   logger: Logger
   context: ContextFactory | undefined
+  /** A message body larger than this (bytes) is dead-lettered without being parsed. */
+  maxMessageBytes: number
 }
 
 type Outcome = { ok: true } | { ok: false, error: unknown, shutdown: boolean }
@@ -27,8 +31,11 @@ class ShutdownAbort extends Error {
   constructor () { super('the consumer is shutting down') }
 }
 
-class HandlerTimeout extends Error {
-  constructor (ms: number) { super(`the handler did not finish within its timeout of ${ms} ms`) }
+class HandlerTimeoutError extends Error {
+  constructor (ms: number) {
+    super(`the handler did not finish within its timeout of ${ms} ms (option timeout); its ctx.signal was aborted`)
+    this.name = 'HandlerTimeoutError'
+  }
 }
 
 function isNonRetriable (err: unknown): boolean {
@@ -77,8 +84,8 @@ export class HandlerConsumer {
 
   /** Takes one delivery through to ack, dead letter or release. Resolves once it is settled; never rejects. */
   handle (delivery: Delivery): Promise<void> {
-    return this.#keys.run(delivery.key, () => this.#process(delivery)).catch((err) => {
-      this.#log.error({ err, messageId: delivery.id }, 'unexpected error while handling a message; it will be delivered again')
+    return this.#keys.run(delivery.key, () => this.#process(delivery)).catch((err: unknown) => {
+      this.#log.error({ err: redactText(describeError(err)), messageId: delivery.id }, 'unexpected error while handling a message; it will be delivered again')
     })
   }
 
@@ -97,10 +104,19 @@ export class HandlerConsumer {
     let payload: unknown
     let event: Event | undefined
     const fallback = this.definition.targets.length === 1 ? this.definition.targets[0]!.policy : DEFAULT_POLICY
+    const limit = this.settings.maxMessageBytes
+    if (delivery.value.length > limit) {
+      const tooLarge = new InvalidMessageError(`the message body is ${delivery.value.length} bytes, over maxMessageBytes (${limit} bytes), so it was not parsed; to handle bigger messages, raise maxMessageBytes on the handler or in startConsumers()`)
+      return await this.#deadLetter(delivery, fallback, 0, describeError(tooLarge))
+    }
+    let removedKeys: string[]
     try {
-      ({ payload, event } = decodeMessage(delivery.value, delivery.headers))
+      ({ payload, event, removedKeys } = decodeMessage(delivery.value, delivery.headers))
     } catch (err) {
       return await this.#deadLetter(delivery, fallback, 0, describeError(err))
+    }
+    if (removedKeys.length > 0) {
+      this.#log.warn({ topic: delivery.topic, messageId: delivery.id, removedKeys }, 'removed keys that could pollute prototypes (__proto__, constructor.prototype) from the message body; the handler gets it without them')
     }
     const target = this.definition.route(event)
     if (target === undefined) {
@@ -124,7 +140,7 @@ export class HandlerConsumer {
       }
       if (outcome.ok) return await this.#ack(delivery)
       if (outcome.shutdown) return await this.#release(delivery)
-      const reason = describeError(outcome.error)
+      const reason = redactText(failureReason(outcome.error))
       if (isNonRetriable(outcome.error) || attempt > policy.maxRetries) {
         return await this.#deadLetter(delivery, policy, attempt, reason)
       }
@@ -140,7 +156,7 @@ export class HandlerConsumer {
     const onForced = (): void => controller.abort(new ShutdownAbort())
     this.#forced.signal.addEventListener('abort', onForced, { once: true })
     const timeout = target.policy.timeout
-    const timer = timeout === undefined ? undefined : setTimeout(() => controller.abort(new HandlerTimeout(timeout)), timeout)
+    const timer = timeout === undefined ? undefined : setTimeout(() => controller.abort(new HandlerTimeoutError(timeout)), timeout)
     try {
       const aborted = new Promise<never>((_resolve, reject) => {
         controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true })
@@ -172,7 +188,8 @@ export class HandlerConsumer {
     }
   }
 
-  async #deadLetter (delivery: Delivery, policy: Pick<RetryPolicy, 'deadLetter'>, attempts: number, reason: string): Promise<void> {
+  async #deadLetter (delivery: Delivery, policy: Pick<RetryPolicy, 'deadLetter'>, attempts: number, unmasked: string): Promise<void> {
+    const reason = redactText(unmasked)
     const destination = deadLetterTopic(delivery.topic, this.settings.group, policy)
     if (destination === false) {
       this.#log.error({ topic: delivery.topic, messageId: delivery.id, attempts, reason }, 'message dropped after its last attempt (deadLetter: false)')
@@ -186,7 +203,7 @@ export class HandlerConsumer {
         await this.settings.messaging.producer.sendRaw(message)
         break
       } catch (err) {
-        this.#log.warn({ topic: delivery.topic, messageId: delivery.id, deadLetter: destination, err: describeError(err) }, 'could not store the dead letter yet; trying again')
+        this.#log.warn({ topic: delivery.topic, messageId: delivery.id, deadLetter: destination, err: redactText(describeError(err)) }, 'could not store the dead letter yet; trying again')
         if (!await wait(pause, this.#stopping.signal)) return await this.#release(delivery)
       }
     }
@@ -198,7 +215,7 @@ export class HandlerConsumer {
     try {
       await delivery.ack()
     } catch (err) {
-      this.#log.warn({ messageId: delivery.id, err: describeError(err) }, 'could not acknowledge the message; the broker will deliver it again')
+      this.#log.warn({ messageId: delivery.id, err: redactText(describeError(err)) }, 'could not acknowledge the message; the broker will deliver it again')
     }
   }
 
@@ -206,7 +223,7 @@ export class HandlerConsumer {
     try {
       await delivery.release()
     } catch (err) {
-      this.#log.warn({ messageId: delivery.id, err: describeError(err) }, 'could not release the message; the broker will deliver it again')
+      this.#log.warn({ messageId: delivery.id, err: redactText(describeError(err)) }, 'could not release the message; the broker will deliver it again')
     }
   }
 }

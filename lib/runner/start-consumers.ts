@@ -1,6 +1,7 @@
 import { HandlerError } from '../errors.js'
 import { definitionOf } from '../handlers/decorators.js'
 import type { HandlerDefinition } from '../handlers/handler.js'
+import { checkKnownOptions, DEFAULT_MAX_MESSAGE_BYTES, resolveGroup, resolveTopics, wholeNumber } from '../handlers/options.js'
 import { registeredHandlers } from '../handlers/registry.js'
 import { childLogger } from '../logger.js'
 import { getMessaging, type Messaging } from '../messaging.js'
@@ -25,7 +26,15 @@ export interface StartConsumersOptions {
   shutdownTimeout?: number
   /** Signals that stop the runner gracefully. Default `['SIGTERM', 'SIGINT']`; `false` for none. */
   signals?: NodeJS.Signals[] | false
+  /**
+   * The largest message body a handler accepts, in bytes, for handlers that set none; a
+   * bigger one is dead-lettered, unchanged and unparsed, with a reason giving its size.
+   * Default 1 MiB (1048576). Independent of the producer's and the broker's own limits.
+   */
+  maxMessageBytes?: number
 }
+
+const START_OPTIONS = ['dir', 'handlers', 'topics', 'group', 'messaging', 'context', 'shutdownTimeout', 'signals', 'maxMessageBytes'] as const
 
 /** The consumers started by `startConsumers`. */
 export interface Runner {
@@ -48,14 +57,29 @@ export interface Runner {
  * const runner = await startConsumers({ dir: './handlers', context: () => ({ db }) })
  */
 export async function startConsumers (options: StartConsumersOptions = {}): Promise<Runner> {
-  const messaging = options.messaging ?? getMessaging()
-  const shutdownTimeout = options.shutdownTimeout ?? 30_000
-  if (!Number.isInteger(shutdownTimeout) || shutdownTimeout < 0) {
-    throw new HandlerError(`startConsumers: shutdownTimeout must be a whole number of ms, got ${JSON.stringify(options.shutdownTimeout)}`)
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new HandlerError('startConsumers(options): options must be an object, e.g. startConsumers({ dir: "./handlers" })')
   }
+  const where = 'startConsumers'
+  checkKnownOptions(where, options, START_OPTIONS)
+  const shutdownTimeout = wholeNumber(where, 'shutdownTimeout', options.shutdownTimeout ?? 30_000)
+  const maxMessageBytes = wholeNumber(where, 'maxMessageBytes', options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES)
   if (options.context !== undefined && typeof options.context !== 'function') {
     throw new HandlerError('startConsumers: context must be a function returning the fields to add to ctx, e.g. () => ({ db })')
   }
+  if (options.dir !== undefined && (typeof options.dir !== 'string' || options.dir === '')) {
+    throw new HandlerError(`startConsumers: dir must be the path of a folder of handler modules, e.g. dir: "./handlers", got ${JSON.stringify(options.dir)}`)
+  }
+  if (options.handlers !== undefined && !Array.isArray(options.handlers)) {
+    throw new HandlerError('startConsumers: handlers must be an array of messageHandler(...) values or @consumer classes, e.g. handlers: [sendWelcomeEmail]')
+  }
+  const topicFilter = options.topics === undefined ? undefined : resolveTopics(where, options.topics, 'topics')
+  resolveGroup(where, options.group)
+  const signalList = options.signals ?? ['SIGTERM', 'SIGINT']
+  if (signalList !== false && (!Array.isArray(signalList) || signalList.some(s => typeof s !== 'string' || !s.startsWith('SIG')))) {
+    throw new HandlerError(`startConsumers: signals must be an array of signal names such as ["SIGTERM", "SIGINT"], or false for none, got ${JSON.stringify(options.signals)}`)
+  }
+  const messaging = options.messaging ?? getMessaging()
 
   const definitions = new Set<HandlerDefinition>()
   if (options.dir !== undefined) for (const d of await loadHandlers(options.dir)) definitions.add(d)
@@ -69,7 +93,7 @@ export async function startConsumers (options: StartConsumersOptions = {}): Prom
     throw new HandlerError('startConsumers: no handler to start; pass dir (a folder of handler modules) or handlers')
   }
 
-  const only = options.topics === undefined ? undefined : new Set(options.topics)
+  const only = topicFilter === undefined ? undefined : new Set(topicFilter)
   const logger = childLogger(messaging.logger, { component: 'herald.consumer' })
   const consumers: HandlerConsumer[] = []
   const claimed = new Map<string, string>()
@@ -84,7 +108,9 @@ export async function startConsumers (options: StartConsumersOptions = {}): Prom
       }
       claimed.set(`${group}\u0000${topic}`, definition.name)
     }
-    consumers.push(new HandlerConsumer(definition, { messaging, group, topics, logger, context: options.context }))
+    consumers.push(new HandlerConsumer(definition, {
+      messaging, group, topics, logger, context: options.context, maxMessageBytes: definition.maxMessageBytes ?? maxMessageBytes
+    }))
   }
   if (only !== undefined) {
     const consumed = new Set(consumers.flatMap(c => c.settings.topics))
@@ -109,7 +135,7 @@ export async function startConsumers (options: StartConsumersOptions = {}): Prom
   }
 
   let stopping: Promise<void> | undefined
-  const signals = options.signals === false ? [] : options.signals ?? ['SIGTERM', 'SIGINT']
+  const signals = signalList === false ? [] : signalList
   const onSignal = (signal: NodeJS.Signals): void => {
     logger.info({ signal }, 'stopping consumers')
     void runner.stop().then(() => messaging.close()).then(() => {

@@ -2,7 +2,7 @@ import { expect } from 'chai'
 import { Type } from '@sinclair/typebox'
 import {
   consumer, createMessaging, messageHandler, NonRetriableError, onEvent, startConsumers,
-  type Context, type Event, type Messaging, type MessagingOptions, type Runner, DLQ_HEADERS
+  type Context, type Event, type Logger, type Messaging, type MessagingOptions, type Runner, DLQ_HEADERS
 } from '../../lib/index.js'
 import type { BrokerKind } from '../../lib/brokers/broker.js'
 import { cleanUpRun } from '../cleanup.js'
@@ -26,6 +26,12 @@ interface Received {
   at: number
 }
 
+interface RawMessage {
+  value: Buffer
+  key: string | undefined
+  headers: Record<string, string>
+}
+
 /**
  * The behaviour every broker must have, as users see it through Herald's API:
  * producing, handlers, retries, dead letters, groups, order and shutdown.
@@ -43,7 +49,7 @@ export function conformance (target: ConformanceTarget): void {
       return m
     }
 
-    async function start (m: Messaging, handlers: unknown[], extra: { context?: () => object, shutdownTimeout?: number } = {}): Promise<Runner> {
+    async function start (m: Messaging, handlers: unknown[], extra: { context?: () => object, shutdownTimeout?: number, maxMessageBytes?: number } = {}): Promise<Runner> {
       const runner = await startConsumers({ messaging: m, handlers, signals: false, ...extra })
       open.push(runner)
       for (const c of runner.consumers) for (const t of c.topics) queues.push(`${t}.${c.group}`, `${t}.${c.group}.dlq`)
@@ -54,6 +60,23 @@ export function conformance (target: ConformanceTarget): void {
     async function deadLetters (m: Messaging, topic: string, group: string): Promise<Received[]> {
       const got: Received[] = []
       await start(m, [messageHandler({ topic: `${topic}.${group}.dlq`, group: randomName('dlq-reader') }, async (message, ctx) => { got.push({ message, ctx, at: Date.now() }) })])
+      return got
+    }
+
+    /**
+     * Reads a dead-letter topic below Herald's decoding (what it holds may be malformed or
+     * large), from now on: start it before the messages are published.
+     */
+    async function rawDeadLetters (m: Messaging, topic: string, group: string): Promise<RawMessage[]> {
+      const got: RawMessage[] = []
+      const dlq = `${topic}.${group}.dlq`
+      const readerGroup = randomName('dlq-raw')
+      const sub = await (await m.broker()).subscribe({ group: readerGroup, topics: [dlq], maxInFlight: 10, deadLetterTopics: [] }, async (d) => {
+        got.push({ value: d.value, key: d.key, headers: d.headers })
+        await d.ack()
+      })
+      open.push({ close: () => sub.close() })
+      queues.push(`${dlq}.${readerGroup}`)
       return got
     }
 
@@ -214,8 +237,10 @@ export function conformance (target: ConformanceTarget): void {
       const m = messaging()
       const topicA = randomName()
       const topicB = randomName()
+      const group = randomName('g')
+      const dead = await deadLetters(m, topicA, group)
       const seen: string[] = []
-      @consumer(randomName('g'), { topics: [topicA, topicB] })
+      @consumer(group, { topics: [topicA, topicB] })
       class OrderEvents {
         prefix = 'seen:'
         @onEvent('user.created') async userCreated (event: Event<{ id: number }>, ctx: Context): Promise<void> {
@@ -235,6 +260,131 @@ export function conformance (target: ConformanceTarget): void {
       await sleep(200)
       expect(seen).to.have.members(['seen:user 1 on A', 'seen:payment.refunded 5', 'seen:user 3 on A'])
       expect(seen.indexOf('seen:user 1 on A')).to.be.below(seen.indexOf('seen:user 3 on A'))
+      expect(dead, 'the unknown event is skipped, not dead-lettered').to.have.length(0)
+    })
+
+    it('a body that is not UTF-8, not JSON or empty is dead-lettered unchanged with a reason saying what is wrong, and the next message is handled', async function () {
+      const m = messaging()
+      const topic = randomName()
+      const group = randomName('g')
+      const dead = await rawDeadLetters(m, topic, group)
+      const got: unknown[] = []
+      await start(m, [messageHandler({ topic, group }, async (message) => { got.push(message) })])
+      const broker = await m.broker()
+      const bad = [Buffer.from([0xff, 0xfe, 0x00]), Buffer.from('{not json'), Buffer.alloc(0)]
+      for (const [i, value] of bad.entries()) {
+        expect(await broker.publish([{ topic, value, key: 'k', headers: { 'x-case': String(i) } }])).to.deep.equal([undefined])
+        await m.producer.send(topic, { n: i }, { key: 'k' })
+      }
+      await eventually(() => got.length === 3 && dead.length === 3, 'three handled messages and three dead letters')
+      expect(got).to.deep.equal([{ n: 0 }, { n: 1 }, { n: 2 }])
+      const byCase = new Map(dead.map(d => [d.headers['x-case'], d]))
+      const reasons = bad.map((value, i) => {
+        const letter = byCase.get(String(i))!
+        expect(letter.value.equals(value), `dead letter ${i} keeps the body byte for byte`).to.equal(true)
+        expect(letter.key).to.equal('k')
+        expect(letter.headers[DLQ_HEADERS.attempts]).to.equal('0')
+        expect(letter.headers[DLQ_HEADERS.topic]).to.equal(topic)
+        return letter.headers[DLQ_HEADERS.reason]!
+      })
+      expect(reasons[0]).to.equal('InvalidMessageError: the message body is not valid UTF-8 (byte 0xff at offset 0 of 3); Herald expects a UTF-8 JSON body')
+      expect(reasons[1]).to.match(/^InvalidMessageError: the message body is not JSON \(.+; it starts with "\{not json"\); Herald expects a JSON body/)
+      expect(reasons[2]).to.equal('InvalidMessageError: the message body is empty (0 bytes); Herald expects a JSON body')
+    })
+
+    it('__proto__ and constructor.prototype keys in a body are removed: the handler gets the rest and no prototype is polluted', async function () {
+      const warnings: unknown[] = []
+      const noop = (): void => {}
+      const logger: Logger = { debug: noop, info: noop, error: noop, warn: (obj) => { warnings.push(obj) } }
+      const m = messaging({ logger })
+      const topic = randomName()
+      const got: Array<Record<string, unknown>> = []
+      await start(m, [messageHandler({ topic, group: randomName('g') }, async (message) => {
+        // What a careless handler might do with untrusted input: neither may reach a prototype.
+        Object.assign({}, message)
+        naiveMerge({}, message)
+        got.push(message as Record<string, unknown>)
+      })])
+      const body = '{"__proto__":{"polluted":"yes"},"constructor":{"prototype":{"polluted":"yes"}},' +
+        '"nested":{"__proto__":{"isAdmin":true},"ok":1},"list":[{"\\u005f_proto__":{"polluted":"yes"}}],' +
+        '"name":"kept","prototype":"kept too","class":{"constructor":"Order"}}'
+      await (await m.broker()).publish([{ topic, value: Buffer.from(body), key: 'k', headers: {} }])
+      await m.producer.send(topic, { after: true }, { key: 'k' })
+      await eventually(() => got.length === 2, 'both messages handled')
+      const [message] = got
+      expect(message).to.deep.equal({ nested: { ok: 1 }, list: [{}], name: 'kept', prototype: 'kept too', class: { constructor: 'Order' } })
+      expect(Object.hasOwn(message!, '__proto__')).to.equal(false)
+      expect(Object.getPrototypeOf(message)).to.equal(Object.prototype)
+      expect(Object.getPrototypeOf(message!.nested)).to.equal(Object.prototype)
+      expect(({} as Record<string, unknown>).polluted).to.equal(undefined)
+      expect(({} as Record<string, unknown>).isAdmin).to.equal(undefined)
+      expect(got[1]).to.deep.equal({ after: true })
+      expect(warnings.some(w => (w as { removedKeys?: string[] }).removedKeys?.length === 4)).to.equal(true)
+    })
+
+    it('a message over maxMessageBytes is dead-lettered unchanged and unparsed, with a reason giving its size and the option', async function () {
+      // Kafka's brokers refuse messages over about 1 MB (message.max.bytes), so there the
+      // limit is lowered; elsewhere a 2 MiB message meets the default limit of 1 MiB.
+      const [size, limit] = target.kind === 'kafka' ? [5_000, 1_000] : [2 * 1024 * 1024, undefined]
+      const m = messaging()
+      const topic = randomName()
+      const group = randomName('g')
+      const dead = await rawDeadLetters(m, topic, group)
+      const got: unknown[] = []
+      await start(m, [messageHandler({ topic, group }, async (message) => { got.push(message) })], { maxMessageBytes: limit })
+      const big = Buffer.from(JSON.stringify({ blob: 'x'.repeat(size - 11) }))
+      expect(big.length).to.equal(size)
+      expect(await (await m.broker()).publish([{ topic, value: big, key: 'k', headers: { 'content-type': 'application/json' } }])).to.deep.equal([undefined])
+      await m.producer.send(topic, { small: true }, { key: 'k' })
+      await eventually(() => got.length === 1 && dead.length === 1, 'the small message handled and the big one dead-lettered', 30_000)
+      expect(got).to.deep.equal([{ small: true }])
+      expect(dead[0]!.value.equals(big), 'the dead letter keeps the body').to.equal(true)
+      expect(dead[0]!.headers['content-type']).to.equal('application/json')
+      expect(dead[0]!.headers[DLQ_HEADERS.reason]).to.equal(
+        `InvalidMessageError: the message body is ${size} bytes, over maxMessageBytes (${limit ?? 1_048_576} bytes), so it was not parsed; ` +
+        'to handle bigger messages, raise maxMessageBytes on the handler or in startConsumers()')
+    })
+
+    it('a handler that throws a non-Error value (a string, an object, undefined, null) is retried, then dead-lettered with a reason saying what it threw', async function () {
+      const m = messaging()
+      const topic = randomName()
+      const group = randomName('g')
+      const dead = await deadLetters(m, topic, group)
+      const calls = new Map<string, number>()
+      const thrown: Record<string, unknown> = { string: 'card declined', object: { code: 42, detail: 'limit' }, undefined, null: null }
+      const handled: string[] = []
+      await start(m, [messageHandler({ topic, group, maxRetries: 1, retryDelay: 10 }, async (message: unknown) => {
+        const kind = (message as { kind: string }).kind
+        calls.set(kind, (calls.get(kind) ?? 0) + 1)
+        if (kind in thrown) throw thrown[kind]
+        handled.push(kind)
+      })])
+      for (const kind of [...Object.keys(thrown), 'good']) await m.producer.send(topic, { kind }, { key: kind })
+      await eventually(() => dead.length === 4 && handled.length === 1, 'four dead letters and the good message')
+      const reasons = Object.fromEntries(dead.map(d => [(d.message as { kind: string }).kind, d.ctx.headers[DLQ_HEADERS.reason]]))
+      const advice = 'not an Error; throw an Error (or a NonRetriableError) so the reason has a name, a message and a stack'
+      expect(reasons).to.deep.equal({
+        string: `the handler threw a string: "card declined", ${advice}`,
+        object: `the handler threw an object: { code: 42, detail: 'limit' }, ${advice}`,
+        undefined: `the handler threw undefined, ${advice}`,
+        null: `the handler threw null, ${advice}`
+      })
+      for (const d of dead) expect(d.ctx.headers[DLQ_HEADERS.attempts]).to.equal('2')
+      expect(Object.fromEntries(calls)).to.deep.equal({ string: 2, object: 2, undefined: 2, null: 2, good: 1 })
+    })
+
+    it('a dead-letter reason never carries a URL password from the handler\'s error', async function () {
+      const m = messaging()
+      const topic = randomName()
+      const group = randomName('g')
+      const dead = await deadLetters(m, topic, group)
+      await start(m, [messageHandler({ topic, group, maxRetries: 0 }, async () => {
+        throw new Error('could not reach amqps://app:S3cr3t-pass@db.internal:5671/orders nor redis://:S3cr3t-pass@cache:6379')
+      })])
+      await m.producer.send(topic, { n: 1 })
+      await eventually(() => dead.length === 1, 'the dead letter')
+      const reason = dead[0]!.ctx.headers[DLQ_HEADERS.reason]!
+      expect(reason).to.equal('Error: could not reach amqps://app:***@db.internal:5671/orders nor redis://:***@cache:6379')
     })
 
     it('two groups each get every message', async function () {
@@ -392,6 +542,28 @@ export function conformance (target: ConformanceTarget): void {
       expect(attempts[0]).to.deep.equal({ attempt: 1, aborted: true })
     })
 
+    it('a handler that hangs, even ignoring ctx.signal, is stopped by its timeout on each attempt and dead-lettered with a reason naming the timeout', async function () {
+      const m = messaging()
+      const topic = randomName()
+      const group = randomName('g')
+      const dead = await deadLetters(m, topic, group)
+      const handled: string[] = []
+      let hanging = 0
+      await start(m, [messageHandler({ topic, group, timeout: 150, maxRetries: 1, retryDelay: 10, concurrency: 2 }, async (message: unknown) => {
+        if ((message as { hang: boolean }).hang) {
+          hanging++
+          await new Promise(() => {})
+        }
+        handled.push('next')
+      })])
+      await m.producer.send(topic, { hang: true }, { key: 'a' })
+      await m.producer.send(topic, { hang: false }, { key: 'a' })
+      await eventually(() => dead.length === 1 && handled.length === 1, 'the dead letter, then the next message')
+      expect(hanging).to.equal(2)
+      expect(dead[0]!.ctx.headers[DLQ_HEADERS.attempts]).to.equal('2')
+      expect(dead[0]!.ctx.headers[DLQ_HEADERS.reason]).to.equal('HandlerTimeoutError: the handler did not finish within its timeout of 150 ms (option timeout); its ctx.signal was aborted')
+    })
+
     if (target.features.newGroupReadsHistory) {
       it('a new group starts from the earliest retained message', async function () {
         const m = messaging()
@@ -404,4 +576,19 @@ export function conformance (target: ConformanceTarget): void {
       })
     }
   })
+}
+
+/** The deep merge found in many codebases: it copies every key, `__proto__` and `constructor` included. */
+function naiveMerge (target: Record<string, unknown>, source: unknown): Record<string, unknown> {
+  if (source === null || typeof source !== 'object') return target
+  for (const key of Object.keys(source)) {
+    const value = (source as Record<string, unknown>)[key]
+    if (value !== null && typeof value === 'object') {
+      const inner = (target[key] ?? {}) as Record<string, unknown>
+      target[key] = naiveMerge(inner, value)
+    } else {
+      target[key] = value
+    }
+  }
+  return target
 }
