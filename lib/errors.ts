@@ -40,7 +40,8 @@ export class PublishError extends HeraldError {
     const reason = cause instanceof Error ? cause.message : String(cause)
     super(`could not publish ${what}: ${reason}`, {
       code: 'HERALD_PUBLISH',
-      retriable: cause instanceof HeraldError ? cause.retriable : true,
+      // By property, not instanceof: an adapter's error may come from another copy of this module.
+      retriable: (cause as { retriable?: unknown } | null)?.retriable !== false,
       cause
     })
     this.eventName = eventName

@@ -7,8 +7,10 @@ import { checkPositiveInt } from './brokers/config-checks.js'
 import { BrokerError, ConfigError, HeraldError } from './errors.js'
 import type { Event } from './event.js'
 import { childLogger, createDefaultLogger, type Logger } from './logger.js'
-import { Producer, type PublishOptions } from './producer.js'
-import { redactText } from './redact.js'
+import { resolveOutboxSettings, type OutboxOptions, type OutboxSettings } from './outbox/outbox-config.js'
+import { Outbox, type OutboxStats } from './outbox/outbox.js'
+import { mayRetry, Producer, type PublishOptions } from './producer.js'
+import { redactText, redactUrl } from './redact.js'
 
 /** Options of `createMessaging` / `configureMessaging`, the Fastify plugin and the Express middleware. */
 export interface MessagingOptions {
@@ -30,6 +32,19 @@ export interface MessagingOptions {
   linger?: number
   /** The most messages the producer sends in one batch. Default 500. */
   maxBatchSize?: number
+  /**
+   * The largest message `send` and `publishEvent` take, in bytes (body, key and headers):
+   * a bigger one fails at once, on every broker. Default 1048576 (1 MiB, Kafka's default limit).
+   */
+  maxMessageBytes?: number
+  /**
+   * A local durable spool for the sends the broker does not acknowledge within
+   * `publishTimeout` (or fails with a retriable error): they resolve once written and
+   * fsynced there, and are relayed in order when the broker answers (or on the next
+   * start). Without it, such a send rejects (the route's 503). See the README, "Publishing
+   * through outages".
+   */
+  outbox?: OutboxOptions
   kafka?: KafkaOptions
   rabbitmq?: RabbitMqOptions
   redis?: RedisOptions
@@ -44,8 +59,15 @@ export interface ResolvedMessagingOptions {
   publishTimeout: number
   linger: number
   maxBatchSize: number
+  maxMessageBytes: number
+  outbox: OutboxSettings | undefined
   /** Where the broker is, password masked: for logs and errors. */
   address: string
+}
+
+/** `health()`: the broker's health, and the outbox's state when there is one (also summed up in `detail`). */
+export interface MessagingHealth extends BrokerHealth {
+  outbox?: OutboxStats
 }
 
 type Connector = (deps: BrokerDeps) => Promise<Broker>
@@ -79,6 +101,8 @@ export function resolveMessagingOptions (options: MessagingOptions = {}, env: No
   const publishTimeout = checkPositiveInt('publishTimeout', options.publishTimeout ?? 10_000)
   const linger = checkPositiveInt('linger', options.linger ?? 0, { min: 0, max: 60_000 })
   const maxBatchSize = checkPositiveInt('maxBatchSize', options.maxBatchSize ?? 500)
+  const maxMessageBytes = checkPositiveInt('maxMessageBytes', options.maxMessageBytes ?? 1024 * 1024)
+  const outbox = resolveOutboxSettings(options.outbox)
 
   let connect: Connector
   let address: string
@@ -91,13 +115,13 @@ export function resolveMessagingOptions (options: MessagingOptions = {}, env: No
     }
     case 'rabbitmq': {
       const settings = resolveRabbitMqSettings(options.url, env, options.rabbitmq)
-      address = redactText(settings.url)
+      address = redactUrl(settings.url)
       connect = async (deps) => (await import('./brokers/rabbitmq/index.js')).createBroker(settings, deps)
       break
     }
     case 'redis': {
       const settings = resolveRedisSettings(options.url, env, options.redis)
-      address = redactText(settings.url)
+      address = redactUrl(settings.url)
       connect = async (deps) => (await import('./brokers/redis/index.js')).createBroker(settings, deps)
       break
     }
@@ -108,7 +132,7 @@ export function resolveMessagingOptions (options: MessagingOptions = {}, env: No
       break
     }
   }
-  return { resolved: { broker, source, defaultTopic, publishTimeout, linger, maxBatchSize, address }, connect }
+  return { resolved: { broker, source, defaultTopic, publishTimeout, linger, maxBatchSize, maxMessageBytes, outbox, address }, connect }
 }
 
 /** Something that must stop before the broker closes (a consumer runner). */
@@ -120,12 +144,15 @@ export interface Closeable {
  * One connection to one broker: a producer, the consumers started on it, health and
  * close. Create it with `createMessaging` (independent) or `configureMessaging` (the
  * process default). It connects on first use; call `connect()` to fail fast at start-up.
+ * With an `outbox`, creating it takes the outbox directory (a `ConfigError` if it cannot
+ * be used or another process has it) and starts relaying what a previous run left there.
  */
 export class Messaging {
   readonly options: ResolvedMessagingOptions
   readonly logger: Logger
   readonly producer: Producer
   readonly #connect: Connector
+  readonly #outbox: Outbox | undefined
   #broker: Promise<Broker> | undefined
   readonly #closeables = new Set<Closeable>()
   #closing: Promise<void> | undefined
@@ -138,7 +165,20 @@ export class Messaging {
     this.#connect = connect
     const base = options.logger === false ? silentLogger : options.logger ?? createDefaultLogger()
     this.logger = childLogger(base, { component: 'herald', broker: resolved.broker })
-    this.producer = new Producer(() => this.broker(), resolved)
+    this.#outbox = resolved.outbox === undefined
+      ? undefined
+      : Outbox.open(resolved.outbox, {
+        logger: childLogger(this.logger, { component: 'herald-outbox' }),
+        publish: async (messages) => await (await this.broker()).publish(messages),
+        publishTimeout: resolved.publishTimeout,
+        maxBatchSize: resolved.maxBatchSize
+      })
+    this.producer = new Producer(() => this.broker(), resolved, this.#outbox)
+  }
+
+  /** The outbox's state (`pending`, `bytes`, …), or `undefined` without an `outbox` option. */
+  get outbox (): OutboxStats | undefined {
+    return this.#outbox?.stats()
   }
 
   /** The connected broker adapter. Loads the adapter and connects on first call. */
@@ -150,7 +190,7 @@ export class Messaging {
         await broker.connect()
       } catch (err) {
         await broker.close().catch(() => {})
-        throw err instanceof HeraldError ? err : new BrokerError(`could not connect to ${this.options.broker} at ${this.options.address}: ${redactText((err as Error).message ?? String(err))}`, { cause: err })
+        throw isHeraldError(err) ? err : new BrokerError(`could not connect to ${this.options.broker} at ${this.options.address}: ${redactText((err as Error).message ?? String(err))}`, { cause: err })
       }
       return broker
     })()
@@ -159,9 +199,32 @@ export class Messaging {
     return this.#broker
   }
 
-  /** Connects now; rejects with a `BrokerError` that says which broker at which address could not be reached. */
+  /**
+   * Connects now; rejects with a `BrokerError` that says which broker at which address
+   * could not be reached. With an outbox, a broker that is unreachable (a retriable
+   * failure, or no answer within `publishTimeout`) is logged instead, and sends go to the
+   * outbox until it answers: a service can start during an outage. A failure that will
+   * not pass by itself (a refused credential) still rejects.
+   */
   async connect (): Promise<void> {
-    await this.broker()
+    if (this.#outbox === undefined) {
+      await this.broker()
+      return
+    }
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<'late'>(resolve => { timer = setTimeout(() => resolve('late'), this.options.publishTimeout) })
+    try {
+      const connecting = this.broker()
+      connecting.catch(() => {})
+      if (await Promise.race([connecting, late]) === 'late') {
+        this.logger.warn({ address: this.options.address, publishTimeout: this.options.publishTimeout }, 'the broker did not answer at start-up; sends go to the outbox until it does')
+      }
+    } catch (err) {
+      if (!mayRetry(err)) throw err
+      this.logger.warn({ address: this.options.address, err: redactText(err instanceof Error ? err.message : String(err)) }, 'the broker is unreachable at start-up; sends go to the outbox until it answers')
+    } finally {
+      clearTimeout(timer)
+    }
   }
 
   /**
@@ -174,13 +237,19 @@ export class Messaging {
     return this.producer.publishEvent(name, data, options)
   }
 
-  /** Whether the broker answers. Never throws. */
-  async health (): Promise<BrokerHealth> {
+  /** Whether the broker answers, and the outbox's state when there is one. Never throws. */
+  async health (): Promise<MessagingHealth> {
+    let health: BrokerHealth
     try {
-      return await (await this.broker()).health()
+      health = await (await this.broker()).health()
     } catch (err) {
-      return { ok: false, broker: this.options.broker, detail: redactText(err instanceof Error ? err.message : String(err)) }
+      health = { ok: false, broker: this.options.broker, detail: redactText(err instanceof Error ? err.message : String(err)) }
     }
+    const outbox = this.#outbox?.stats()
+    if (outbox === undefined) return health
+    const held = outbox.pending === 0 ? 'empty' : `${outbox.pending} messages (${outbox.bytes} of ${outbox.maxBytes} bytes) waiting, ${outbox.state}`
+    const refused = outbox.undeliverable === 0 ? '' : `, ${outbox.undeliverable} undeliverable set aside`
+    return { ...health, detail: `${health.detail}; outbox ${outbox.dir}: ${held}${refused}`, outbox }
   }
 
   /** @internal Consumers register here so that `close()` stops them before the broker goes. */
@@ -191,18 +260,31 @@ export class Messaging {
 
   /**
    * Stops the consumers started on this instance (draining in-flight handlers), sends
-   * every pending publish, then closes the broker connections. Idempotent.
+   * every pending publish, lets the outbox's relay drain it for up to `publishTimeout`
+   * (what is left stays on disk for the next start), then closes the broker connections.
+   * Idempotent.
    */
   close (): Promise<void> {
     this.#closing ??= (async () => {
       await Promise.allSettled([...this.#closeables].map(c => c.stop()))
       await this.producer.close()
+      await this.#outbox?.close(this.options.publishTimeout)
       this.#closed = true
       const broker = await this.#broker?.catch(() => undefined)
       await broker?.close()
     })()
     return this.#closing
   }
+}
+
+/**
+ * A Herald error, told by its shape as well as its class: an adapter is imported lazily,
+ * and under a CommonJS transpiler (tsx under mocha) it may see a second copy of errors.ts.
+ */
+function isHeraldError (err: unknown): err is HeraldError {
+  if (err instanceof HeraldError) return true
+  const e = err as { code?: unknown, retriable?: unknown } | null | undefined
+  return err instanceof Error && typeof e?.code === 'string' && typeof e.retriable === 'boolean'
 }
 
 const noop = (): void => {}

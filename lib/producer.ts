@@ -23,13 +23,42 @@ export interface ProducerSettings {
   linger: number
   /** The most messages in one batch. */
   maxBatchSize: number
+  /** The largest message `send` and `publishEvent` take, in bytes: body, key and header names and values. */
+  maxMessageBytes: number
+}
+
+/** `code` of the error a send fails with, at once, when its message is over `maxMessageBytes`. */
+export const MESSAGE_TOO_LARGE = 'HERALD_MESSAGE_TOO_LARGE'
+
+/**
+ * Whether trying again later may help: false only for an error that says so
+ * (`retriable: false`). Read from the property rather than with `instanceof HeraldError`,
+ * which fails when a second copy of Herald's modules is loaded (an adapter, imported
+ * lazily, next to code loaded by a CommonJS transpiler such as tsx under mocha).
+ */
+export function mayRetry (err: unknown): boolean {
+  return (err as { retriable?: unknown } | null | undefined)?.retriable !== false
+}
+
+/**
+ * Where the producer puts what the broker did not take: the outbox (`lib/outbox`). The
+ * producer needs only this much of it.
+ */
+export interface ProducerSpool {
+  /** True while it holds messages not yet relayed: a new send must go behind them. */
+  readonly active: boolean
+  /** Stores the message behind the others; resolves once it is durable. `reason`: why it did not go to the broker. */
+  append(message: OutgoingMessage, reason?: unknown): Promise<void>
 }
 
 interface Pending {
-  message: OutgoingMessage
-  eventName: string | undefined
-  resolve: () => void
-  reject: (err: Error) => void
+  readonly message: OutgoingMessage
+  readonly eventName: string | undefined
+  /** Answered: acknowledged, failed, or handed to the spool (which answers it then). */
+  settled: boolean
+  timer: NodeJS.Timeout | undefined
+  readonly resolve: () => void
+  readonly reject: (err: Error) => void
 }
 
 /**
@@ -37,19 +66,31 @@ interface Pending {
  * and rejects with a `PublishError` otherwise. Sends made while a batch is on its way are
  * coalesced into the next batch (one request for many HTTP handlers), and batches go one
  * at a time, so sends keep their order.
+ *
+ * With an outbox, a send the broker does not acknowledge within `publishTimeout`, or fails
+ * with a retriable error, resolves once it is stored in the outbox instead; so do the sends
+ * queued behind it, and every send made while the outbox holds anything (it goes behind
+ * the others: order is kept). A send that can never succeed (unroutable, too large, a
+ * refused credential: `retriable` false) still rejects at once.
  */
 export class Producer {
   readonly #broker: () => Promise<Broker>
   readonly #settings: ProducerSettings
+  readonly #spool: ProducerSpool | undefined
   #queue: Pending[] = []
+  /** The batch on its way to the broker. */
+  #inFlight: Pending[] = []
   #sending: Promise<void> | undefined
   /** Cancels the scheduled drain, when one is scheduled. */
   #scheduled: (() => void) | undefined
+  /** Every send not yet answered, for `flush`. */
+  readonly #unanswered = new Set<Promise<void>>()
   #closed = false
 
-  constructor (broker: () => Promise<Broker>, settings: ProducerSettings) {
+  constructor (broker: () => Promise<Broker>, settings: ProducerSettings, spool?: ProducerSpool) {
     this.#broker = broker
     this.#settings = settings
+    this.#spool = spool
   }
 
   /**
@@ -60,7 +101,9 @@ export class Producer {
    */
   async send (topic: string, message: unknown, options: SendOptions = {}): Promise<void> {
     const value = encodeJson(message)
-    await this.sendRaw({ topic, value, key: options.key, headers: { [HEADER_CONTENT_TYPE]: JSON_CONTENT_TYPE, ...options.headers } })
+    const outgoing: OutgoingMessage = { topic, value, key: options.key, headers: { [HEADER_CONTENT_TYPE]: JSON_CONTENT_TYPE, ...options.headers } }
+    this.#checkSize(outgoing, undefined)
+    await this.sendRaw(outgoing)
   }
 
   /**
@@ -74,32 +117,80 @@ export class Producer {
     if (typeof name !== 'string' || name === '') throw new TypeError('publishEvent: the event name must be a non-empty string')
     const event = createEvent(name, data, this.#settings.source)
     const topic = options.topic ?? this.#settings.defaultTopic
-    await this.sendRaw({ topic, value: encodeJson(event), key: options.key, headers: { ...options.headers, ...eventHeaders(event) } }, name)
+    const outgoing: OutgoingMessage = { topic, value: encodeJson(event), key: options.key, headers: { ...options.headers, ...eventHeaders(event) } }
+    this.#checkSize(outgoing, name)
+    await this.sendRaw(outgoing, name)
     return event
   }
 
-  /** Sends a message exactly as given (body bytes and headers). Used for dead letters. */
+  /**
+   * Sends a message exactly as given (body bytes and headers). Used for dead letters, so
+   * `maxMessageBytes` does not apply: the broker carried the message once already.
+   */
   sendRaw (message: OutgoingMessage, eventName?: string): Promise<void> {
     if (this.#closed) return Promise.reject(new PublishError(message.topic, eventName, new BrokerError('the producer is closed', { retriable: false })))
     if (typeof message.topic !== 'string' || message.topic === '') {
       return Promise.reject(new TypeError('the topic must be a non-empty string'))
     }
-    return new Promise<void>((resolve, reject) => {
-      let done = false
-      const timer = setTimeout(() => {
-        if (done) return
-        done = true
-        reject(new PublishError(message.topic, eventName, new BrokerError(`the broker did not acknowledge within publishTimeout (${this.#settings.publishTimeout} ms)`, { code: 'HERALD_PUBLISH_TIMEOUT' })))
-      }, this.#settings.publishTimeout)
-      timer.unref()
-      this.#queue.push({
-        message,
-        eventName,
-        resolve: () => { if (!done) { done = true; clearTimeout(timer); resolve() } },
-        reject: (err) => { if (!done) { done = true; clearTimeout(timer); reject(err) } }
+    const answered = this.#spool?.active === true
+      // The outbox holds earlier sends: this one goes behind them, not past them.
+      ? this.#spool.append(message).catch((err: unknown) => { throw new PublishError(message.topic, eventName, err) })
+      : new Promise<void>((resolve, reject) => {
+        const pending: Pending = { message, eventName, settled: false, timer: undefined, resolve, reject }
+        pending.timer = setTimeout(() => this.#timedOut(pending), this.#settings.publishTimeout)
+        pending.timer.unref()
+        this.#queue.push(pending)
+        this.#schedule()
       })
-      this.#schedule()
-    })
+    this.#unanswered.add(answered)
+    const forget = (): void => { this.#unanswered.delete(answered) }
+    answered.then(forget, forget)
+    return answered
+  }
+
+  /** Fails a send at once when its message is over `maxMessageBytes`: no broker would take it, so neither does the outbox. */
+  #checkSize (message: OutgoingMessage, eventName: string | undefined): void {
+    const max = this.#settings.maxMessageBytes
+    let size = message.value.length + (message.key === undefined ? 0 : Buffer.byteLength(message.key))
+    for (const [name, value] of Object.entries(message.headers)) size += Buffer.byteLength(name) + Buffer.byteLength(String(value))
+    if (size <= max) return
+    throw new PublishError(message.topic, eventName, new BrokerError(
+      `the message is ${size} bytes (body, key and headers), over maxMessageBytes (${max}); publish less (e.g. a reference to the data instead of the data), or raise maxMessageBytes if the broker takes bigger messages (Kafka: the topic's max.message.bytes)`,
+      { code: MESSAGE_TOO_LARGE, retriable: false }))
+  }
+
+  #settle (pending: Pending, err?: Error): void {
+    if (pending.settled) return
+    pending.settled = true
+    clearTimeout(pending.timer)
+    if (err === undefined) pending.resolve()
+    else pending.reject(err)
+  }
+
+  #timedOut (pending: Pending): void {
+    if (pending.settled) return
+    const reason = new BrokerError(`the broker did not acknowledge within publishTimeout (${this.#settings.publishTimeout} ms)`, { code: 'HERALD_PUBLISH_TIMEOUT' })
+    if (this.#spool !== undefined) this.#divert(reason)
+    else this.#settle(pending, new PublishError(pending.message.topic, pending.eventName, reason))
+  }
+
+  /**
+   * Hands every unanswered send, in order (the batch on its way, then the queue), to the
+   * outbox. The batch on its way may still reach the broker: then the relay sends it a
+   * second time (at least once), never a message less.
+   */
+  #divert (reason: Error): void {
+    const spool = this.#spool!
+    this.#scheduled?.()
+    this.#scheduled = undefined
+    for (const pending of [...this.#inFlight, ...this.#queue.splice(0)]) {
+      if (pending.settled) continue
+      pending.settled = true
+      clearTimeout(pending.timer)
+      spool.append(pending.message, reason).then(pending.resolve, (err: unknown) => {
+        pending.reject(new PublishError(pending.message.topic, pending.eventName, err))
+      })
+    }
   }
 
   #schedule (): void {
@@ -116,9 +207,13 @@ export class Producer {
   }
 
   #drain (): void {
-    if (this.#sending !== undefined || this.#queue.length === 0) return
-    const batch = this.#queue.splice(0, this.#settings.maxBatchSize)
+    if (this.#sending !== undefined) return
+    // A send that timed out before its turn was answered already (a 503): it is not sent after all.
+    const batch = this.#queue.splice(0, this.#settings.maxBatchSize).filter(p => !p.settled)
+    if (batch.length === 0) return
+    this.#inFlight = batch
     this.#sending = this.#sendBatch(batch).finally(() => {
+      this.#inFlight = []
       this.#sending = undefined
       if (this.#queue.length > 0) this.#drain()
     })
@@ -132,22 +227,28 @@ export class Producer {
     } catch (err) {
       results = batch.map(() => err as Error)
     }
+    let retry: Error | undefined
     batch.forEach((p, i) => {
-      const err = results[i]
-      if (err === undefined && i < results.length) p.resolve()
-      else p.reject(new PublishError(p.message.topic, p.eventName, err ?? new BrokerError('the broker gave no answer for this message')))
+      // Timed out and handed to the outbox meanwhile: the outbox answers it.
+      if (p.settled) return
+      const err = i < results.length ? results[i] : new BrokerError('the broker gave no answer for this message')
+      if (err === undefined) this.#settle(p)
+      else if (this.#spool !== undefined && mayRetry(err)) retry ??= err
+      else this.#settle(p, new PublishError(p.message.topic, p.eventName, err))
     })
+    // What is left unanswered of the batch failed for a reason that may pass: the outbox keeps it.
+    if (retry !== undefined) this.#divert(retry)
   }
 
-  /** Resolves once every send made so far has been answered (acknowledged or failed). */
+  /** Resolves once every send made so far has been answered (acknowledged, stored in the outbox, or failed). */
   async flush (): Promise<void> {
-    while (this.#queue.length > 0 || this.#sending !== undefined || this.#scheduled !== undefined) {
+    while (this.#unanswered.size > 0) {
       if (this.#scheduled !== undefined && this.#sending === undefined) {
         this.#scheduled()
         this.#scheduled = undefined
         this.#drain()
       }
-      await (this.#sending ?? new Promise(resolve => setImmediate(resolve)))
+      await Promise.allSettled([...this.#unanswered])
     }
   }
 

@@ -26,6 +26,8 @@ const MESSAGING_OPTION_KEYS: Record<keyof MessagingOptions, true> = {
   publishTimeout: true,
   linger: true,
   maxBatchSize: true,
+  maxMessageBytes: true,
+  outbox: true,
   kafka: true,
   rabbitmq: true,
   redis: true,

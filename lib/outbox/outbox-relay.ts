@@ -1,0 +1,243 @@
+import type { OutgoingMessage } from '../brokers/broker.js'
+import { BrokerError } from '../errors.js'
+import type { Logger } from '../logger.js'
+import { mayRetry } from '../producer.js'
+import { redactText } from '../redact.js'
+import type { OutboxSpool, SpooledMessage } from './outbox-spool.js'
+
+/** Backoff between attempts while the broker does not take the outbox's messages, in ms. */
+const FIRST_RETRY_MS = 250
+const MAX_RETRY_MS = 10_000
+
+/**
+ * Codes of the errors that say a message can never be delivered, however long one waits
+ * (unlike a refused credential, which someone will fix): such a message is set aside in
+ * `undeliverable.log` rather than holding up everything behind it.
+ */
+const UNDELIVERABLE_CODES = new Set(['HERALD_UNROUTABLE', 'HERALD_MESSAGE_TOO_LARGE', 'HERALD_INVALID_TOPIC', 'HERALD_UNKNOWN_TOPIC'])
+
+export interface RelayDeps {
+  spool: OutboxSpool
+  /** Sends a batch to the broker (connecting if need be), with the `Broker.publish` contract. */
+  publish: (messages: OutgoingMessage[]) => Promise<Array<Error | undefined>>
+  publishTimeout: number
+  maxBatchSize: number
+  logger: Logger
+}
+
+const TIMEOUT = Symbol('timeout')
+const STOPPED = Symbol('stopped')
+
+/** One batch on its way. Kept across a timeout, so that it is awaited again, never sent twice at once. */
+interface Attempt {
+  records: SpooledMessage[]
+  results: Promise<Array<Error | undefined>>
+}
+
+/**
+ * Sends what the spool holds to the broker, oldest first, in batches of `maxBatchSize`,
+ * one batch at a time, and commits each batch once the broker acknowledged it: order is
+ * the spool's order, and a crash between the acknowledgement and the commit means the
+ * batch is sent again (at least once), never lost.
+ *
+ * While the broker does not take them it tries again with backoff (250 ms doubling to
+ * 10 s), a batch at a time: a batch that outlives `publishTimeout` is awaited again rather
+ * than sent again. An outage is logged once when it starts and once when the spool is
+ * drained, not per message or attempt.
+ */
+export class OutboxRelay {
+  readonly #deps: RelayDeps
+  #running: Promise<void> | undefined
+  #stopped = false
+  readonly #stopping: Promise<typeof STOPPED>
+  #signalStop: () => void = () => {}
+  /** Wakes the loop while it waits for new writes (`wakeOnWrite`) or sits in a backoff (`hurry`). */
+  #wakeOnWrite: (() => void) | undefined
+  #hurry: (() => void) | undefined
+  #attempt: Attempt | undefined
+  #outage: { since: number, severe: boolean, relayed: number } | undefined
+  #drainWaiters: Array<() => void> = []
+  /** The last reason the broker did not take a batch (secret-free), while it does not. */
+  lastError: string | undefined
+
+  constructor (deps: RelayDeps) {
+    this.#deps = deps
+    this.#stopping = new Promise(resolve => { this.#signalStop = () => resolve(STOPPED) })
+  }
+
+  /** True while the broker does not take the outbox's messages (since the last batch it took). */
+  get retrying (): boolean {
+    return this.lastError !== undefined
+  }
+
+  /** Starts relaying (or wakes the relay waiting for writes) when there is something to relay. */
+  written (): void {
+    if (this.#stopped) return
+    if (this.#wakeOnWrite !== undefined) {
+      this.#wakeOnWrite()
+      return
+    }
+    if (this.#running !== undefined || this.#deps.spool.pending === 0) return
+    this.#running = this.#loop().finally(() => {
+      this.#running = undefined
+      if (this.#deps.spool.pending > 0) this.written()
+    })
+  }
+
+  /**
+   * Notes that the broker did not take a send (the producer is spooling it): the start of
+   * an outage, logged once.
+   */
+  outage (reason: unknown): void {
+    this.#startOutage(reason)
+  }
+
+  /** Resolves true once the spool is drained, or false after `timeout` ms. Cuts a backoff short to try now. */
+  async drained (timeout: number): Promise<boolean> {
+    if (this.#deps.spool.idle) return true
+    this.#hurry?.()
+    let timer: NodeJS.Timeout | undefined
+    const drained = new Promise<boolean>(resolve => this.#drainWaiters.push(() => resolve(true)))
+    const late = new Promise<boolean>(resolve => { timer = setTimeout(() => resolve(false), timeout) })
+    try {
+      return await Promise.race([drained, late])
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  /** Stops at once: a batch on its way is not waited for (it will be sent again on the next start). */
+  async stop (): Promise<void> {
+    this.#stopped = true
+    this.#signalStop()
+    await this.#running
+  }
+
+  async #loop (): Promise<void> {
+    const { spool, publishTimeout, maxBatchSize } = this.#deps
+    let delay = FIRST_RETRY_MS
+    while (!this.#stopped) {
+      let attempt = this.#attempt
+      if (attempt === undefined) {
+        const records = spool.peek(maxBatchSize)
+        if (records.length === 0) {
+          if (spool.finishDrain()) {
+            this.#endOutage()
+            return
+          }
+          // Writes are on their way: wait for them.
+          await this.#wait(new Promise<void>(resolve => { this.#wakeOnWrite = resolve }))
+          this.#wakeOnWrite = undefined
+          continue
+        }
+        attempt = this.#attempt = { records, results: this.#send(records) }
+      }
+      const outcome = await this.#race(attempt.results, publishTimeout)
+      if (outcome === STOPPED) return
+      let failure: unknown
+      if (outcome === TIMEOUT) {
+        failure = new BrokerError(`the broker did not acknowledge within publishTimeout (${publishTimeout} ms)`, { code: 'HERALD_PUBLISH_TIMEOUT' })
+      } else {
+        this.#attempt = undefined
+        failure = await this.#settle(attempt.records, outcome)
+      }
+      if (failure === undefined) {
+        delay = FIRST_RETRY_MS
+        this.lastError = undefined
+        continue
+      }
+      this.#startOutage(failure)
+      await this.#wait(new Promise<void>(resolve => {
+        const timer = setTimeout(resolve, delay)
+        this.#hurry = () => { clearTimeout(timer); resolve() }
+      }))
+      this.#hurry = undefined
+      delay = Math.min(delay * 2, MAX_RETRY_MS)
+    }
+  }
+
+  /**
+   * Commits what the broker took, in order, up to the first message it did not take;
+   * sets aside the messages it refused for good. Returns why it stopped short, if it did.
+   */
+  async #settle (records: SpooledMessage[], results: Array<Error | undefined>): Promise<unknown> {
+    let done = 0
+    let failure: unknown
+    for (let i = 0; i < records.length; i++) {
+      const record = records[i]!
+      const err = i < results.length ? results[i] : new BrokerError('the broker gave no answer for this message')
+      if (err === undefined) {
+        done++
+        continue
+      }
+      const code = (err as { code?: unknown }).code
+      if (!mayRetry(err) && typeof code === 'string' && UNDELIVERABLE_CODES.has(code)) {
+        try {
+          await this.#deps.spool.setAside(record, redactText(err.message))
+        } catch (writeErr) {
+          failure = writeErr
+          break
+        }
+        const name = record.message.headers['event-name']
+        this.#deps.logger.error({ topic: record.message.topic, event: name, code, err: redactText(err.message), file: `${this.#deps.spool.dir}/undeliverable.log` },
+          'the broker refused a spooled message for good; it is kept in the outbox\'s undeliverable.log, and the messages behind it go on')
+        done++
+        continue
+      }
+      failure = err
+      break
+    }
+    if (done > 0) {
+      await this.#deps.spool.commit(done)
+      if (this.#outage !== undefined) this.#outage.relayed += done
+    }
+    return failure
+  }
+
+  async #send (records: SpooledMessage[]): Promise<Array<Error | undefined>> {
+    try {
+      return await this.#deps.publish(records.map(r => r.message))
+    } catch (err) {
+      return records.map(() => err as Error)
+    }
+  }
+
+  async #race<T> (promise: Promise<T>, ms: number): Promise<T | typeof TIMEOUT | typeof STOPPED> {
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<typeof TIMEOUT>(resolve => { timer = setTimeout(() => resolve(TIMEOUT), ms) })
+    try {
+      return await Promise.race([promise, timeout, this.#stopping])
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  async #wait (promise: Promise<void>): Promise<void> {
+    await Promise.race([promise, this.#stopping])
+  }
+
+  #startOutage (reason: unknown): void {
+    const text = redactText(reason instanceof Error ? reason.message : String(reason))
+    this.lastError = text
+    const severe = !mayRetry(reason)
+    const fields = { dir: this.#deps.spool.dir, err: text }
+    if (this.#outage === undefined) {
+      this.#outage = { since: Date.now(), severe, relayed: 0 }
+      if (severe) this.#deps.logger.error(fields, 'the broker refuses to take messages (this will not pass by itself: check the credentials and permissions); sends are kept in the outbox meanwhile')
+      else this.#deps.logger.warn(fields, 'the broker does not take messages; sends are kept in the outbox and relayed, with backoff, once it answers')
+    } else if (severe && !this.#outage.severe) {
+      this.#outage.severe = true
+      this.#deps.logger.error(fields, 'the broker refuses to take the outbox\'s messages (this will not pass by itself: check the credentials and permissions)')
+    }
+  }
+
+  #endOutage (): void {
+    const outage = this.#outage
+    this.#outage = undefined
+    this.lastError = undefined
+    if (outage !== undefined) {
+      this.#deps.logger.info({ dir: this.#deps.spool.dir, relayed: outage.relayed, outageMs: Date.now() - outage.since }, 'the broker takes messages again; the outbox is drained')
+    }
+    for (const resolve of this.#drainWaiters.splice(0)) resolve()
+  }
+}
