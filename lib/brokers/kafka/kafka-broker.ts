@@ -1,10 +1,13 @@
-import { Kafka, Partitioners, type Admin, type Consumer, type Producer } from 'kafkajs'
+import { Kafka, PartitionAssigners, Partitioners, type Admin, type Consumer, type Producer } from 'kafkajs'
 import { BrokerError } from '../../errors.js'
 import type { Logger } from '../../logger.js'
+import { rememberSecrets } from '../../redact.js'
 import type { Broker, BrokerDeps, BrokerHealth, DeliveryHandler, OutgoingMessage, SubscribeOptions, Subscription } from '../broker.js'
-import { KAFKA_CONSUMER_DEFAULTS, type KafkaSettings } from './kafka-config.js'
-import { kafkaError, kafkaErrorTypes, kafkaReason, kafkaSecrets } from './kafka-errors.js'
+import { heldStickyAssigner } from './kafka-assigner.js'
+import { KAFKA_CONSUMER_DEFAULTS, kafkaConsumerRetry, type KafkaSettings } from './kafka-config.js'
+import { kafkaError, kafkaErrorTypes, kafkaReason, kafkaRetriable, kafkaSecrets } from './kafka-errors.js'
 import { kafkaLogCreator } from './kafka-log.js'
+import { KafkaOutage } from './kafka-outage.js'
 import { KafkaSubscription } from './kafka-subscription.js'
 
 /** How long `subscribe` waits for the group to give the new member its partitions (ms). */
@@ -12,6 +15,13 @@ const JOIN_TIMEOUT_MS = 60_000
 
 /** How long `health` waits for the cluster to answer (ms). */
 const HEALTH_TIMEOUT_MS = 5_000
+
+/**
+ * Produce answers meaning Kafka no longer follows this idempotent producer's sequence
+ * numbers, typically after a broker restart lost sends that had failed on the client: the
+ * producer cannot send again until it has a new producer id (kafkajs never asks for one).
+ */
+const ERRORS_OF_LOST_PRODUCER_STATE = ['OUT_OF_ORDER_SEQUENCE_NUMBER', 'DUPLICATE_SEQUENCE_NUMBER', 'UNKNOWN_PRODUCER_ID', 'INVALID_PRODUCER_EPOCH']
 
 /** createTopics answers meaning "not yours to create": the topics are managed elsewhere. */
 const ERRORS_OF_DENIED_CREATE = ['TOPIC_AUTHORIZATION_FAILED', 'CLUSTER_AUTHORIZATION_FAILED']
@@ -34,13 +44,15 @@ export class KafkaBroker implements Broker {
   readonly #logger: Logger
   readonly #secrets: string[]
   readonly #kafka: Kafka
-  readonly #producer: Producer
+  #producer: Producer
+  #renewing: Promise<void> | undefined
   readonly #admin: Admin
   /** `127.0.0.1:9092,…`: the addresses only, never credentials. */
   readonly #address: string
   readonly #knownTopics = new Set<string>()
   readonly #creating = new Map<string, Promise<void>>()
   readonly #subscriptions = new Set<KafkaSubscription>()
+  readonly #outage: KafkaOutage
   #connecting: Promise<void> | undefined
   #connected = false
   #closed = false
@@ -49,26 +61,64 @@ export class KafkaBroker implements Broker {
     this.#settings = settings
     this.#logger = deps.logger
     this.#secrets = kafkaSecrets(settings.options.client)
+    rememberSecrets(this.#secrets)
     this.#address = settings.brokers.join(',')
+    this.#outage = new KafkaOutage(deps.logger, this.#address)
     this.#kafka = new Kafka({
       ...settings.options.client,
       brokers: settings.brokers,
       clientId: settings.clientId,
-      logCreator: kafkaLogCreator(deps.logger, this.#secrets)
+      logCreator: kafkaLogCreator(deps.logger, this.#secrets, this.#outage)
     })
     try {
-      this.#producer = this.#kafka.producer({
-        createPartitioner: Partitioners.DefaultPartitioner,
-        allowAutoTopicCreation: false,
-        idempotent: true,
-        // kafkajs keeps an idempotent producer's sequence numbers in order only with one request in flight.
-        maxInFlightRequests: 1,
-        ...settings.options.producer
-      })
+      this.#producer = this.#newProducer()
     } catch (err) {
       throw new BrokerError(`kafkajs refused the producer options (kafka.producer): ${kafkaReason(err, this.#secrets)}`, { retriable: false, cause: err })
     }
     this.#admin = this.#kafka.admin()
+  }
+
+  #newProducer (): Producer {
+    return this.#kafka.producer({
+      createPartitioner: Partitioners.DefaultPartitioner,
+      allowAutoTopicCreation: false,
+      idempotent: true,
+      // kafkajs keeps an idempotent producer's sequence numbers in order only with one request in flight.
+      maxInFlightRequests: 1,
+      ...this.#settings.options.producer
+    })
+  }
+
+  /**
+   * `sendBatch`, and once more on a new producer when Kafka lost track of this one's
+   * sequence numbers (the messages may then be stored twice: at least once, never lost).
+   */
+  async #sendBatch (batch: Parameters<Producer['sendBatch']>[0]): Promise<void> {
+    const producer = this.#producer
+    try {
+      await producer.sendBatch(batch)
+    } catch (err) {
+      if (this.#closed || !lostProducerState(err)) throw err
+      await this.#renewProducer(producer, err)
+      await this.#producer.sendBatch(batch)
+    }
+  }
+
+  /** Replaces `failed` with a new producer (a new producer id), unless another send did already. */
+  async #renewProducer (failed: Producer, err: unknown): Promise<void> {
+    this.#renewing ??= (async () => {
+      if (this.#producer !== failed) return
+      this.#logger.warn({ address: this.#address, err: kafkaReason(err, this.#secrets) }, 'Kafka no longer follows this producer\'s sequence numbers (sends lost in an outage); sending again with a new producer')
+      const fresh = this.#newProducer()
+      await fresh.connect()
+      if (this.#closed) {
+        await fresh.disconnect().catch(() => {})
+        throw this.#closedError()
+      }
+      this.#producer = fresh
+      await failed.disconnect().catch(() => {})
+    })().finally(() => { this.#renewing = undefined })
+    await this.#renewing
   }
 
   async connect (): Promise<void> {
@@ -90,29 +140,58 @@ export class KafkaBroker implements Broker {
 
   async publish (messages: OutgoingMessage[]): Promise<Array<Error | undefined>> {
     if (messages.length === 0) return []
-    const topics = [...new Set(messages.map(m => m.topic))]
     try {
       await this.connect()
-      await this.#ensureTopics(topics)
     } catch (err) {
       return messages.map(() => err as Error)
     }
+    // A topic that cannot be created fails its own messages, not the others of the batch.
+    const topicErrors = new Map<string, Error>()
+    await Promise.all([...new Set(messages.map(m => m.topic))].map(async topic => {
+      try {
+        await this.#ensureTopics([topic])
+      } catch (err) {
+        topicErrors.set(topic, err as Error)
+      }
+    }))
+    const results: Array<Error | undefined> = messages.map(m => topicErrors.get(m.topic))
+    const sendable = messages.flatMap((m, i) => results[i] === undefined ? [i] : [])
+    if (sendable.length === 0) return results
+    const error = await this.#send(sendable.map(i => messages[i]!))
+    if (error?.code === 'HERALD_MESSAGE_TOO_LARGE' && sendable.length > 1) {
+      // Kafka refuses the whole request for one message over the topic's limit: send them
+      // one by one (in order), so that only that one fails.
+      for (const i of sendable) results[i] = await this.#send([messages[i]!])
+    } else {
+      for (const i of sendable) results[i] = error
+    }
+    return results
+  }
+
+  /** Sends messages in one request; resolves with the error that stopped them, if one did. */
+  async #send (messages: OutgoingMessage[]): Promise<BrokerError | undefined> {
     const byTopic = new Map<string, Array<{ key: string | null, value: Buffer, headers: Record<string, string> }>>()
     for (const m of messages) {
       let list = byTopic.get(m.topic)
       if (list === undefined) byTopic.set(m.topic, list = [])
       list.push({ key: m.key ?? null, value: m.value, headers: { ...m.headers } })
     }
+    const startedAt = Date.now()
     try {
-      await this.#producer.sendBatch({
+      await this.#sendBatch({
         topicMessages: [...byTopic].map(([topic, batch]) => ({ topic, messages: batch })),
         acks: -1
       })
-      return messages.map(() => undefined)
+      this.#outage.back('producer')
+      this.#outage.reached()
+      return undefined
     } catch (err) {
-      const what = `Kafka at ${this.#address} did not acknowledge ${messages.length} message${messages.length === 1 ? '' : 's'} to ${topics.map(t => `"${t}"`).join(', ')}`
-      const error = this.#closed ? new BrokerError(`${what}: the broker connection was closed`, { retriable: false, cause: err }) : kafkaError(what, err, this.#secrets)
-      return messages.map(() => error)
+      if (!this.#closed && kafkaRetriable(err)) this.#outage.lost('producer', kafkaReason(err, this.#secrets), startedAt)
+      const what = `Kafka at ${this.#address} did not acknowledge ${messages.length} message${messages.length === 1 ? '' : 's'} to ${[...byTopic.keys()].map(t => `"${t}"`).join(', ')}`
+      if (this.#closed) return new BrokerError(`${what}: the broker connection was closed`, { retriable: false, cause: err })
+      const error = kafkaError(what, err, this.#secrets)
+      // kafkajs calls these final; they are this producer's state, not the message's: sending again can work.
+      return lostProducerState(err) ? new BrokerError(error.message, { retriable: true, cause: err }) : error
     }
   }
 
@@ -127,37 +206,42 @@ export class KafkaBroker implements Broker {
       throw kafkaError(`could not read the partitions of ${options.topics.map(t => `"${t}"`).join(', ')} from Kafka at ${this.#address}`, err, this.#secrets)
     }
     let consumer: Consumer
+    // The subscription reports to the assigner the partitions it holds a message of; it exists once the consumer does.
+    let subscription: KafkaSubscription | undefined
     try {
       consumer = this.#kafka.consumer({
         ...KAFKA_CONSUMER_DEFAULTS,
         allowAutoTopicCreation: false,
         ...this.#settings.options.consumer,
+        retry: kafkaConsumerRetry(this.#settings.options),
+        partitionAssigners: this.#settings.options.consumer?.partitionAssigners ?? [heldStickyAssigner(() => subscription?.claims() ?? { held: {}, owned: {} }), PartitionAssigners.roundRobin],
         groupId: options.group
       })
     } catch (err) {
       throw new BrokerError(`kafkajs refused the consumer options of group "${options.group}" (kafka.consumer): ${kafkaReason(err, this.#secrets)}`, { retriable: false, cause: err })
     }
-    const subscription = new KafkaSubscription({
+    const sub: KafkaSubscription = subscription = new KafkaSubscription({
       consumer,
       options,
       onDelivery,
       logger: this.#logger,
       secrets: this.#secrets,
       brokers: this.#address,
-      onClosed: () => this.#subscriptions.delete(subscription)
+      outage: this.#outage,
+      onClosed: () => this.#subscriptions.delete(sub)
     })
-    this.#subscriptions.add(subscription)
+    this.#subscriptions.add(sub)
     try {
-      await subscription.start(partitions, JOIN_TIMEOUT_MS)
+      await sub.start(partitions, JOIN_TIMEOUT_MS)
     } catch (err) {
-      this.#subscriptions.delete(subscription)
+      this.#subscriptions.delete(sub)
       throw err
     }
     if (this.#closed) {
-      await subscription.abandon()
+      await sub.abandon()
       throw this.#closedError()
     }
-    return subscription
+    return sub
   }
 
   async health (): Promise<BrokerHealth> {
@@ -212,8 +296,14 @@ export class KafkaBroker implements Broker {
     } catch (err) {
       const types = kafkaErrorTypes(err)
       if (types.length > 0 && types.every(t => ERRORS_OF_DENIED_CREATE.includes(t))) {
-        // Topics managed by the platform team: use the topic as it is (sending fails clearly if it is missing).
-        this.#logger.warn({ topic, err: kafkaReason(err, this.#secrets) }, 'not allowed to create the Kafka topic; assuming it exists')
+        // Topics managed by the platform team: use the topic as it is, if it is there. A
+        // missing one would have kafkajs retry for seconds (an unknown topic may be new), then
+        // the outbox keep the messages for a topic that will not appear by itself: fail now.
+        const listed = await this.#admin.listTopics().catch(() => undefined)
+        if (listed !== undefined && !listed.includes(topic)) {
+          throw new BrokerError(`Kafka topic "${topic}" does not exist at ${this.#address}, and this client may not create it (${types.join(', ')}): create it (or have it created), or grant this principal CREATE on it`, { code: 'HERALD_UNKNOWN_TOPIC', retriable: false, cause: err })
+        }
+        this.#logger.warn({ topic, err: kafkaReason(err, this.#secrets) }, 'not allowed to create the Kafka topic; it exists, using it as it is')
       } else {
         throw kafkaError(`could not create Kafka topic "${topic}" (${numPartitions} partitions) at ${this.#address}`, err, this.#secrets)
       }
@@ -224,4 +314,10 @@ export class KafkaBroker implements Broker {
   #closedError (): BrokerError {
     return new BrokerError('the Kafka broker connection is closed; create a new Messaging instance', { retriable: false })
   }
+}
+
+function lostProducerState (err: unknown): boolean {
+  let e: unknown = err
+  while (e instanceof Error && e.cause instanceof Error && e.cause !== e) e = e.cause
+  return [...kafkaErrorTypes(err), ...kafkaErrorTypes(e)].some(t => ERRORS_OF_LOST_PRODUCER_STATE.includes(t))
 }

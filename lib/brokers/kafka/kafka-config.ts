@@ -1,4 +1,4 @@
-import type { KafkaConfig, ProducerConfig, ConsumerConfig } from 'kafkajs'
+import type { KafkaConfig, ProducerConfig, ConsumerConfig, RetryOptions } from 'kafkajs'
 import { ConfigError } from '../../errors.js'
 import { checkObject, checkPositiveInt } from '../config-checks.js'
 
@@ -15,8 +15,11 @@ export interface KafkaOptions {
   /**
    * Passed to `kafka.consumer()` (`groupId` comes from the handler). Herald's defaults:
    * `sessionTimeout` 30000, `heartbeatInterval` 3000, `rebalanceTimeout` 60000,
-   * `maxWaitTimeInMs` 500; it always reads a new group from the earliest message and
-   * commits only what was handled (`autoCommit` is off).
+   * `maxWaitTimeInMs` 500, `retry.maxRetryTime` 5000 (a consumer that lost Kafka tries
+   * again at least every 5 s), and `partitionAssigners` Herald's own, which never moves a
+   * partition away from a member still handling one of its messages (then kafkajs's round
+   * robin, for groups shared with other clients); it always reads a new group from the
+   * earliest message and commits only what was handled (`autoCommit` is off).
    */
   consumer?: Omit<ConsumerConfig, 'groupId'>
   /** Partitions of the topics Herald creates (its subscribed and dead-letter topics). Default 3. */
@@ -73,6 +76,17 @@ export const KAFKA_CONSUMER_DEFAULTS = {
   rebalanceTimeout: 60_000,
   maxWaitTimeInMs: 500
 } as const
+
+/**
+ * The consumer's retry options: kafkajs's (from `kafka.client.retry`, then
+ * `kafka.consumer.retry`), with waits capped at 5 s unless given. A consumer that cannot
+ * reach Kafka gives up after its retries, "crashes", and kafkajs starts it again after
+ * waiting as long as its last retry did: with kafkajs's 30 s cap, up to half a minute after
+ * Kafka is back; with this one, 5 s at most.
+ */
+export function kafkaConsumerRetry (options: KafkaOptions): RetryOptions & { restartOnFailure?: (err: Error) => Promise<boolean> } {
+  return { maxRetryTime: 5_000, ...options.client?.retry, ...options.consumer?.retry }
+}
 
 /** Combinations kafkajs would reject only once a producer or consumer is created. */
 function checkKafkaClientOptions (options: KafkaOptions): void {

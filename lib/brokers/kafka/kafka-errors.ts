@@ -50,9 +50,25 @@ export function kafkaRetriable (err: unknown): boolean {
   return typeof retriable === 'boolean' ? retriable : true
 }
 
+/**
+ * Kafka answers that say this message or topic can never be sent, whatever the wait, with
+ * Herald's code for them (the outbox sets such a message aside instead of retrying it) and
+ * what to do.
+ */
+const UNSENDABLE: Record<string, { code: string, hint: string }> = {
+  MESSAGE_TOO_LARGE: { code: 'HERALD_MESSAGE_TOO_LARGE', hint: 'the topic\'s max.message.bytes (the broker\'s message.max.bytes by default) is smaller than this message: raise it, or publish less; set Herald\'s maxMessageBytes to that limit to fail such sends before they reach Kafka' },
+  RECORD_LIST_TOO_LARGE: { code: 'HERALD_MESSAGE_TOO_LARGE', hint: 'the batch is over the topic\'s max.message.bytes: raise it, or lower maxBatchSize' },
+  INVALID_TOPIC_EXCEPTION: { code: 'HERALD_INVALID_TOPIC', hint: 'Kafka topic names are at most 249 characters of letters, digits, ".", "_" and "-"' }
+}
+
 /** Wraps a kafkajs error in a `BrokerError` whose message starts with what Herald was doing. */
 export function kafkaError (what: string, err: unknown, secrets: string[]): BrokerError {
-  return new BrokerError(`${what}: ${kafkaReason(err, secrets)}`, { retriable: kafkaRetriable(err), cause: err })
+  let e: unknown = err
+  while (e instanceof Error && e.cause instanceof Error && e.cause !== e) e = e.cause
+  const unsendable = kafkaErrorTypes(e).map(t => UNSENDABLE[t]).find(h => h !== undefined)
+  const reason = kafkaReason(err, secrets)
+  if (unsendable !== undefined) return new BrokerError(`${what}: ${reason}; ${unsendable.hint}`, { code: unsendable.code, retriable: false, cause: err })
+  return new BrokerError(`${what}: ${reason}`, { retriable: kafkaRetriable(err), cause: err })
 }
 
 /** The kafkajs error type (`TOPIC_ALREADY_EXISTS`, …) of an error or of every error of an aggregate. */

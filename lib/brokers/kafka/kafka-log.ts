@@ -1,6 +1,7 @@
 import { logLevel, type LogEntry, type logCreator } from 'kafkajs'
 import type { Logger } from '../../logger.js'
 import { redactText } from '../../redact.js'
+import { isConnectionTrouble, type KafkaOutage } from './kafka-outage.js'
 
 /** A kafkajs error or warning repeated within this window is logged at debug: one line per outage, not per retry. */
 const REPEAT_WINDOW_MS = 60_000
@@ -11,10 +12,14 @@ const MAX_REMEMBERED = 200
  * events (a rebalance, a retried connection) as warnings and errors, so its levels are
  * shifted one down: ERROR → warn, WARN → info, INFO and DEBUG → debug; an error answer
  * to one request (which kafkajs retries, and reports to the caller if it gives up) → info;
- * the same error repeated within a minute → debug. Buffers (request payloads, which carry SASL
- * credentials during authentication) are dropped and every known secret is masked.
+ * the same error repeated within a minute → debug. A line that says Kafka is not answering
+ * (a connection refused, reset or timed out, no broker available) starts an outage, which
+ * `outage` logs once; while it lasts, kafkajs's errors and warnings are its echoes and go
+ * to debug. kafkajs's "Crash" and "Restarting the consumer" lines go to info: the adapter
+ * logs a crash itself. Buffers (request payloads, which carry SASL credentials during
+ * authentication) are dropped and every known secret is masked.
  */
-export function kafkaLogCreator (logger: Logger, secrets: string[]): logCreator {
+export function kafkaLogCreator (logger: Logger, secrets: string[], outage?: KafkaOutage): logCreator {
   const lastWarned = new Map<string, number>()
 
   const isRepeat = (key: string): boolean => {
@@ -27,13 +32,18 @@ export function kafkaLogCreator (logger: Logger, secrets: string[]): logCreator 
   }
 
   return () => ({ namespace, level, log }: LogEntry) => {
-    const { message, timestamp: _timestamp, logger: _name, stack, ...extra } = log
+    const { message, timestamp: _timestamp, logger: _name, stack, broker, ...extra } = log
     const text = redactText(`kafkajs: ${String(message)}`, secrets)
-    const fields = sanitize({ kafkajs: namespace, ...extra }, secrets)
+    // kafkajs's `broker` (host:port) is renamed so that it does not hide the logger's own `broker` (kafka).
+    const fields = sanitize({ kafkajs: namespace, ...(broker === undefined ? {} : { kafkaBroker: broker }), ...extra }, secrets)
     if (level === logLevel.ERROR || level === logLevel.WARN) {
-      if (isRepeat(`${namespace}|${String(message)}`)) {
+      const said = `${String(message)} ${typeof extra.error === 'string' ? extra.error : ''}`
+      if (outage !== undefined && isConnectionTrouble(said)) {
+        outage.lost('connection', redactText(said.trim(), secrets))
         logger.debug(fields, text)
-      } else if (level === logLevel.ERROR && !(namespace === 'Connection' && String(message).startsWith('Response '))) {
+      } else if (outage?.active === true || isRepeat(`${namespace}|${String(message)}`)) {
+        logger.debug(fields, text)
+      } else if (level === logLevel.ERROR && !(namespace === 'Connection' && String(message).startsWith('Response ')) && !/^(Crash: |Restarting the consumer)/.test(String(message))) {
         logger.warn(fields, text)
       } else {
         logger.info(fields, text)

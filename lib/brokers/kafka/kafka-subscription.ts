@@ -1,8 +1,10 @@
-import type { Consumer, ConsumerGroupJoinEvent, EachMessagePayload, IHeaders } from 'kafkajs'
+import kafkajs, { type Consumer, type ConsumerGroupJoinEvent, type EachMessagePayload, type IHeaders, type KafkaJSProtocolError } from 'kafkajs'
 import { BrokerError } from '../../errors.js'
 import type { Logger } from '../../logger.js'
 import type { Delivery, DeliveryHandler, SubscribeOptions, Subscription } from '../broker.js'
+import { HERALD_ASSIGNER, readAssignmentNote, type TopicPartitions } from './kafka-assigner.js'
 import { kafkaError, kafkaReason } from './kafka-errors.js'
+import { isConnectionTrouble, type KafkaOutage } from './kafka-outage.js'
 
 /**
  * How long `eachMessage` waits for a delivery to settle before parking it (ms). kafkajs
@@ -12,6 +14,13 @@ import { kafkaError, kafkaReason } from './kafka-errors.js'
  * and `eachMessage` returns; the partition resumes once the delivery settles.
  */
 const PARK_AFTER_MS = 1000
+
+/**
+ * How long an ack waits for its commit (ms). kafkajs retries a commit until Kafka answers,
+ * which during an outage is without end; past this the ack resolves and the commit goes on
+ * (it is made again, if need be, once Kafka answers), so that a stop is not held up.
+ */
+const COMMIT_WAIT_MS = 5_000
 
 /** Most released offsets remembered to count redeliveries. */
 const MAX_REMEMBERED_RELEASES = 10_000
@@ -28,6 +37,14 @@ interface InFlight {
   wake: () => void
 }
 
+/** The last message acked on a partition: what this member has handled there, committed or not yet. */
+interface Acked {
+  /** The offset after it: what to commit. */
+  readonly next: bigint
+  /** The partition's revocation count when it was acked: a record from before a revocation says nothing. */
+  readonly epoch: number
+}
+
 export interface KafkaSubscriptionOptions {
   consumer: Consumer
   options: SubscribeOptions
@@ -36,6 +53,8 @@ export interface KafkaSubscriptionOptions {
   secrets: string[]
   /** Describes the brokers, for messages: `127.0.0.1:9092`. */
   brokers: string
+  /** The broker's outage log, shared by its clients. */
+  outage: KafkaOutage
   onClosed: () => void
 }
 
@@ -49,6 +68,17 @@ export interface KafkaSubscriptionOptions {
  * streaming from one fetch; one that takes longer than `PARK_AFTER_MS`, or whose handler
  * asks to keep its place (`keepAlive`, a retry delay), is parked: its partition is paused,
  * so kafkajs keeps fetching and heartbeating for the others, and resumed when it settles.
+ *
+ * Rebalances and restarts. A parked delivery outlives a rebalance (kafkajs rejoins
+ * without waiting for it), so the member reports the partitions it holds a message of
+ * when it joins (`held()`), and Herald's assigner (kafka-assigner.ts) leaves those
+ * partitions with it: no other member gets a message this one is still handling. A
+ * partition it keeps beyond its fair share only for that is handed back once its message
+ * is settled: the next message fetched from it is not handed over, and the member asks
+ * for a new rebalance instead. After a rejoin or a restart kafkajs fetches from the
+ * committed offset again; messages this member acked meanwhile are skipped rather than
+ * handled twice, and their commit, if it failed (Kafka away, a rebalance under way), is
+ * made again once the member has joined.
  */
 export class KafkaSubscription implements Subscription {
   readonly #consumer: Consumer
@@ -74,6 +104,23 @@ export class KafkaSubscription implements Subscription {
   #joins = 0
   /** Settles `start()`'s wait for the first join: resolved by a join, rejected by a fatal crash or `abandon()`. */
   #joinWait: { resolve: () => void, reject: (err: unknown) => void } | undefined
+  readonly #outage: KafkaOutage
+  /** This subscription's name in the outage log. */
+  readonly #who: string
+  /** Crashed and not joined again since (kafkajs restarts it). */
+  #crashed = false
+  /** The last message acked per partition (`topic/partition`). */
+  readonly #acked = new Map<string, Acked>()
+  /** Offsets this member saw committed, per partition (kafkajs's commit events). */
+  readonly #confirmed = new Map<string, bigint>()
+  /** A commit failed and no later one succeeded: log the next failure at debug, commit again when Kafka answers. */
+  #commitFailing = false
+  #lastCommitRetry = 0
+  /** Partitions the leader asked this member to hand back once their message is settled. */
+  readonly #handBack = new Set<string>()
+  /** A rebalance was asked for since the last join (to hand partitions back). */
+  #rejoinAsked = false
+  #assignedCount = 0
 
   constructor (o: KafkaSubscriptionOptions) {
     this.#consumer = o.consumer
@@ -82,7 +129,25 @@ export class KafkaSubscription implements Subscription {
     this.#logger = o.logger
     this.#secrets = o.secrets
     this.#brokers = o.brokers
+    this.#outage = o.outage
+    this.#who = `group "${o.options.group}" (${Math.random().toString(36).slice(2, 8)})`
     this.#onClosed = o.onClosed
+  }
+
+  /**
+   * What this member reports when it joins: the partitions it holds an unsettled message of
+   * (`held`, which it must keep), and those it has and would rather keep (`owned`: its
+   * partitions, less those it was asked to hand back).
+   */
+  claims (): { held: TopicPartitions, owned: TopicPartitions } {
+    const held: TopicPartitions = {}
+    for (const f of this.#inFlight.values()) (held[f.topic] ??= []).push(f.partition)
+    const owned: TopicPartitions = {}
+    for (const [topic, partitions] of this.#assignment) {
+      const kept = partitions.filter(p => !this.#handBack.has(`${topic}/${p}`))
+      if (kept.length > 0) owned[topic] = kept
+    }
+    return { held, owned }
   }
 
   /** Subscribes, starts consuming, and resolves once the member has joined the group and received its partitions. */
@@ -92,11 +157,39 @@ export class KafkaSubscription implements Subscription {
     let lastCrash: unknown
     let fatal: unknown
     consumer.on(consumer.events.GROUP_JOIN, event => this.#joined(event))
+    consumer.on(consumer.events.FETCH, () => {
+      this.#outage.reached()
+      // Kafka answers again: commit what could not be committed meanwhile (at most every few seconds).
+      if (this.#commitFailing && Date.now() - this.#lastCommitRetry > COMMIT_WAIT_MS) {
+        this.#lastCommitRetry = Date.now()
+        this.#commitPending()
+      }
+    })
+    consumer.on(consumer.events.COMMIT_OFFSETS, event => {
+      for (const { topic, partitions } of event.payload.topics) {
+        for (const { partition, offset } of partitions) {
+          const tp = `${topic}/${partition}`
+          const committed = BigInt(String(offset))
+          if ((this.#confirmed.get(tp) ?? -1n) < committed) this.#confirmed.set(tp, committed)
+        }
+      }
+    })
     consumer.on(consumer.events.CRASH, event => {
       const { error, restart } = event.payload
       lastCrash = error
       if (restart) {
-        this.#logger.warn({ group, err: kafkaReason(error, this.#secrets) }, 'Kafka consumer crashed; kafkajs restarts it')
+        const reason = kafkaReason(error, this.#secrets)
+        const streak = this.#crashed
+        this.#crashed = true
+        if (isConnectionTrouble(reason) || this.#outage.active) {
+          // Kafka is away (or coming back): one line for the whole outage, from the outage log.
+          this.#outage.lost(this.#who, reason)
+          this.#logger.debug({ group, err: reason }, 'Kafka consumer crashed; kafkajs restarts it')
+        } else if (streak) {
+          this.#logger.debug({ group, err: reason }, 'Kafka consumer crashed again; kafkajs restarts it')
+        } else {
+          this.#logger.warn({ group, err: reason }, 'Kafka consumer crashed; kafkajs restarts it')
+        }
       } else {
         fatal = error
         this.#logger.error({ group, err: kafkaReason(error, this.#secrets) }, 'Kafka consumer stopped after an error it cannot recover from; restart the worker')
@@ -169,19 +262,30 @@ export class KafkaSubscription implements Subscription {
   }
 
   #joined (event: ConsumerGroupJoinEvent): void {
-    const { memberId, memberAssignment } = event.payload
+    const { memberId, memberAssignment, groupProtocol } = event.payload
     const assignment = new Map(Object.entries(memberAssignment).map(([topic, partitions]) => [topic, [...partitions]]))
     for (const [topic, partitions] of this.#assignment) {
       for (const partition of partitions) {
         if (!(assignment.get(topic) ?? []).includes(partition)) {
           const tp = `${topic}/${partition}`
           this.#epochs.set(tp, (this.#epochs.get(tp) ?? 0) + 1)
+          this.#acked.delete(tp)
+          this.#confirmed.delete(tp)
         }
       }
     }
     this.#assignment = assignment
     this.#joins++
-    this.#logger.info({ group: this.#options.group, memberId, assignment: memberAssignment }, 'joined Kafka consumer group')
+    this.#crashed = false
+    this.#outage.back(this.#who)
+    this.#outage.reached()
+    this.#handBack.clear()
+    this.#rejoinAsked = false
+    this.#assignedCount = [...assignment.values()].reduce((n, ps) => n + ps.length, 0)
+    const holding = [...this.#inFlight.values()].filter(f => (assignment.get(f.topic) ?? []).includes(f.partition)).length
+    this.#logger.info({ group: this.#options.group, memberId, assignment: memberAssignment, holding }, 'joined Kafka consumer group')
+    this.#commitPending()
+    if (groupProtocol === HERALD_ASSIGNER && holding > 0 && !this.#stopping) void this.#readHandBack(memberId, this.#joins)
     // Pausing survives a rebalance in kafkajs but not a consumer restart: state it again.
     if (this.#stopping) {
       this.#pauseAll()
@@ -200,6 +304,20 @@ export class KafkaSubscription implements Subscription {
       this.#pauseAll()
       this.#seek(topic, partition, message.offset)
       return
+    }
+    const acked = this.#acked.get(tp)
+    if (acked !== undefined && acked.epoch === (this.#epochs.get(tp) ?? 0) && BigInt(message.offset) < acked.next) {
+      // Fetched again after a rejoin or a restart (its commit had not reached Kafka): handled already.
+      return
+    }
+    if (this.#handBack.has(tp) && !this.#inFlight.has(tp)) {
+      // Kept only to finish a message, which is settled: not ours to start another. Ask for a
+      // rebalance (kafkajs rejoins on this error), so the partition goes where it belongs.
+      this.#seek(topic, partition, message.offset)
+      if (this.#rejoinAsked) return
+      this.#rejoinAsked = true
+      this.#logger.info({ group: this.#options.group, partition: tp }, 'handing back a Kafka partition kept only to finish a message; asking for a rebalance')
+      throw rebalanceRequest(tp)
     }
     if (this.#inFlight.size >= this.#options.maxInFlight) {
       this.#held.set(tp, { topic, partition })
@@ -243,10 +361,21 @@ export class KafkaSubscription implements Subscription {
         } else if ((this.#epochs.get(tp) ?? 0) !== f.epoch) {
           this.#logger.debug({ group: this.#options.group, id }, 'not committing: the partition moved to another member, which will deliver the message again')
         } else {
+          const next = BigInt(message.offset) + 1n
+          if ((this.#acked.get(tp)?.next ?? -1n) < next) this.#acked.set(tp, { next, epoch: f.epoch })
           try {
-            await this.#consumer.commitOffsets([{ topic, partition, offset: (BigInt(message.offset) + 1n).toString() }])
+            await withTimeout(this.#consumer.commitOffsets([{ topic, partition, offset: next.toString() }]), COMMIT_WAIT_MS, 'no answer from Kafka to the commit')
+            this.#commitFailing = false
           } catch (err) {
-            failure = kafkaError(`could not commit ${id} for group "${this.#options.group}" at ${this.#brokers}`, err, this.#secrets)
+            // Handled all the same: the commit is made again once Kafka answers (or the member
+            // has joined again), and until then a fetch of it again is skipped; if the partition
+            // moves first, its new owner delivers it again. Nothing for the caller to do: no error.
+            const reason = kafkaReason(err, this.#secrets)
+            const quiet = this.#commitFailing || this.#outage.active || this.#crashed || isConnectionTrouble(reason) || isRebalanceAnswer(err)
+            this.#commitFailing = true
+            const line = `could not commit ${id} yet; committing it again once Kafka answers`
+            if (quiet) this.#logger.debug({ group: this.#options.group, err: reason }, line)
+            else this.#logger.warn({ group: this.#options.group, err: reason }, line)
           }
         }
         this.#released.delete(id)
@@ -282,6 +411,51 @@ export class KafkaSubscription implements Subscription {
     const timer = setTimeout(park, PARK_AFTER_MS)
     await woken
     clearTimeout(timer)
+  }
+
+  /** Commits what this member acked on its partitions and Kafka did not confirm (a commit lost to an outage or a rebalance). */
+  #commitPending (): void {
+    const offsets: Array<{ topic: string, partition: number, offset: string }> = []
+    for (const [topic, partitions] of this.#assignment) {
+      for (const partition of partitions) {
+        const tp = `${topic}/${partition}`
+        const acked = this.#acked.get(tp)
+        if (acked === undefined || acked.epoch !== (this.#epochs.get(tp) ?? 0)) continue
+        if ((this.#confirmed.get(tp) ?? -1n) >= acked.next) continue
+        offsets.push({ topic, partition, offset: acked.next.toString() })
+      }
+    }
+    if (offsets.length === 0) this.#commitFailing = false
+    if (offsets.length === 0 || this.#abandoned) return
+    this.#consumer.commitOffsets(offsets).then(() => {
+      this.#commitFailing = false
+      this.#logger.debug({ group: this.#options.group, offsets }, 'committed what was acked while the commit could not be made')
+    }, (err: unknown) => {
+      this.#logger.debug({ group: this.#options.group, err: kafkaReason(err, this.#secrets) }, 'could not commit yet what was acked earlier; trying again')
+    })
+  }
+
+  /** Reads the leader's note for this member (the partitions to hand back), from the group's description. */
+  async #readHandBack (memberId: string, join: number): Promise<void> {
+    try {
+      const group = await this.#consumer.describeGroup()
+      if (join !== this.#joins) return
+      const me = group.members.find(m => m.memberId === memberId)
+      const note = me === undefined ? undefined : readAssignmentNote(me.memberAssignment)
+      if (note === undefined) return
+      const partitions: string[] = []
+      for (const [topic, list] of Object.entries(note.handBack)) {
+        for (const partition of Array.isArray(list) ? list : []) {
+          if ((this.#assignment.get(topic) ?? []).includes(partition)) partitions.push(`${topic}/${partition}`)
+        }
+      }
+      if (partitions.length === 0) return
+      for (const tp of partitions) this.#handBack.add(tp)
+      this.#logger.info({ group: this.#options.group, partitions, assigned: this.#assignedCount }, 'keeping Kafka partitions beyond this member\'s share only to finish their messages; each is handed back once its message is settled')
+    } catch (err) {
+      // Without the note the partitions stay here until the next rebalance: nothing is lost, the load is only uneven.
+      this.#logger.debug({ group: this.#options.group, err: kafkaReason(err, this.#secrets) }, 'could not read the Kafka group description')
+    }
   }
 
   #settled (tp: string, f: InFlight): void {
@@ -340,12 +514,46 @@ export class KafkaSubscription implements Subscription {
   }
 
   async #disconnect (): Promise<void> {
+    this.#outage.forget(this.#who)
     try {
       await this.#consumer.disconnect()
     } catch (err) {
       this.#logger.warn({ group: this.#options.group, err: kafkaReason(err, this.#secrets) }, 'could not leave the Kafka consumer group cleanly; it rebalances once the session times out')
     }
   }
+}
+
+/** `promise`, or a rejection with `reason` after `ms` (the promise goes on; its outcome is ignored). */
+async function withTimeout<T> (promise: Promise<T>, ms: number, reason: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  promise.catch(() => {})
+  try {
+    return await Promise.race([promise, new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(reason)), ms) })])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** An error kafkajs's consumer loop takes for a rebalance under way: it rejoins the group. */
+function rebalanceRequest (tp: string): KafkaJSProtocolError {
+  // kafkajs's errors are not among the names Node finds in its CommonJS exports.
+  return new kafkajs.KafkaJSProtocolError({
+    name: 'KafkaJSProtocolError',
+    message: `Herald hands partition ${tp} back to the group`,
+    type: 'REBALANCE_IN_PROGRESS',
+    code: 27,
+    retriable: false
+  } as unknown as Error)
+}
+
+/** A commit refused because the group is rebalancing or this member's generation is over. */
+function isRebalanceAnswer (err: unknown): boolean {
+  for (let e: unknown = err; e instanceof Error; e = e.cause) {
+    const type = (e as { type?: unknown }).type
+    if (type === 'REBALANCE_IN_PROGRESS' || type === 'ILLEGAL_GENERATION' || type === 'UNKNOWN_MEMBER_ID' || type === 'NOT_COORDINATOR_FOR_GROUP') return true
+    if (e.cause === e) break
+  }
+  return /not initialized|rebalanc/i.test(err instanceof Error ? err.message : String(err))
 }
 
 /** Header values as strings; a header repeated in one record keeps its last value. */

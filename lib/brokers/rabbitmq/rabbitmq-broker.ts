@@ -28,8 +28,10 @@ import { RabbitMqSubscription } from './rabbitmq-subscription.js'
  *
  * It uses two connections, named after the client id: one to publish (one confirm channel,
  * persistent mandatory messages) and one to consume (a channel per subscription), so that
- * a resource alarm that blocks publishing never holds back acknowledgements. Both reconnect
- * on demand; subscriptions consume again after an outage on their own.
+ * a resource alarm that blocks publishing never holds back acknowledgements. A lost
+ * connection is connected again in the background, with backoff; subscriptions consume
+ * again after an outage on their own, and a message that was out when its channel went is
+ * settled quietly (RabbitMQ has requeued it, and delivers it again).
  *
  * @example
  * const broker = createBroker(resolveRabbitMqSettings('amqp://guest:guest@localhost:5672', process.env, {}), { logger, clientId: 'orders-service' })

@@ -1,12 +1,16 @@
 import amqplib, { type Channel, type ChannelModel, type ConfirmChannel, type SocketOptions } from 'amqplib'
 import { BrokerError } from '../../errors.js'
 import type { Logger } from '../../logger.js'
-import { redactUrl } from '../../redact.js'
+import { redactUrl, rememberSecrets } from '../../redact.js'
 import { DEFAULT_CONNECT_TIMEOUT_MS, type RabbitMqSettings } from './rabbitmq-config.js'
 import { connectError, rabbitMqReason, rabbitMqSecrets } from './rabbitmq-errors.js'
 
 /** How long `close()` waits for the server to acknowledge a connection close before dropping the socket. */
 const CLOSE_TIMEOUT_MS = 5_000
+
+/** Waits between attempts to connect again after losing a connection, in ms: doubling from the first to the last. */
+const RECONNECT_FIRST_MS = 250
+const RECONNECT_MAX_MS = 5_000
 
 /**
  * One AMQP connection that reopens on demand: `open()` returns the live connection, or
@@ -14,7 +18,11 @@ const CLOSE_TIMEOUT_MS = 5_000
  * as RabbitMQ advises: when a resource alarm blocks a publishing connection, RabbitMQ stops
  * reading from it, and acknowledgements sent on it would wait too.
  *
- * A lost connection is logged once, when it goes, and once more when it is back.
+ * A connection that was open and is lost is connected again in the background, with a
+ * growing pause between attempts (from 250 ms to 5 s), until it is back or closed; an
+ * `open()` meanwhile waits for the next attempt rather than making one of its own. A lost
+ * connection is logged once when it goes and once when it is back; what fails meanwhile
+ * because of it (`lost` is true) need not be logged again.
  */
 export class RabbitMqConnection {
   /** The URL with its password masked, for logs and errors. */
@@ -29,10 +37,18 @@ export class RabbitMqConnection {
   #closed = false
   #lost = false
   #blocked: string | undefined
+  readonly #name: string
+  #lostAt = 0
+  /** The next background attempt to connect again, while one is scheduled or running. */
+  #nextAttempt: Promise<ChannelModel> | undefined
+  #cancelWait: (() => void) | undefined
+  #pause = RECONNECT_FIRST_MS
 
   constructor (settings: RabbitMqSettings, connectionName: string, log: Logger) {
+    this.#name = connectionName
     this.address = redactUrl(settings.url)
     this.secrets = rabbitMqSecrets(settings.url, settings.options.socketOptions as Record<string, unknown> | undefined)
+    rememberSecrets(this.secrets)
     this.#url = withHeartbeat(settings.url, settings.options.heartbeat)
     this.#vhost = vhostOf(settings.url)
     const given = settings.options.socketOptions ?? {}
@@ -54,12 +70,47 @@ export class RabbitMqConnection {
     return this.#blocked
   }
 
-  /** The open connection, connecting first if there is none. Rejects with a `BrokerError` naming the (masked) address. */
+  /** True while a connection that was open is lost and not back yet. */
+  get lost (): boolean {
+    return this.#lost
+  }
+
+  /**
+   * The open connection, connecting first if there is none (after a loss: waiting for the
+   * next attempt of the background reconnection). Rejects with a `BrokerError` naming the
+   * (masked) address.
+   */
   async open (): Promise<ChannelModel> {
     if (this.#closed) throw new BrokerError('the RabbitMQ connection is closed; create a new Messaging instance', { retriable: false })
     if (this.#model !== undefined) return this.#model
+    if (this.#nextAttempt !== undefined) return await this.#nextAttempt
+    return await this.#attempt()
+  }
+
+  async #attempt (): Promise<ChannelModel> {
+    if (this.#model !== undefined) return this.#model
     this.#opening ??= this.#connect().finally(() => { this.#opening = undefined })
     return await this.#opening
+  }
+
+  /** Connects again after a pause, and again after a longer one if that fails, until connected or closed. */
+  #reconnectLater (): void {
+    if (this.#closed || this.#nextAttempt !== undefined || this.#model !== undefined) return
+    const pause = this.#pause
+    this.#pause = Math.min(pause * 2, RECONNECT_MAX_MS)
+    const waited = new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, pause)
+      this.#cancelWait = () => { clearTimeout(timer); resolve() }
+    })
+    const attempt = waited.then(async () => {
+      if (this.#closed) throw new BrokerError('the RabbitMQ connection is closed; create a new Messaging instance', { retriable: false })
+      return await this.#attempt()
+    }).finally(() => {
+      this.#nextAttempt = undefined
+      this.#cancelWait = undefined
+    })
+    this.#nextAttempt = attempt
+    attempt.catch(() => this.#reconnectLater())
   }
 
   /** A new channel on the open connection, with an `error` listener (amqplib throws an unheard one). */
@@ -79,6 +130,7 @@ export class RabbitMqConnection {
   /** Closes the connection; its channels close with it (their unacknowledged messages are requeued by the server). */
   async close (): Promise<void> {
     this.#closed = true
+    this.#cancelWait?.()
     const model = this.#model ?? await this.#opening?.catch(() => undefined)
     this.#model = undefined
     if (model === undefined) return
@@ -110,10 +162,14 @@ export class RabbitMqConnection {
     model.on('close', (err?: unknown) => {
       if (this.#model === model) this.#model = undefined
       this.#blocked = undefined
-      if (this.#closed || this.#lost) return
-      this.#lost = true
-      const reason = err ?? failure
-      this.#log.error({ address: this.address, err: reason === undefined ? 'the connection closed' : rabbitMqReason(reason, this.secrets) }, 'lost the connection to RabbitMQ; reconnecting when it is next needed')
+      if (this.#closed) return
+      if (!this.#lost) {
+        this.#lost = true
+        this.#lostAt = Date.now()
+        const reason = err ?? failure
+        this.#log.error({ address: this.address, connection: this.#name, err: reason === undefined ? 'the connection closed' : rabbitMqReason(reason, this.secrets) }, 'lost the connection to RabbitMQ; reconnecting')
+      }
+      this.#reconnectLater()
     })
     model.on('blocked', (reason: string) => {
       this.#blocked = reason
@@ -126,11 +182,12 @@ export class RabbitMqConnection {
     model.on('handler-error', (err: unknown, event: string) => {
       this.#log.error({ err: rabbitMqReason(err, this.secrets), event }, 'unexpected error in a RabbitMQ connection listener')
     })
+    this.#model = model
+    this.#pause = RECONNECT_FIRST_MS
     if (this.#lost) {
       this.#lost = false
-      this.#log.info({ address: this.address }, 'reconnected to RabbitMQ')
+      this.#log.info({ address: this.address, connection: this.#name, seconds: Math.round((Date.now() - this.#lostAt) / 100) / 10 }, 'reconnected to RabbitMQ')
     }
-    this.#model = model
     return model
   }
 

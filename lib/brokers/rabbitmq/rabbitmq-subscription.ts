@@ -209,8 +209,10 @@ export class RabbitMqSubscription implements Subscription {
         if (how === 'ack') channel.ack(msg)
         else channel.nack(msg, false, true)
       } catch (err) {
-        // The channel it came on is gone; RabbitMQ has requeued the message already.
-        throw new BrokerError(`could not ${how === 'ack' ? 'acknowledge' : 'release'} message ${id}: its channel is closed (${rabbitMqReason(err, this.#deps.connection.secrets)}); RabbitMQ will deliver it again`, { cause: err })
+        // The channel it came on is gone, and RabbitMQ requeued the message with it: it is
+        // delivered again, which is all a release asks and all an ack can still get. The
+        // channel's loss was logged once; one line per message would only repeat it.
+        this.#log.debug({ messageId: id, err: rabbitMqReason(err, this.#deps.connection.secrets) }, `could not ${how === 'ack' ? 'acknowledge' : 'release'} the message: its channel is closed; RabbitMQ delivers it again`)
       } finally {
         this.#settled()
       }
@@ -269,7 +271,7 @@ export class RabbitMqSubscription implements Subscription {
       return
     }
     // Without a channel error the connection went, and the connection logs that once.
-    const log = err === undefined ? this.#log.warn.bind(this.#log) : this.#log.error.bind(this.#log)
+    const log = err === undefined ? this.#log.info.bind(this.#log) : this.#log.error.bind(this.#log)
     log({ group: this.#options.group, topics: this.#options.topics, err: reason }, `the consumer channel closed${hint}${held}; subscribing again`)
     this.#repair()
   }
@@ -306,7 +308,8 @@ export class RabbitMqSubscription implements Subscription {
           return
         } catch (err) {
           const reason = err instanceof Error ? err.message : String(err)
-          if (attempt === 1) this.#log.warn({ group: this.#options.group, err: reason }, 'could not subscribe again yet; retrying')
+          // While the connection is lost it says so itself; otherwise once per streak.
+          if (attempt === 1 && !this.#deps.connection.lost) this.#log.warn({ group: this.#options.group, err: reason }, 'could not subscribe again yet; retrying')
           else this.#log.debug({ group: this.#options.group, err: reason, attempt }, 'could not subscribe again yet; retrying')
         }
       }

@@ -108,7 +108,9 @@ export class RedisBroker implements Broker {
       const [err, id] = results?.[i] ?? [new Error('no reply'), null]
       if (err === null && id !== null && id !== undefined) return undefined
       const reason = err === null ? 'no entry id in the reply' : this.#connections.reason(err)
-      return new BrokerError(`Redis did not take the message for stream "${this.#settings.prefix + m.topic}": ${reason}`, { cause: err ?? undefined })
+      // Refused credentials or permissions, or a key that is not a stream: sending again cannot help.
+      const retriable = !/^(WRONGPASS|NOAUTH|NOPERM|WRONGTYPE)\b/.test(reason)
+      return new BrokerError(`Redis did not take the message for stream "${this.#settings.prefix + m.topic}": ${reason}`, { retriable, cause: err ?? undefined })
     })
   }
 

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis'
 import { BrokerError } from '../../errors.js'
 import type { Logger } from '../../logger.js'
-import { redactText, redactUrl } from '../../redact.js'
+import { redactText, redactUrl, rememberSecrets } from '../../redact.js'
 
 /**
  * What every Redis connection of one broker shares: the masked address for messages,
@@ -26,6 +26,7 @@ export class RedisConnections {
       // The URL was validated with the options; nothing more to strip if it does not parse.
     }
     this.#secrets = secrets.filter((s): s is string => s !== undefined && s !== '')
+    rememberSecrets(this.#secrets)
   }
 
   /** A client error as one line with no secret in it. */
@@ -52,7 +53,11 @@ export class RedisConnections {
       await client.connect()
     } catch (err) {
       client.disconnect()
-      throw new BrokerError(`could not reach Redis at ${this.address} (${what}): ${reason ?? this.reason(err)}`, { code: 'HERALD_BROKER_UNREACHABLE' })
+      const text = reason ?? this.reason(err)
+      // A refused credential will not pass by itself: say so, so that a send fails at once instead of being retried or spooled.
+      const refused = /\b(WRONGPASS|NOAUTH|NOPERM)\b/.test(text)
+      const hint = refused ? '; Redis refused the credentials: check the user name and password in the URL (or redis.client.username / password) and the user\'s ACL' : ''
+      throw new BrokerError(`could not reach Redis at ${this.address} (${what}): ${text}${hint}`, { code: 'HERALD_BROKER_UNREACHABLE', retriable: !refused })
     } finally {
       client.off('error', onError)
     }

@@ -381,7 +381,15 @@ export class RedisSubscription implements Subscription {
         const ids = [...[...this.#inFlight.get(stream)!.values()].filter(h => h.settling !== true).map(h => h.entry.id), ...this.#backlog.filter(h => h.entry.stream === stream).map(h => h.entry.id)]
         if (ids.length === 0) continue
         const states = await this.#hold(stream, ids, 'touch')
-        const lost = ids.filter((_id, i) => states[i] === HOLD_STATE.notHeld)
+        // An entry acked while the refresh was on its way (after an outage, the refresh may even
+        // run after the XACK: Redis forgot the script and it is sent again) is not held any more,
+        // rightly: only an entry still handled here and not held is another consumer's doing.
+        const inFlight = this.#inFlight.get(stream)!
+        const stillHere = (id: string): boolean => {
+          const held = inFlight.get(id)
+          return (held !== undefined && held.settling !== true) || this.#backlog.some(h => h.entry.stream === stream && h.entry.id === id)
+        }
+        const lost = ids.filter((id, i) => states[i] === HOLD_STATE.notHeld && stillHere(id))
         if (lost.length > 0) {
           this.#p.logger.warn({ topic: this.#topicOf.get(stream), ids: lost, consumer: this.#p.consumer },
             'another consumer of the group took over entries this one still holds; they may be handled twice')
