@@ -181,7 +181,7 @@ describe('the herald CLI', function () {
 
     it('a handler with a bad option names the file, the handler and the option', async function () {
       expect(await failure(['consumer', '--handlers', 'test/fixtures/bad-option'])).to.equal(
-        'herald: could not load handler module test/fixtures/bad-option/retry.js: messageHandler "retryForever": maxRetries must be a whole number of at least 0, got -1\n')
+        'herald: could not load handler module test/fixtures/bad-option/retry.js: messageHandler "retryForever": maxRetries must be a whole number of at least 0, got -1; e.g. maxRetries: 3 (retries after the first attempt; 0 for none)\n')
     })
 
     it('TypeScript handlers without a loader: names the file and says to use a TypeScript loader', async function () {

@@ -108,7 +108,7 @@ describe('configuration', function () {
 
 describe('the event envelope', function () {
   it('is {id, name, data, timestamp, source} JSON with the event-* and content-type headers', async function () {
-    const m = createMessaging({ logger: false, source: 'users-service' })
+    const m = createMessaging({ broker: 'memory', logger: false, source: 'users-service' })
     const topic = randomName()
     const sent = await m.publishEvent('user.created', { id: 1, email: 'a@b.c' }, { topic, key: '1', headers: { 'x-request-id': 'r1' } })
     expect(sent.id).to.match(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
@@ -128,7 +128,7 @@ describe('the event envelope', function () {
   })
 
   it('producer.send puts the message JSON on the wire unwrapped', async function () {
-    const m = createMessaging({ logger: false })
+    const m = createMessaging({ broker: 'memory', logger: false })
     const topic = randomName()
     await m.producer.send(topic, { plain: [1, 2] }, { key: 'k', headers: { a: 'b' } })
     const [entry] = sharedMemoryStore().entries(topic)
@@ -138,7 +138,7 @@ describe('the event envelope', function () {
   })
 
   it('a value JSON cannot carry is refused with a clear error', async function () {
-    const m = createMessaging({ logger: false })
+    const m = createMessaging({ broker: 'memory', logger: false })
     const cyclic: Record<string, unknown> = {}
     cyclic.self = cyclic
     let error: unknown
@@ -150,7 +150,7 @@ describe('the event envelope', function () {
 
 describe('the producer', function () {
   it('coalesces sends made together into one broker batch and resolves each once acknowledged', async function () {
-    const m = createMessaging({ logger: false })
+    const m = createMessaging({ broker: 'memory', logger: false })
     const broker = await m.broker()
     const batches: number[] = []
     const publish = broker.publish.bind(broker)
@@ -164,7 +164,7 @@ describe('the producer', function () {
   })
 
   it('close() sends what is pending, then refuses new sends', async function () {
-    const m = createMessaging({ logger: false })
+    const m = createMessaging({ broker: 'memory', logger: false })
     const topic = randomName()
     const pending = m.producer.send(topic, { last: true })
     await m.close()
@@ -176,7 +176,7 @@ describe('the producer', function () {
   })
 
   it('rejects a send when the broker does not acknowledge within publishTimeout', async function () {
-    const m = createMessaging({ logger: false, publishTimeout: 50 })
+    const m = createMessaging({ broker: 'memory', logger: false, publishTimeout: 50 })
     const broker = await m.broker()
     broker.publish = async () => await new Promise(() => {}) // a broker that never answers
     let error: unknown
@@ -187,7 +187,7 @@ describe('the producer', function () {
 
 describe('the @event decorator', function () {
   it('publishes the method result as the event data once the method resolves, and returns the result', async function () {
-    const messaging = createMessaging({ logger: false, source: 'users' })
+    const messaging = createMessaging({ broker: 'memory', logger: false, source: 'users' })
     const topic = randomName()
     class Users {
       @event('user.created', { topic, keyField: 'id', messaging })
@@ -210,7 +210,7 @@ describe('the @event decorator', function () {
   })
 
   it('makes the call reject when the event cannot be published', async function () {
-    const messaging = createMessaging({ logger: false })
+    const messaging = createMessaging({ broker: 'memory', logger: false })
     await messaging.close()
     class Users {
       @event('user.created', { messaging })

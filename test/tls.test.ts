@@ -159,13 +159,15 @@ describe('TLS options reach the broker client', function () {
         const err = await connectError(c.options(port, { ca: pem.otherCa, servername: SERVERNAME }))
         expect(err.message).to.match(/certificate/i)
         expect(err.message).not.to.contain(PASSWORD)
-        expect(handshakes).to.have.length(0)
+        // A late retry of the previous test's client (it presents a client certificate)
+        // may still land here; this client presents none.
+        expect(handshakes.filter(h => h.clientCertificate === undefined)).to.have.length(0)
       })
 
       it('TLS is on without client options too, checked against the system CAs', async function () {
         const err = await connectError(c.bare(port))
         expect(err.message).to.match(/certificate/i)
-        expect(handshakes).to.have.length(0)
+        expect(handshakes.filter(h => h.clientCertificate === undefined)).to.have.length(0)
       })
     })
   }

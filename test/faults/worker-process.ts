@@ -19,6 +19,8 @@ const alive = new Set<WorkerProcess>()
 export class WorkerProcess {
   readonly child: ChildProcess
   readonly lines: WorkerLine[] = []
+  /** When each line arrived here (this process's clock: the worker's `t` may be off by a few ms). */
+  readonly receivedAt = new Map<WorkerLine, number>()
   readonly name: string
   stderr = ''
   #partial = ''
@@ -40,7 +42,9 @@ export class WorkerProcess {
       for (const part of parts) {
         if (part.trim() === '') continue
         try {
-          this.lines.push(JSON.parse(part) as WorkerLine)
+          const line = JSON.parse(part) as WorkerLine
+          this.lines.push(line)
+          this.receivedAt.set(line, Date.now())
         } catch {
           this.stderr += `(stdout) ${part}\n`
         }

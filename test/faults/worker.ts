@@ -7,7 +7,7 @@
 //   {"ev":"start","id","n","attempt"}   a handler attempt begins
 //   {"ev":"done", …} / {"ev":"fail", …} / {"ev":"aborted", …}   … and how it ended
 //   {"ev":"log","level","msg","fields"} Herald's log records at info and above
-// Every line carries `pid` and `t` (epoch ms, sub-millisecond, comparable across processes).
+// Every line carries `pid` and `t` (Date.now(): the system clock, comparable across processes).
 import { createMessaging, messageHandler, startConsumers, type Context, type Logger, type MessagingOptions } from '../../lib/index.js'
 
 export interface WorkerConfig {
@@ -42,7 +42,7 @@ const config = JSON.parse(process.env.HERALD_FAULT_WORKER ?? 'null') as WorkerCo
 if (config === null) throw new Error('set HERALD_FAULT_WORKER to the worker configuration (JSON)')
 
 function print (line: Omit<WorkerLine, 'pid' | 't'>): void {
-  process.stdout.write(`${JSON.stringify({ ...line, pid: process.pid, t: performance.timeOrigin + performance.now() })}\n`)
+  process.stdout.write(`${JSON.stringify({ ...line, pid: process.pid, t: Date.now() })}\n`)
 }
 
 function jsonSafe (fields: unknown): Record<string, unknown> {
