@@ -6,47 +6,13 @@ import request from 'supertest'
 import herald, { heraldFastify } from '../plugins/fastify.js'
 import { createMessaging, Messaging, type MessagingOptions } from '../lib/messaging.js'
 import { ConfigError, PublishError } from '../lib/errors.js'
-import { sharedMemoryStore } from '../lib/brokers/memory/index.js'
+import { expectEnvelope as expectPublishedEnvelope, published, type Published } from './published.js'
 
 const SOURCE = 'fastify-test-service'
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
-const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/
-
 const memory: MessagingOptions = { broker: 'memory', logger: false, source: SOURCE }
 
-interface Published {
-  topic: string
-  key: string | undefined
-  headers: Record<string, string>
-  event: { id: string, name: string, data: unknown, timestamp: string, source: string }
-}
-
-/** What the embedded broker holds for a topic, decoded. */
-function published (topic: string): Published[] {
-  return sharedMemoryStore().entries(topic).map(e => ({
-    topic: e.topic,
-    key: e.key,
-    headers: e.headers,
-    event: JSON.parse(e.value.toString('utf8'))
-  }))
-}
-
 function expectEnvelope (p: Published, expected: { name: string, data: unknown, key?: string, topic: string }): void {
-  expect(p.topic).to.equal(expected.topic)
-  expect(p.key).to.equal(expected.key)
-  expect(Object.keys(p.event).sort()).to.deep.equal(['data', 'id', 'name', 'source', 'timestamp'])
-  expect(p.event.id).to.match(UUID)
-  expect(p.event.name).to.equal(expected.name)
-  expect(p.event.data).to.deep.equal(expected.data)
-  expect(p.event.timestamp).to.match(ISO_UTC)
-  expect(Math.abs(Date.parse(p.event.timestamp) - Date.now())).to.be.below(60_000)
-  expect(p.event.source).to.equal(SOURCE)
-  expect(p.headers).to.include({
-    'event-name': expected.name,
-    'event-id': p.event.id,
-    'event-source': SOURCE,
-    'content-type': 'application/json'
-  })
+  expectPublishedEnvelope(p, { ...expected, source: SOURCE })
 }
 
 /** The error `app.ready()` rejects with, or undefined when it resolves. */
