@@ -40,8 +40,7 @@ export class PublishError extends HeraldError {
     const reason = cause instanceof Error ? cause.message : String(cause)
     super(`could not publish ${what}: ${reason}`, {
       code: 'HERALD_PUBLISH',
-      // By property, not instanceof: an adapter's error may come from another copy of this module.
-      retriable: (cause as { retriable?: unknown } | null)?.retriable !== false,
+      retriable: isRetriable(cause),
       cause
     })
     this.eventName = eventName
@@ -71,6 +70,17 @@ export class HandlerError extends HeraldError {
   constructor (message: string, options: { cause?: unknown } = {}) {
     super(message, { code: 'HERALD_HANDLER', cause: options.cause })
   }
+}
+
+/**
+ * Whether trying again later may help. The one rule for the producer, the outbox relay,
+ * the runner and `PublishError`: a Herald error says so with `retriable`; any other error
+ * that carries a boolean `retriable: false` (kafkajs's convention) is taken at its word;
+ * everything else (a plain `Error` from a handler, a network error) may pass.
+ */
+export function isRetriable (err: unknown): boolean {
+  if (err instanceof HeraldError) return err.retriable
+  return !(err instanceof Error && (err as { retriable?: unknown }).retriable === false)
 }
 
 /** Turns anything thrown (a string, an object, undefined) into a one-line reason. */

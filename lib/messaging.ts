@@ -4,12 +4,12 @@ import { resolveMemorySettings, type MemoryOptions } from './brokers/memory/memo
 import { resolveRabbitMqSettings, type RabbitMqOptions } from './brokers/rabbitmq/rabbitmq-config.js'
 import { resolveRedisSettings, type RedisOptions } from './brokers/redis/redis-config.js'
 import { checkPositiveInt } from './brokers/config-checks.js'
-import { BrokerError, ConfigError, HeraldError } from './errors.js'
+import { BrokerError, ConfigError, HeraldError, isRetriable } from './errors.js'
 import type { Event } from './event.js'
 import { childLogger, createDefaultLogger, type Logger } from './logger.js'
 import { resolveOutboxSettings, type OutboxOptions, type OutboxSettings } from './outbox/outbox-config.js'
 import { Outbox, type OutboxStats } from './outbox/outbox.js'
-import { mayRetry, Producer, type PublishOptions } from './producer.js'
+import { Producer, type PublishOptions } from './producer.js'
 import { redactText, redactUrl } from './redact.js'
 
 /** Options of `createMessaging` / `configureMessaging`, the Fastify plugin and the Express middleware. */
@@ -190,7 +190,7 @@ export class Messaging {
         await broker.connect()
       } catch (err) {
         await broker.close().catch(() => {})
-        throw isHeraldError(err) ? err : new BrokerError(`could not connect to ${this.options.broker} at ${this.options.address}: ${redactText((err as Error).message ?? String(err))}`, { cause: err })
+        throw err instanceof HeraldError ? err : new BrokerError(`could not connect to ${this.options.broker} at ${this.options.address}: ${redactText((err as Error).message ?? String(err))}`, { cause: err })
       }
       return broker
     })()
@@ -220,7 +220,7 @@ export class Messaging {
         this.logger.warn({ address: this.options.address, publishTimeout: this.options.publishTimeout }, 'the broker did not answer at start-up; sends go to the outbox until it does')
       }
     } catch (err) {
-      if (!mayRetry(err)) throw err
+      if (!isRetriable(err)) throw err
       this.logger.warn({ address: this.options.address, err: redactText(err instanceof Error ? err.message : String(err)) }, 'the broker is unreachable at start-up; sends go to the outbox until it answers')
     } finally {
       clearTimeout(timer)
@@ -275,16 +275,6 @@ export class Messaging {
     })()
     return this.#closing
   }
-}
-
-/**
- * A Herald error, told by its shape as well as its class: an adapter is imported lazily,
- * and under a CommonJS transpiler (tsx under mocha) it may see a second copy of errors.ts.
- */
-function isHeraldError (err: unknown): err is HeraldError {
-  if (err instanceof HeraldError) return true
-  const e = err as { code?: unknown, retriable?: unknown } | null | undefined
-  return err instanceof Error && typeof e?.code === 'string' && typeof e.retriable === 'boolean'
 }
 
 const noop = (): void => {}

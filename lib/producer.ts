@@ -1,5 +1,5 @@
 import type { Broker, OutgoingMessage } from './brokers/broker.js'
-import { BrokerError, PublishError } from './errors.js'
+import { BrokerError, PublishError, isRetriable } from './errors.js'
 import { createEvent, encodeJson, eventHeaders, HEADER_CONTENT_TYPE, JSON_CONTENT_TYPE, type Event } from './event.js'
 
 export interface SendOptions {
@@ -29,16 +29,6 @@ export interface ProducerSettings {
 
 /** `code` of the error a send fails with, at once, when its message is over `maxMessageBytes`. */
 export const MESSAGE_TOO_LARGE = 'HERALD_MESSAGE_TOO_LARGE'
-
-/**
- * Whether trying again later may help: false only for an error that says so
- * (`retriable: false`). Read from the property rather than with `instanceof HeraldError`,
- * which fails when a second copy of Herald's modules is loaded (an adapter, imported
- * lazily, next to code loaded by a CommonJS transpiler such as tsx under mocha).
- */
-export function mayRetry (err: unknown): boolean {
-  return (err as { retriable?: unknown } | null | undefined)?.retriable !== false
-}
 
 /**
  * Where the producer puts what the broker did not take: the outbox (`lib/outbox`). The
@@ -233,7 +223,7 @@ export class Producer {
       if (p.settled) return
       const err = i < results.length ? results[i] : new BrokerError('the broker gave no answer for this message')
       if (err === undefined) this.#settle(p)
-      else if (this.#spool !== undefined && mayRetry(err)) retry ??= err
+      else if (this.#spool !== undefined && isRetriable(err)) retry ??= err
       else this.#settle(p, new PublishError(p.message.topic, p.eventName, err))
     })
     // What is left unanswered of the batch failed for a reason that may pass: the outbox keeps it.

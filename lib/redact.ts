@@ -23,8 +23,7 @@ const URL_PASSWORD = /([a-z][a-z0-9+.-]*:\/\/)([^:@/\s"'<>]*):([^\s"'<>]*)@/gi
 // kept per process so that text Herald did not produce itself, such as a handler's error
 // on its way to a dead-letter header or a log line, is masked too. Shorter ones would mask
 // ordinary words in every message; a secret that short is no protection anyway.
-const KEY = Symbol.for('herald.secrets')
-const store = globalThis as typeof globalThis & { [KEY]?: Set<string> }
+const knownSecrets = new Set<string>()
 const MIN_KNOWN_SECRET = 4
 
 /**
@@ -33,7 +32,7 @@ const MIN_KNOWN_SECRET = 4
  */
 export function rememberSecrets (secrets: Iterable<string | undefined>): void {
   for (const secret of secrets) {
-    if (typeof secret === 'string' && secret.length >= MIN_KNOWN_SECRET) (store[KEY] ??= new Set()).add(secret)
+    if (typeof secret === 'string' && secret.length >= MIN_KNOWN_SECRET) knownSecrets.add(secret)
   }
 }
 
@@ -43,7 +42,7 @@ export function rememberSecrets (secrets: Iterable<string | undefined>): void {
  */
 export function redactText (text: string, secrets: Array<string | undefined> = []): string {
   let out = text.replace(URL_PASSWORD, (_m, scheme: string, user: string) => `${scheme}${user}:***@`)
-  const all = [...secrets, ...(store[KEY] ?? [])]
+  const all = [...secrets, ...knownSecrets]
   // Longest first, so that a secret containing another is masked whole.
   all.sort((a, b) => (b?.length ?? 0) - (a?.length ?? 0))
   for (const secret of all) {

@@ -149,6 +149,8 @@ describe('loading a handlers directory', function () {
 
     beforeEach(async function () {
       tmp = realpathSync(await mkdtemp(join(tmpdir(), 'herald-loader-')))
+      // The handler modules written here use `import`: say so, as a user's package.json would.
+      await writeFile(join(tmp, 'package.json'), '{ "type": "module" }\n')
     })
 
     afterEach(async function () {
@@ -203,6 +205,8 @@ describe('loading a handlers directory', function () {
 
     beforeEach(async function () {
       tmp = realpathSync(await mkdtemp(join(tmpdir(), 'herald-loader-')))
+      // The handler modules written here use `import`: say so, as a user's package.json would.
+      await writeFile(join(tmp, 'package.json'), '{ "type": "module" }\n')
     })
 
     afterEach(async function () {

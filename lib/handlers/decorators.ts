@@ -36,6 +36,7 @@ interface PendingMethod {
 // until `@consumer` collects the ones that belong to its class.
 const pendingMethods: PendingMethod[] = []
 
+// Registered, like HANDLER: the class may come from a module that imports another copy of Herald.
 const CONSUMER_DEFINITION = Symbol.for('herald.consumer')
 
 function assertStandard (decorator: string, context: unknown): void {

@@ -94,6 +94,8 @@ export interface Target {
   invoke(payload: unknown, event: Event | undefined, ctx: Context): Promise<unknown>
 }
 
+// A registered symbol: a handler module may import another copy of Herald than the runner that loads
+// it (a globally installed CLI, a linked package), and the runner must still recognise it.
 export const HANDLER = Symbol.for('herald.handler')
 
 /**

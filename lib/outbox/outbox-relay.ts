@@ -1,7 +1,6 @@
 import type { OutgoingMessage } from '../brokers/broker.js'
-import { BrokerError } from '../errors.js'
+import { BrokerError, isRetriable } from '../errors.js'
 import type { Logger } from '../logger.js'
-import { mayRetry } from '../producer.js'
 import { redactText } from '../redact.js'
 import type { OutboxSpool, SpooledMessage } from './outbox-spool.js'
 
@@ -171,7 +170,7 @@ export class OutboxRelay {
         continue
       }
       const code = (err as { code?: unknown }).code
-      if (!mayRetry(err) && typeof code === 'string' && UNDELIVERABLE_CODES.has(code)) {
+      if (!isRetriable(err) && typeof code === 'string' && UNDELIVERABLE_CODES.has(code)) {
         try {
           await this.#deps.spool.setAside(record, redactText(err.message))
         } catch (writeErr) {
@@ -219,7 +218,7 @@ export class OutboxRelay {
   #startOutage (reason: unknown): void {
     const text = redactText(reason instanceof Error ? reason.message : String(reason))
     this.lastError = text
-    const severe = !mayRetry(reason)
+    const severe = !isRetriable(reason)
     const fields = { dir: this.#deps.spool.dir, err: text }
     if (this.#outage === undefined) {
       this.#outage = { since: Date.now(), severe, relayed: 0 }

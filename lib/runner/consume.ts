@@ -1,5 +1,5 @@
 import type { Delivery } from '../brokers/broker.js'
-import { describeError, InvalidMessageError, NonRetriableError } from '../errors.js'
+import { describeError, InvalidMessageError, isRetriable } from '../errors.js'
 import { decodeMessage, type Event } from '../event.js'
 import type { Context, HandlerDefinition, RetryPolicy, Target } from '../handlers/handler.js'
 import { childLogger, type Logger } from '../logger.js'
@@ -36,10 +36,6 @@ class HandlerTimeoutError extends Error {
     super(`the handler did not finish within its timeout of ${ms} ms (option timeout); its ctx.signal was aborted`)
     this.name = 'HandlerTimeoutError'
   }
-}
-
-function isNonRetriable (err: unknown): boolean {
-  return err instanceof NonRetriableError || (err instanceof Error && (err.name === 'NonRetriableError' || err.name === 'InvalidMessageError'))
 }
 
 /**
@@ -141,7 +137,7 @@ export class HandlerConsumer {
       if (outcome.ok) return await this.#ack(delivery)
       if (outcome.shutdown) return await this.#release(delivery)
       const reason = redactText(failureReason(outcome.error))
-      if (isNonRetriable(outcome.error) || attempt > policy.maxRetries) {
+      if (!isRetriable(outcome.error) || attempt > policy.maxRetries) {
         return await this.#deadLetter(delivery, policy, attempt, reason)
       }
       const delay = retryDelayFor(policy, attempt)

@@ -183,13 +183,10 @@ export class MemoryStore {
   }
 }
 
-// On globalThis, so that two copies of Herald loaded in one process (a linked package, a
-// test runner that loads both the CommonJS and the ESM build) still share one broker.
-const KEY = Symbol.for('herald.memory-store')
-const holder = globalThis as typeof globalThis & { [KEY]?: MemoryStore }
+let shared: MemoryStore | undefined
 
 /** The process-wide store behind every memory broker. */
 export function sharedMemoryStore (retain?: number): MemoryStore {
-  holder[KEY] ??= new MemoryStore(retain)
-  return holder[KEY]
+  shared ??= new MemoryStore(retain)
+  return shared
 }
