@@ -1,9 +1,9 @@
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { publishForResult, resolveEventConfigs, type EventConfig } from '../lib/emit.js'
+import { publishRouteEvents, resolveEventConfigs, type EventConfig } from '../lib/emit.js'
 import { HeraldError } from '../lib/errors.js'
 import type { Messaging } from '../lib/messaging.js'
-import { bodyText, describePublishFailure, isSuccess, messagingFrom, resultOfText, unpublishedEventBody, type IntegrationOptions } from './shared.js'
+import { answerForFailure, bodyText, isSuccess, messagingFrom, resultOfText, type IntegrationOptions } from './shared.js'
 
 export type { EventConfig } from '../lib/emit.js'
 export type { Messaging, MessagingOptions } from '../lib/messaging.js'
@@ -99,14 +99,14 @@ const plugin: FastifyPluginAsync<HeraldFastifyOptions> = async (app: FastifyInst
     }
     if (configs === undefined) return payload
     const result = resultOf(payload, reply.getHeader('content-type'), serialized.get(reply))
-    try {
-      await publishForResult(messaging, configs, result, request)
-      return payload
-    } catch (err) {
-      const { eventName, fields } = describePublishFailure(err, configs)
-      request.log.error(fields, 'herald: the route\'s event was not published; replying 503')
-      return replaceReply(reply, 503, unpublishedEventBody(eventName))
-    }
+    const failure = await publishRouteEvents(messaging, configs, result, request)
+    if (failure === undefined) return payload
+    const answer = answerForFailure(failure, `${request.method} ${request.routeOptions.url}`)
+    request.log.error(answer.fields, answer.message)
+    // A bug is the framework's usual 500 (through the app's error handler); a broker
+    // failure that may pass is the 503 that names what to retry.
+    if (answer.status === 500) throw answer.error
+    return replaceReply(reply, 503, answer.body)
   })
 
   app.decorate('messaging', messaging)
