@@ -37,9 +37,11 @@ export interface HeraldMiddleware {
 
 /**
  * The Express middleware: puts a Messaging instance on `req.messaging` and
- * `app.locals.messaging` (set on the app's first request). The instance is created now,
- * so bad options throw here, at start-up; call `await middleware.connect()` to also fail
- * start-up on an unreachable broker, and `await middleware.close()` on shutdown.
+ * `app.locals.messaging`. `app.use(herald(…))` sets `app.locals.messaging` at once (on a
+ * Router, or as a route middleware, on the first request that passes through it). The
+ * instance is created now, so bad options throw here, at start-up; call
+ * `await middleware.connect()` to also fail start-up on an unreachable broker, and
+ * `await middleware.close()` on shutdown.
  *
  * @example
  * import { herald, emit } from 'herald/express'
@@ -57,7 +59,16 @@ export function herald (options: HeraldExpressOptions = {}): HeraldMiddleware {
   return Object.assign(middleware, {
     messaging,
     connect: async (): Promise<void> => { await messaging.connect() },
-    close: async (): Promise<void> => { if (owned) await messaging.close() }
+    close: async (): Promise<void> => { if (owned) await messaging.close() },
+    // Express calls nothing of a middleware at app.use() time, except for a sub-app (what
+    // has handle() and set()): it mounts it and emits 'mount' with the parent app. Being
+    // mounted that way is the one moment herald sees the app before its first request.
+    handle: middleware,
+    set: () => middleware,
+    emit: (event: unknown, parent?: { locals?: Record<string, unknown> }): boolean => {
+      if (event === 'mount' && parent?.locals !== undefined) parent.locals.messaging = messaging
+      return true
+    }
   })
 }
 

@@ -537,6 +537,16 @@ describe('Express middleware', function () {
       expect(app.locals.messaging).to.equal(middleware.messaging)
     })
 
+    it('app.use(herald()) sets app.locals.messaging at once, before any request', function () {
+      const middleware = herald(memory)
+      closers.push(() => middleware.close())
+      const app = express()
+
+      app.use(middleware)
+
+      expect(app.locals.messaging).to.equal(middleware.messaging)
+    })
+
     it('uses the messaging instance passed in', async function () {
       const m = messaging()
       const { app, middleware } = appWith({ messaging: m })
