@@ -137,7 +137,10 @@ function replaceReply (reply: FastifyReply, status: number, body: unknown): stri
  * The herald Fastify plugin. Decorates `app.messaging`, checks every route's
  * `config.event` when the route is added (a bad config fails `app.ready()`), and publishes
  * the events of a route from an `onSend` hook when its reply is a 2xx, before the reply
- * leaves: if the broker does not acknowledge, the client gets a 503 naming the event.
+ * leaves: if the broker does not acknowledge (a failure that may pass), the client gets a
+ * 503 naming the events published and not; an event that cannot be built (mapper throws,
+ * data not JSON, over maxMessageBytes, keyField missing) or that the broker refuses for
+ * good is a 500 through the app's error handler, and a bug publishes none of the events.
  *
  * `await` the registration before declaring routes. A `messaging` passed in is closed
  * with the app only if `closeMessaging` is true; one the plugin created always is.
