@@ -460,6 +460,21 @@ describe('Express middleware', function () {
         expect(record!.obj.route).to.equal('POST /users')
       })
 
+      it('a messaging instance closed while the app still serves is a 500 (a retry cannot help), not a 503', async function () {
+        const topic = randomUUID()
+        const m = messaging()
+        const { app } = appWith({ messaging: m })
+        app.post('/users', emit({ name: 'user.created', topic }), (req, res) => { res.status(201).json({ id: 1 }) })
+        app.use(errorHandler)
+        await m.close()
+
+        const res = await request(app).post('/users')
+
+        expect(res.status).to.equal(500)
+        expect(res.body.message).to.contain('"user.created"').and.to.contain('closed')
+        expect(published(topic)).to.have.length(0)
+      })
+
       it('data holding a BigInt (not JSON) gives a 500', async function () {
         const topic = randomUUID()
         const { app } = appWith()

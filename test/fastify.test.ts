@@ -496,6 +496,22 @@ describe('Fastify plugin', function () {
         expect(published(topic)).to.have.length(0)
       })
 
+      it('a messaging instance closed while the app still serves is a 500 (a retry cannot help), not a 503', async function () {
+        const topic = randomUUID()
+        const m = messaging()
+        const a = app()
+        await a.register(herald, { messaging: m })
+        a.post('/users', { config: { event: { name: 'user.created', topic } } }, async () => ({ id: 1 }))
+        await a.ready()
+        await m.close()
+
+        const res = await a.inject({ method: 'POST', url: '/users' })
+
+        expect(res.statusCode).to.equal(500)
+        expect(res.json().message).to.contain('"user.created"').and.to.contain('closed')
+        expect(published(topic)).to.have.length(0)
+      })
+
       it('the 500 goes through the app\'s error handler, like any other error', async function () {
         const topic = randomUUID()
         const a = app()
