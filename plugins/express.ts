@@ -1,9 +1,9 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express'
-import { publishForResult, resolveEventConfigs, type EventConfig } from '../lib/emit.js'
+import { publishRouteEvents, resolveEventConfigs, type EventConfig, type RouteEventsFailure } from '../lib/emit.js'
 import { HeraldError } from '../lib/errors.js'
 import type { Messaging } from '../lib/messaging.js'
 import { redactText } from '../lib/redact.js'
-import { bodyText, describePublishFailure, isSuccess, messagingFrom, resultOfText, unpublishedEventBody, type IntegrationOptions } from './shared.js'
+import { answerForFailure, bodyText, isSuccess, messagingFrom, resultOfText, type IntegrationOptions } from './shared.js'
 
 export type { EventConfig } from '../lib/emit.js'
 export type { Messaging, MessagingOptions } from '../lib/messaging.js'
@@ -37,9 +37,11 @@ export interface HeraldMiddleware {
 
 /**
  * The Express middleware: puts a Messaging instance on `req.messaging` and
- * `app.locals.messaging` (set on the app's first request). The instance is created now,
- * so bad options throw here, at start-up; call `await middleware.connect()` to also fail
- * start-up on an unreachable broker, and `await middleware.close()` on shutdown.
+ * `app.locals.messaging`. `app.use(herald(…))` sets `app.locals.messaging` at once (on a
+ * Router, or as a route middleware, on the first request that passes through it). The
+ * instance is created now, so bad options throw here, at start-up; call
+ * `await middleware.connect()` to also fail start-up on an unreachable broker, and
+ * `await middleware.close()` on shutdown.
  *
  * @example
  * import { herald, emit } from 'herald/express'
@@ -57,7 +59,16 @@ export function herald (options: HeraldExpressOptions = {}): HeraldMiddleware {
   return Object.assign(middleware, {
     messaging,
     connect: async (): Promise<void> => { await messaging.connect() },
-    close: async (): Promise<void> => { if (owned) await messaging.close() }
+    close: async (): Promise<void> => { if (owned) await messaging.close() },
+    // Express calls nothing of a middleware at app.use() time, except for a sub-app (what
+    // has handle() and set()): it mounts it and emits 'mount' with the parent app. Being
+    // mounted that way is the one moment herald sees the app before its first request.
+    handle: middleware,
+    set: () => middleware,
+    emit: (event: unknown, parent?: { locals?: Record<string, unknown> }): boolean => {
+      if (event === 'mount' && parent?.locals !== undefined) parent.locals.messaging = messaging
+      return true
+    }
   })
 }
 
@@ -69,14 +80,17 @@ function resultOfChunk (chunk: unknown, contentType: unknown): unknown {
 
 /**
  * A route middleware that publishes `config`'s events from the response: when the handler
- * replies with a 2xx, the body given to `res.json()` (or `res.send()`) is published and
- * the response waits for the broker's acknowledgement. If it does not come, the client
- * gets a 503 naming the event instead. The config is checked now: a mistake throws a
- * `ConfigError` at start-up. Requires `app.use(herald(…))` before the route.
+ * replies with a 2xx, the body given to `res.json()` (or `res.send()`, `res.end()`, or
+ * written with `res.write()`) is published and the response waits for the broker's
+ * acknowledgement. If it does not come, the client gets a 503 naming the event instead;
+ * an event that cannot be built (its `data()` throws, its data is not JSON, it is over
+ * `maxMessageBytes`, the `keyField` is missing) is passed to `next(err)` as a 500. The
+ * config is checked now: a mistake throws a `ConfigError` at start-up. Requires
+ * `app.use(herald(…))` before the route.
  *
- * Non-2xx responses and HEAD requests publish nothing. A response streamed with
- * `res.write()` has sent its 2xx status before the event can be published: it is ended
- * only after the acknowledgement, and destroyed (never completed) when there is none.
+ * Non-2xx responses and HEAD requests publish nothing. A body written with `res.write()`
+ * is held until `res.end()` and published whole, then sent. Sending a second response
+ * (`res.json()` twice) throws `ERR_HTTP_HEADERS_SENT`, as Express does without Herald.
  *
  * @example
  * app.post('/users', emit({ name: 'user.created', topic: 'user-events', keyField: 'id' }),
@@ -91,58 +105,123 @@ export function emit (config: RouteEventConfig | RouteEventConfig[]): RequestHan
       return
     }
     // HEAD runs the GET route for its headers only: it is not the action that emits.
-    if (req.method !== 'HEAD') holdResponseForEvents(req, res, messaging, configs)
+    if (req.method !== 'HEAD') holdResponseForEvents(req, res, next, messaging, configs)
     next()
   }
 }
 
-/**
- * Wraps `res.json` and `res.end` of one response so that a 2xx is sent only once the
- * events are acknowledged. `res.json` gives the body as the handler passed it; `res.end`
- * catches everything else (`res.send(text)`, `res.sendStatus()`, a bare `res.end()`).
- */
-function holdResponseForEvents (req: Request, res: Response, messaging: Messaging, configs: EventConfig[]): void {
-  const json = res.json
-  const end = res.end as (...args: unknown[]) => Response
-  let held = false
+/** The error Node throws when a response is sent twice; a held response counts as sent. */
+function headersSentError (): Error {
+  return Object.assign(new Error('Cannot set headers after they are sent to the client'), { code: 'ERR_HTTP_HEADERS_SENT' })
+}
 
-  const publishThen = (result: unknown, send: () => void, fail: (err: unknown, eventName: string) => void): void => {
-    held = true
-    publishForResult(messaging, configs, result, req).then(send, (err: unknown) => {
-      const { eventName, fields } = describePublishFailure(err, configs)
-      messaging.logger.error({ ...fields, route: `${req.method} ${req.originalUrl}` }, 'herald: the route\'s event was not published; replying 503')
-      fail(err, eventName)
-    }).catch((err: unknown) => {
-      // Sending the response itself failed (the client went away): nothing to reply to.
-      messaging.logger.error({ route: `${req.method} ${req.originalUrl}`, reason: redactText(err instanceof Error ? err.message : String(err)) }, 'herald: could not send the response')
-      if (!res.writableEnded) res.destroy()
-    })
+type Callback = (err?: Error | null) => void
+
+/**
+ * Gates every way a 2xx can leave one response (`res.json`, `res.send`, `res.write`,
+ * `res.end`, and what calls them: `sendStatus`, `res.send(text)`…) so that it is sent
+ * only once its events are acknowledged. From the first body on, the response counts as
+ * sent (`res.headersSent` is true), as it would be without Herald.
+ */
+function holdResponseForEvents (req: Request, res: Response, next: NextFunction, messaging: Messaging, configs: EventConfig[]): void {
+  const json = res.json
+  const send = res.send
+  const write = res.write as (...args: unknown[]) => boolean
+  const end = res.end as (...args: unknown[]) => Response
+  const route = `${req.method} ${req.baseUrl}${typeof req.route?.path === 'string' ? req.route.path : req.path}`
+  // open: nothing sent yet; streaming: res.write() bodies held; held: publishing;
+  // passing: herald itself sends (or the response was let through unpublished).
+  let state: 'open' | 'streaming' | 'held' | 'passing' = 'open'
+  const chunks: Buffer[] = []
+  const headersSent = (): boolean => Reflect.get(Object.getPrototypeOf(res) as object, 'headersSent', res) as boolean
+
+  Object.defineProperty(res, 'headersSent', {
+    configurable: true,
+    get: () => state === 'streaming' || state === 'held' || headersSent()
+  })
+
+  const gated = (): boolean => state === 'open' ? isSuccess(res.statusCode) : state !== 'passing'
+
+  const release = (status: number, sendIt: () => void): void => {
+    state = 'passing'
+    // The status the handler replied with, whatever was tried on the response meanwhile.
+    res.status(status)
+    sendIt()
   }
 
-  const reply503 = (_err: unknown, eventName: string): void => {
-    if (res.headersSent) {
+  const fail = (failure: RouteEventsFailure): void => {
+    const answer = answerForFailure(failure, route)
+    messaging.logger.error(answer.fields, answer.message)
+    state = 'passing'
+    if (headersSent()) {
+      // The handler flushed its status itself (res.writeHead, res.flushHeaders): the
+      // only way left to say it failed is to abort the response.
       res.destroy()
       return
     }
     // What send() set for the original body does not fit this one.
     for (const header of ['Content-Length', 'Content-Type', 'Content-Encoding', 'ETag']) res.removeHeader(header)
+    if (answer.status === 500) {
+      res.status(500)
+      next(answer.error)
+      return
+    }
     res.status(503)
-    json.call(res, unpublishedEventBody(eventName))
+    json.call(res, answer.body)
+  }
+
+  const hold = (result: unknown, sendIt: () => void): void => {
+    state = 'held'
+    const status = res.statusCode
+    publishRouteEvents(messaging, configs, result, req).then(failure => {
+      if (failure === undefined) release(status, sendIt)
+      else fail(failure)
+    }).catch((err: unknown) => {
+      // Sending the response itself failed (the client went away): nothing to reply to.
+      messaging.logger.error({ route, reason: redactText(err instanceof Error ? err.message : String(err)) }, 'herald: could not send the response')
+      if (!res.writableEnded) res.destroy()
+    })
   }
 
   res.json = function heraldJson (body: unknown): Response {
-    if (held || !isSuccess(res.statusCode)) return json.call(res, body)
-    publishThen(body, () => { json.call(res, body) }, reply503)
+    if (!gated()) return json.call(res, body)
+    if (state !== 'open') throw headersSentError()
+    hold(body, () => { json.call(res, body) })
     return res
   }
 
+  res.send = function heraldSend (body?: unknown): Response {
+    if (!gated()) return send.call(res, body)
+    if (state !== 'open') throw headersSentError()
+    // An object goes through res.json; a string, a Buffer, nothing, through res.end.
+    return send.call(res, body)
+  }
+
+  res.write = function heraldWrite (...args: unknown[]): boolean {
+    if (!gated()) return write.apply(res, args)
+    if (state === 'held') throw headersSentError()
+    state = 'streaming'
+    const [chunk, encoding, callback] = args
+    if (chunk !== undefined && chunk !== null) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string, typeof encoding === 'string' ? encoding as BufferEncoding : 'utf8'))
+    const done = (typeof encoding === 'function' ? encoding : callback) as Callback | undefined
+    if (done !== undefined) process.nextTick(done)
+    return true
+  } as Response['write']
+
   res.end = function heraldEnd (...args: unknown[]): Response {
-    if (held || !isSuccess(res.statusCode)) return end.apply(res, args)
-    const chunk = typeof args[0] === 'function' ? undefined : args[0]
-    // Streamed: the 2xx status is already out, so a missing acknowledgement can only
-    // abort the response.
-    const fail = res.headersSent ? () => { res.destroy() } : reply503
-    publishThen(resultOfChunk(chunk, res.getHeader('content-type')), () => { end.apply(res, args) }, fail)
+    if (!gated()) return end.apply(res, args)
+    if (state === 'held') throw headersSentError()
+    const [chunk, encoding] = args
+    const last = typeof chunk === 'function' || chunk === undefined || chunk === null
+      ? undefined
+      : Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string, typeof encoding === 'string' ? encoding as BufferEncoding : 'utf8')
+    const callback = args.find(a => typeof a === 'function') as Callback | undefined
+    // The whole body: what res.write() held, then the last chunk.
+    const body = state === 'streaming' ? Buffer.concat(last === undefined ? chunks : [...chunks, last]) : last
+    hold(resultOfChunk(body, res.getHeader('content-type')), () => {
+      if (body === undefined) end.call(res, callback)
+      else end.call(res, body, callback)
+    })
     return res
   } as Response['end']
 }

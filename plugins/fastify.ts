@@ -1,9 +1,9 @@
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { publishForResult, resolveEventConfigs, type EventConfig } from '../lib/emit.js'
+import { publishRouteEvents, resolveEventConfigs, type EventConfig } from '../lib/emit.js'
 import { HeraldError } from '../lib/errors.js'
 import type { Messaging } from '../lib/messaging.js'
-import { bodyText, describePublishFailure, isSuccess, messagingFrom, resultOfText, unpublishedEventBody, type IntegrationOptions } from './shared.js'
+import { answerForFailure, bodyText, isSuccess, messagingFrom, resultOfText, type IntegrationOptions } from './shared.js'
 
 export type { EventConfig } from '../lib/emit.js'
 export type { Messaging, MessagingOptions } from '../lib/messaging.js'
@@ -99,14 +99,14 @@ const plugin: FastifyPluginAsync<HeraldFastifyOptions> = async (app: FastifyInst
     }
     if (configs === undefined) return payload
     const result = resultOf(payload, reply.getHeader('content-type'), serialized.get(reply))
-    try {
-      await publishForResult(messaging, configs, result, request)
-      return payload
-    } catch (err) {
-      const { eventName, fields } = describePublishFailure(err, configs)
-      request.log.error(fields, 'herald: the route\'s event was not published; replying 503')
-      return replaceReply(reply, 503, unpublishedEventBody(eventName))
-    }
+    const failure = await publishRouteEvents(messaging, configs, result, request)
+    if (failure === undefined) return payload
+    const answer = answerForFailure(failure, `${request.method} ${request.routeOptions.url}`)
+    request.log.error(answer.fields, answer.message)
+    // A bug is the framework's usual 500 (through the app's error handler); a broker
+    // failure that may pass is the 503 that names what to retry.
+    if (answer.status === 500) throw answer.error
+    return replaceReply(reply, 503, answer.body)
   })
 
   app.decorate('messaging', messaging)
@@ -137,7 +137,10 @@ function replaceReply (reply: FastifyReply, status: number, body: unknown): stri
  * The herald Fastify plugin. Decorates `app.messaging`, checks every route's
  * `config.event` when the route is added (a bad config fails `app.ready()`), and publishes
  * the events of a route from an `onSend` hook when its reply is a 2xx, before the reply
- * leaves: if the broker does not acknowledge, the client gets a 503 naming the event.
+ * leaves: if the broker does not acknowledge (a failure that may pass), the client gets a
+ * 503 naming the events published and not; an event that cannot be built (mapper throws,
+ * data not JSON, over maxMessageBytes, keyField missing) or that the broker refuses for
+ * good is a 500 through the app's error handler, and a bug publishes none of the events.
  *
  * `await` the registration before declaring routes. A `messaging` passed in is closed
  * with the app only if `closeMessaging` is true; one the plugin created always is.

@@ -1,8 +1,8 @@
 // What the Fastify plugin and the Express middleware have in common: which Messaging
-// instance to use, how a reply body becomes an event's result, and the 503 a client
-// gets when an event was not acknowledged.
-import type { EventConfig } from '../lib/emit.js'
-import { ConfigError, HeraldError, PublishError } from '../lib/errors.js'
+// instance to use, how a reply body becomes an event's result, and how a reply whose
+// events failed is answered (503 to retry, 500 for a bug).
+import type { EventOutcome, RouteEventsFailure } from '../lib/emit.js'
+import { ConfigError, HeraldError } from '../lib/errors.js'
 import { createMessaging, type Messaging, type MessagingOptions } from '../lib/messaging.js'
 import { redactText } from '../lib/redact.js'
 
@@ -75,26 +75,77 @@ export function resultOfText (text: string, contentType: unknown): unknown {
   }
 }
 
-/** The body of the 503 a client gets when an event of its request was not acknowledged. */
-export function unpublishedEventBody (eventName: string): { statusCode: 503, error: 'Service Unavailable', message: string, event: string } {
+/** One event in the body of a 503: whether it was published, so the client knows what a retry sends again. */
+export interface EventStatus { name: string, topic: string, published: boolean }
+
+/** The body of the 503 a client gets when events of its request were not acknowledged. */
+export interface UnpublishedBody {
+  statusCode: 503
+  error: 'Service Unavailable'
+  message: string
+  /** The (first) event that was not published. */
+  event: string
+  /** Every event of the reply, published or not. */
+  events: EventStatus[]
+}
+
+const quoted = (names: string[]): string => names.map(n => `"${n}"`).join(', ')
+
+/** The body of the 503 a client gets when events of its request were not acknowledged. */
+export function unpublishedEventBody (events: readonly EventOutcome[]): UnpublishedBody {
+  const failed = events.filter(e => !e.published).map(e => e.name)
+  const done = events.filter(e => e.published).map(e => e.name)
+  const also = done.length === 0 ? '' : `; ${quoted(done)} ${done.length === 1 ? 'was' : 'were'} published (a retry publishes ${done.length === 1 ? 'it' : 'them'} again)`
   return {
     statusCode: 503,
     error: 'Service Unavailable',
-    message: `event "${eventName}" could not be published (the broker did not acknowledge it), so the request is reported as failed; retry the request`,
-    event: eventName
+    message: `event ${quoted(failed)} could not be published (the broker did not acknowledge it), so the request is reported as failed; retry the request${also}`,
+    event: failed[0]!,
+    events: events.map(e => ({ name: e.name, topic: e.topic, published: e.published }))
   }
 }
 
-/** The event a publish failure is about, and the secret-free fields to log it with. */
-export function describePublishFailure (err: unknown, configs: readonly EventConfig[]): { eventName: string, fields: Record<string, unknown> } {
-  const eventName = err instanceof PublishError && err.eventName !== undefined ? err.eventName : configs.map(c => c.name).join(', ')
-  return {
-    eventName,
-    fields: {
-      event: eventName,
-      topic: err instanceof PublishError ? err.topic : undefined,
-      code: err instanceof HeraldError ? err.code : undefined,
-      reason: redactText(err instanceof Error ? err.message : String(err))
+const reasonOf = (err: unknown): string => redactText(err instanceof Error ? err.message : String(err))
+
+/** How a reply whose events failed is answered: 503 (retry) or a 500 (a bug), with what to log. */
+export type FailureAnswer =
+  | { status: 503, body: UnpublishedBody, fields: Record<string, unknown>, message: string }
+  | { status: 500, error: HeraldError, fields: Record<string, unknown>, message: string }
+
+/**
+ * The answer to a reply whose events were not all published. Only a broker failure that
+ * may pass (`isRetriable`) is a 503 telling the client to retry; an event that cannot be
+ * built (mapper threw, data not JSON, over maxMessageBytes, keyField missing) or that the
+ * broker refuses for good is a bug of the server: a 500, logged with the route and event.
+ */
+export function answerForFailure (failure: RouteEventsFailure, route: string): FailureAnswer {
+  if (failure.stage === 'build') {
+    const error = failure.error instanceof HeraldError ? failure.error : new HeraldError(reasonOf(failure.error), { cause: failure.error })
+    return {
+      status: 500,
+      error: new HeraldError(`route ${route}: ${reasonOf(error)}`, { code: error.code, cause: failure.error }),
+      fields: { route, event: failure.name, topic: failure.topic, code: error.code, reason: reasonOf(error) },
+      message: 'herald: the route\'s event could not be built, so nothing was published; replying 500 (a bug in the route or its data)'
     }
+  }
+  const failed = failure.events.filter(e => !e.published)
+  const first = failed[0]!
+  const fields = {
+    route,
+    event: first.name,
+    topic: first.topic,
+    code: first.error instanceof HeraldError ? first.error.code : undefined,
+    reason: reasonOf(first.error),
+    events: failure.events.map(e => ({ name: e.name, topic: e.topic, published: e.published, ...(e.published ? {} : { reason: reasonOf(e.error) }) }))
+  }
+  if (failure.retriable) {
+    return { status: 503, body: unpublishedEventBody(failure.events), fields, message: 'herald: the route\'s event was not published; replying 503' }
+  }
+  const published = failure.events.filter(e => e.published).map(e => e.name)
+  return {
+    status: 500,
+    error: new HeraldError(`route ${route}: event ${quoted(failed.map(e => e.name))} was refused by the broker for good (${reasonOf(first.error)})${published.length === 0 ? '' : `; ${quoted(published)} published`}`, { code: 'HERALD_PUBLISH', cause: first.error }),
+    fields,
+    message: 'herald: the broker refused the route\'s event for a reason a retry cannot fix; replying 500'
   }
 }

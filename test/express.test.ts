@@ -6,8 +6,8 @@ import request from 'supertest'
 import { emit, herald } from '../plugins/express.js'
 import { createMessaging, Messaging, type MessagingOptions } from '../lib/messaging.js'
 import { ConfigError, PublishError } from '../lib/errors.js'
-import { expectEnvelope as expectPublishedEnvelope, published, type Published } from './published.js'
-import { sleep } from './helpers.js'
+import { expectEnvelope as expectPublishedEnvelope, published, rabbitQueueDepth, rabbitRefusingTopic, type Published } from './published.js'
+import { brokerSelected, sleep } from './helpers.js'
 
 const SOURCE = 'express-test-service'
 const memory: MessagingOptions = { broker: 'memory', logger: false, source: SOURCE }
@@ -238,6 +238,70 @@ describe('Express middleware', function () {
     })
   })
 
+  describe('every way a 2xx leaves waits for its event', function () {
+    it('res.json() called twice: the second throws ERR_HTTP_HEADERS_SENT as in Express, and the client gets the first body after its event', async function () {
+      const topic = randomUUID()
+      const { app } = appWith({ messaging: messaging({ linger: 100 }) })
+      let second: unknown
+      app.post('/users', emit({ name: 'user.created', topic, keyField: 'id' }), (req, res) => {
+        res.status(201).json({ id: 1 })
+        try {
+          res.json({ id: 2 })
+        } catch (err) {
+          second = err
+        }
+      })
+
+      const res = await request(app).post('/users')
+
+      expect(published(topic).map(p => p.event.data), 'events in the broker when the response arrived').to.deep.equal([{ id: 1 }])
+      expect(res.status).to.equal(201)
+      expect(res.body).to.deep.equal({ id: 1 })
+      expect((second as { code?: string } | undefined)?.code).to.equal('ERR_HTTP_HEADERS_SENT')
+    })
+
+    it('after the body was given, an error handler\'s res.status(500).json() throws too and the 2xx with its event stands', async function () {
+      const topic = randomUUID()
+      const { app } = appWith()
+      const codes: unknown[] = []
+      app.post('/users', emit({ name: 'user.created', topic }), (req, res, next) => {
+        res.json({ id: 1 })
+        next(new Error('late failure'))
+      })
+      app.use(((err, req, res, _next) => {
+        try {
+          res.status(500).json({ message: err.message })
+        } catch (thrown) {
+          codes.push((thrown as { code?: string }).code)
+        }
+      }) as ErrorRequestHandler)
+
+      const res = await request(app).post('/users')
+
+      expect(codes).to.deep.equal(['ERR_HTTP_HEADERS_SENT'])
+      expect(res.status).to.equal(200)
+      expect(res.body).to.deep.equal({ id: 1 })
+      expect(published(topic).map(p => p.event.data)).to.deep.equal([{ id: 1 }])
+    })
+
+    it('a body written with res.write() chunks and res.end(chunk) is published whole, then sent', async function () {
+      const topic = randomUUID()
+      const { app } = appWith({ messaging: messaging({ linger: 100 }) })
+      app.post('/report', emit({ name: 'report.made', topic }), (req, res) => {
+        res.status(201).type('json')
+        res.write('{"rows":[1,')
+        res.write(Buffer.from('2,'))
+        res.end('3]}')
+      })
+
+      const res = await request(app).post('/report')
+
+      expect(published(topic).map(p => p.event.data), 'events in the broker when the response arrived').to.deep.equal([{ rows: [1, 2, 3] }])
+      expect(res.status).to.equal(201)
+      expect(res.body).to.deep.equal({ rows: [1, 2, 3] })
+    })
+  })
+
   describe('config and set-up mistakes fail early', function () {
     const cases: Array<{ what: string, config: unknown, message: RegExp }> = [
       { what: 'a missing name', config: { topic: 'x' }, message: /^emit\(\)\.name: is required/ },
@@ -290,68 +354,171 @@ describe('Express middleware', function () {
   })
 
   describe('when the event cannot be published', function () {
-    it('the client gets a 503 naming the event, never the 2xx, and nothing is in the broker', async function () {
-      const topic = randomUUID()
-      const m = messaging()
-      const { app } = appWith({ messaging: m })
-      app.post('/users', emit({ name: 'user.created', topic, keyField: 'id' }), async (req, res) => {
-        res.status(201).json({ id: 1 })
-      })
-      // A closed instance refuses every publish: a real failure, not a stub.
-      await m.close()
-
-      const res = await request(app).post('/users')
-
-      expect(res.status).to.equal(503)
-      expect(res.headers['content-type']).to.equal('application/json; charset=utf-8')
-      expect(res.body).to.include({ statusCode: 503, error: 'Service Unavailable', event: 'user.created' })
-      expect(res.body.message).to.contain('"user.created"').and.to.match(/retry/i)
-      expect(res.body).to.not.have.property('id')
-      expect(published(topic)).to.have.length(0)
-    })
-
-    it('a text response whose event fails becomes the JSON 503', async function () {
-      const topic = randomUUID()
-      const m = messaging()
-      const { app } = appWith({ messaging: m })
-      app.post('/ping', emit({ name: 'pinged', topic }), (req, res) => { res.send('pong') })
-      await m.close()
-
-      const res = await request(app).post('/ping')
-
-      expect(res.status).to.equal(503)
-      expect(res.headers['content-type']).to.equal('application/json; charset=utf-8')
-      expect(res.body.event).to.equal('pinged')
-    })
-
-    it('logs the failure with the event name on the messaging logger', async function () {
-      const topic = randomUUID()
+    /** A logger that keeps the error records. */
+    function capturingLogger (): { logger: MessagingOptions['logger'], records: Array<{ obj: Record<string, unknown>, msg: string | undefined }> } {
       const records: Array<{ obj: Record<string, unknown>, msg: string | undefined }> = []
       const log = (obj: unknown, msg?: string): void => { records.push({ obj: obj as Record<string, unknown>, msg }) }
-      const m = messaging({ logger: { debug: () => {}, info: () => {}, warn: () => {}, error: log } })
-      const { app } = appWith({ messaging: m })
-      app.post('/users', emit({ name: 'user.created', topic }), (req, res) => { res.json({ id: 1 }) })
-      await m.close()
+      return { logger: { debug: () => {}, info: () => {}, warn: () => {}, error: log }, records }
+    }
 
-      await request(app).post('/users')
+    describe('the broker refuses it (RabbitMQ nacks the topic)', function () {
+      let rabbit: Awaited<ReturnType<typeof rabbitRefusingTopic>>
+      before(async function () {
+        if (!brokerSelected('rabbitmq')) this.skip()
+        rabbit = await rabbitRefusingTopic()
+      })
+      after(async function () { await rabbit?.cleanup() })
 
-      const record = records.find(r => r.obj.event === 'user.created')
-      expect(record, JSON.stringify(records)).to.not.equal(undefined)
-      expect(record!.obj.topic).to.equal(topic)
-      expect(record!.obj.route).to.equal('POST /users')
+      it('the client gets a 503 naming the event, never the 2xx', async function () {
+        const { app } = appWith({ ...rabbit.options, logger: false, source: SOURCE })
+        app.post('/users', emit({ name: 'user.created', topic: rabbit.refused, keyField: 'id' }), async (req, res) => {
+          res.status(201).json({ id: 1 })
+        })
+
+        const res = await request(app).post('/users')
+
+        expect(res.status).to.equal(503)
+        expect(res.headers['content-type']).to.equal('application/json; charset=utf-8')
+        expect(res.body).to.include({ statusCode: 503, error: 'Service Unavailable', event: 'user.created' })
+        expect(res.body.message).to.contain('"user.created"').and.to.match(/retry/i)
+        expect(res.body.events).to.deep.equal([{ name: 'user.created', topic: rabbit.refused, published: false }])
+        expect(res.body).to.not.have.property('id')
+      })
+
+      it('a text response whose event fails becomes the JSON 503', async function () {
+        const { app } = appWith({ ...rabbit.options, logger: false, source: SOURCE })
+        app.post('/ping', emit({ name: 'pinged', topic: rabbit.refused }), (req, res) => { res.send('pong') })
+
+        const res = await request(app).post('/ping')
+
+        expect(res.status).to.equal(503)
+        expect(res.headers['content-type']).to.equal('application/json; charset=utf-8')
+        expect(res.body.event).to.equal('pinged')
+      })
+
+      it('a body written with res.write() whose event fails becomes the 503: nothing was sent before the acknowledgement', async function () {
+        const { app } = appWith({ ...rabbit.options, logger: false, source: SOURCE })
+        app.post('/report', emit({ name: 'report.made', topic: rabbit.refused }), (req, res) => {
+          res.type('json')
+          res.write('{"rows":')
+          res.end('3}')
+        })
+
+        const res = await request(app).post('/report')
+
+        expect(res.status).to.equal(503)
+        expect(res.body.event).to.equal('report.made')
+      })
+
+      it('logs the failure with the route pattern, the event name and its topic', async function () {
+        const { logger, records } = capturingLogger()
+        const { app } = appWith({ ...rabbit.options, logger, source: SOURCE })
+        app.post('/users/:id', emit({ name: 'user.updated', topic: rabbit.refused }), (req, res) => { res.json({ id: 1 }) })
+
+        await request(app).post('/users/1')
+
+        const record = records.find(r => r.obj.event === 'user.updated')
+        expect(record, JSON.stringify(records)).to.not.equal(undefined)
+        expect(record!.obj.topic).to.equal(rabbit.refused)
+        expect(record!.obj.route).to.equal('POST /users/:id')
+      })
+
+      it('a route with two events where the second is refused answers 503 naming which one was published', async function () {
+        const { app } = appWith({ ...rabbit.options, logger: false, source: SOURCE })
+        app.post('/orders', emit([{ name: 'order.placed', topic: rabbit.good }, { name: 'order.audited', topic: rabbit.refused }]),
+          (req, res) => { res.status(201).json({ id: 'o-1' }) })
+
+        const res = await request(app).post('/orders')
+
+        expect(res.status).to.equal(503)
+        expect(res.body).to.include({ statusCode: 503, error: 'Service Unavailable', event: 'order.audited' })
+        expect(res.body.events).to.deep.equal([
+          { name: 'order.placed', topic: rabbit.good, published: true },
+          { name: 'order.audited', topic: rabbit.refused, published: false }
+        ])
+        expect(res.body.message).to.contain('"order.audited" could not be published').and.to.contain('"order.placed" was published')
+        expect(await rabbitQueueDepth(rabbit.good)).to.equal(1)
+      })
     })
 
-    it('a data() mapper that throws gives a 503 and publishes nothing', async function () {
-      const topic = randomUUID()
-      const { app } = appWith()
-      app.post('/users', emit({ name: 'user.created', topic, data: () => { throw new Error('mapper bug') } }),
-        async (req, res) => { res.status(201).json({ id: 1 }) })
+    describe('a bug in the reply or its event is a 500 (next(err)), and nothing is published', function () {
+      it('a data() mapper that throws gives a 500, and the route\'s other events are not published either', async function () {
+        const topic = randomUUID()
+        const { logger, records } = capturingLogger()
+        const { app } = appWith({ ...memory, logger })
+        app.post('/users', emit([{ name: 'user.created', topic }, { name: 'user.welcome', topic, data: () => { throw new Error('mapper bug') } }]),
+          async (req, res) => { res.status(201).json({ id: 1 }) })
+        app.use(errorHandler)
 
-      const res = await request(app).post('/users')
+        const res = await request(app).post('/users')
 
-      expect(res.status).to.equal(503)
-      expect(res.body.event).to.equal('user.created')
-      expect(published(topic)).to.have.length(0)
+        expect(res.status).to.equal(500)
+        expect(res.body.message).to.contain('user.welcome').and.to.contain('mapper bug')
+        expect(published(topic)).to.have.length(0)
+        const record = records.find(r => r.obj.event === 'user.welcome')
+        expect(record, JSON.stringify(records)).to.not.equal(undefined)
+        expect(record!.obj.route).to.equal('POST /users')
+      })
+
+      it('a messaging instance closed while the app still serves is a 500 (a retry cannot help), not a 503', async function () {
+        const topic = randomUUID()
+        const m = messaging()
+        const { app } = appWith({ messaging: m })
+        app.post('/users', emit({ name: 'user.created', topic }), (req, res) => { res.status(201).json({ id: 1 }) })
+        app.use(errorHandler)
+        await m.close()
+
+        const res = await request(app).post('/users')
+
+        expect(res.status).to.equal(500)
+        expect(res.body.message).to.contain('"user.created"').and.to.contain('closed')
+        expect(published(topic)).to.have.length(0)
+      })
+
+      it('data holding a BigInt (not JSON) gives a 500', async function () {
+        const topic = randomUUID()
+        const { app } = appWith()
+        app.post('/counters', emit({ name: 'counter.bumped', topic, data: () => ({ n: 10n }) }), (req, res) => { res.json({ ok: true }) })
+        app.use(errorHandler)
+
+        const res = await request(app).post('/counters')
+
+        expect(res.status).to.equal(500)
+        expect(res.body.message).to.contain('counter.bumped').and.to.contain('BigInt')
+        expect(published(topic)).to.have.length(0)
+      })
+
+      it('an event over maxMessageBytes gives a 500, logged with the route and the event', async function () {
+        const topic = randomUUID()
+        const { logger, records } = capturingLogger()
+        const { app } = appWith({ ...memory, logger, maxMessageBytes: 1024 })
+        app.set('env', 'test')
+        app.post('/files/:id', emit({ name: 'file.stored', topic }), (req, res) => { res.json({ content: 'x'.repeat(2000) }) })
+
+        const res = await request(app).post('/files/7')
+
+        // No error handler: Express's own 500.
+        expect(res.status).to.equal(500)
+        expect(res.text).to.not.contain('xxxx')
+        expect(published(topic)).to.have.length(0)
+        const record = records.find(r => r.obj.event === 'file.stored')
+        expect(record, JSON.stringify(records)).to.not.equal(undefined)
+        expect(record!.obj.route).to.equal('POST /files/:id')
+        expect(record!.obj.code).to.equal('HERALD_MESSAGE_TOO_LARGE')
+      })
+
+      it('a body without the keyField gives a 500 instead of an event with no key', async function () {
+        const topic = randomUUID()
+        const { app } = appWith()
+        app.post('/users', emit({ name: 'user.created', topic, keyField: 'id' }), (req, res) => { res.status(201).json({ email: 'no-id@example.com' }) })
+        app.use(errorHandler)
+
+        const res = await request(app).post('/users')
+
+        expect(res.status).to.equal(500)
+        expect(res.body.message).to.contain('keyField "id"')
+        expect(published(topic)).to.have.length(0)
+      })
     })
 
     const redisAdapter = new URL('../lib/brokers/redis/index.ts', import.meta.url)
@@ -382,6 +549,16 @@ describe('Express middleware', function () {
       expect(middleware.messaging.options.source).to.equal(SOURCE)
       expect(seen).to.equal(middleware.messaging)
       expect(res.body).to.deep.equal({ same: true })
+      expect(app.locals.messaging).to.equal(middleware.messaging)
+    })
+
+    it('app.use(herald()) sets app.locals.messaging at once, before any request', function () {
+      const middleware = herald(memory)
+      closers.push(() => middleware.close())
+      const app = express()
+
+      app.use(middleware)
+
       expect(app.locals.messaging).to.equal(middleware.messaging)
     })
 

@@ -6,7 +6,8 @@ import request from 'supertest'
 import herald, { heraldFastify } from '../plugins/fastify.js'
 import { createMessaging, Messaging, type MessagingOptions } from '../lib/messaging.js'
 import { ConfigError, PublishError } from '../lib/errors.js'
-import { expectEnvelope as expectPublishedEnvelope, published, type Published } from './published.js'
+import { expectEnvelope as expectPublishedEnvelope, published, rabbitQueueDepth, rabbitRefusingTopic, type Published } from './published.js'
+import { brokerSelected } from './helpers.js'
 
 const SOURCE = 'fastify-test-service'
 const memory: MessagingOptions = { broker: 'memory', logger: false, source: SOURCE }
@@ -363,62 +364,166 @@ describe('Fastify plugin', function () {
   })
 
   describe('when the event cannot be published', function () {
-    it('the client gets a 503 naming the event, never the 2xx, and nothing is in the broker', async function () {
-      const topic = randomUUID()
-      const m = messaging()
-      const a = app()
-      await a.register(herald, { messaging: m })
-      a.post('/users', { config: { event: { name: 'user.created', topic, keyField: 'id' } } }, async (req, reply) => {
-        reply.code(201)
-        return { id: 1 }
-      })
-      await a.ready()
-      // A closed instance refuses every publish: a real failure, not a stub.
-      await m.close()
-
-      const res = await a.inject({ method: 'POST', url: '/users' })
-
-      expect(res.statusCode).to.equal(503)
-      expect(res.headers['content-type']).to.equal('application/json; charset=utf-8')
-      const body = res.json()
-      expect(body).to.include({ statusCode: 503, error: 'Service Unavailable', event: 'user.created' })
-      expect(body.message).to.contain('"user.created"').and.to.match(/retry/i)
-      expect(body).to.not.have.property('id')
-      expect(published(topic)).to.have.length(0)
-    })
-
-    it('logs the failure with the event name on the request logger', async function () {
-      const topic = randomUUID()
-      const m = messaging()
+    /** An app whose logger lines are kept, with herald on `options`. */
+    async function loggingApp (options: Parameters<typeof herald>[1]): Promise<{ a: FastifyInstance, lines: Array<Record<string, unknown>> }> {
       const lines: Array<Record<string, unknown>> = []
       const a = Fastify({ logger: { level: 'error', stream: { write: (line: string) => { lines.push(JSON.parse(line)) } } } })
       apps.push(a)
-      await a.register(herald, { messaging: m })
-      a.post('/users', { config: { event: { name: 'user.created', topic } } }, async () => ({ id: 1 }))
-      await a.ready()
-      await m.close()
+      await a.register(herald, options)
+      return { a, lines }
+    }
 
-      await a.inject({ method: 'POST', url: '/users' })
+    describe('the broker refuses it (RabbitMQ nacks the topic)', function () {
+      let rabbit: Awaited<ReturnType<typeof rabbitRefusingTopic>>
+      before(async function () {
+        if (!brokerSelected('rabbitmq')) this.skip()
+        rabbit = await rabbitRefusingTopic()
+      })
+      after(async function () { await rabbit?.cleanup() })
 
-      const line = lines.find(l => l.event === 'user.created')
-      expect(line, JSON.stringify(lines)).to.not.equal(undefined)
-      expect(line!.level).to.equal(50)
-      expect(line!.topic).to.equal(topic)
+      it('the client gets a 503 naming the event, never the 2xx', async function () {
+        const a = app()
+        await a.register(herald, { ...rabbit.options, logger: false, source: SOURCE })
+        a.post('/users', { config: { event: { name: 'user.created', topic: rabbit.refused, keyField: 'id' } } }, async (req, reply) => {
+          reply.code(201)
+          return { id: 1 }
+        })
+
+        const res = await a.inject({ method: 'POST', url: '/users' })
+
+        expect(res.statusCode).to.equal(503)
+        expect(res.headers['content-type']).to.equal('application/json; charset=utf-8')
+        const body = res.json()
+        expect(body).to.include({ statusCode: 503, error: 'Service Unavailable', event: 'user.created' })
+        expect(body.message).to.contain('"user.created"').and.to.match(/retry/i)
+        expect(body.events).to.deep.equal([{ name: 'user.created', topic: rabbit.refused, published: false }])
+        expect(body).to.not.have.property('id')
+      })
+
+      it('logs the failure with the route, the event name and its topic', async function () {
+        const { a, lines } = await loggingApp({ ...rabbit.options, logger: false, source: SOURCE })
+        a.post('/users', { config: { event: { name: 'user.created', topic: rabbit.refused } } }, async () => ({ id: 1 }))
+
+        await a.inject({ method: 'POST', url: '/users' })
+
+        const line = lines.find(l => l.event === 'user.created')
+        expect(line, JSON.stringify(lines)).to.not.equal(undefined)
+        expect(line!.level).to.equal(50)
+        expect(line!.topic).to.equal(rabbit.refused)
+        expect(line!.route).to.equal('POST /users')
+      })
+
+      it('a route with two events where the second is refused answers 503 naming which one was published', async function () {
+        const a = app()
+        await a.register(herald, { ...rabbit.options, logger: false, source: SOURCE })
+        a.post('/orders', {
+          config: { event: [{ name: 'order.placed', topic: rabbit.good }, { name: 'order.audited', topic: rabbit.refused }] }
+        }, async () => ({ id: 'o-1' }))
+
+        const res = await a.inject({ method: 'POST', url: '/orders' })
+
+        expect(res.statusCode).to.equal(503)
+        const body = res.json()
+        expect(body).to.include({ statusCode: 503, error: 'Service Unavailable', event: 'order.audited' })
+        expect(body.events).to.deep.equal([
+          { name: 'order.placed', topic: rabbit.good, published: true },
+          { name: 'order.audited', topic: rabbit.refused, published: false }
+        ])
+        expect(body.message).to.contain('"order.audited" could not be published').and.to.contain('"order.placed" was published')
+        expect(await rabbitQueueDepth(rabbit.good)).to.equal(1)
+      })
     })
 
-    it('a data() mapper that throws gives a 503 and publishes nothing', async function () {
-      const topic = randomUUID()
-      const a = app()
-      await a.register(herald, memory)
-      a.post('/users', {
-        config: { event: { name: 'user.created', topic, data: () => { throw new Error('mapper bug') } } }
-      }, async () => ({ id: 1 }))
+    describe('a bug in the reply or its event is a 500, and nothing is published', function () {
+      it('a data() mapper that throws gives a 500, and the route\'s other events are not published either', async function () {
+        const topic = randomUUID()
+        const { a, lines } = await loggingApp(memory)
+        a.post('/users', {
+          config: { event: [{ name: 'user.created', topic }, { name: 'user.welcome', topic, data: () => { throw new Error('mapper bug') } }] }
+        }, async () => ({ id: 1 }))
 
-      const res = await a.inject({ method: 'POST', url: '/users' })
+        const res = await a.inject({ method: 'POST', url: '/users' })
 
-      expect(res.statusCode).to.equal(503)
-      expect(res.json().event).to.equal('user.created')
-      expect(published(topic)).to.have.length(0)
+        expect(res.statusCode).to.equal(500)
+        expect(res.json()).to.include({ statusCode: 500, error: 'Internal Server Error' })
+        expect(res.json()).to.not.have.property('id')
+        expect(published(topic)).to.have.length(0)
+        const line = lines.find(l => l.event === 'user.welcome')
+        expect(line, JSON.stringify(lines)).to.not.equal(undefined)
+        expect(line!.route).to.equal('POST /users')
+        expect(line!.reason).to.contain('mapper bug')
+      })
+
+      it('data holding a BigInt (not JSON) gives a 500', async function () {
+        const topic = randomUUID()
+        const a = app()
+        await a.register(herald, memory)
+        a.post('/counters', { config: { event: { name: 'counter.bumped', topic, data: () => ({ n: 10n }) } } }, async () => ({ ok: true }))
+
+        const res = await a.inject({ method: 'POST', url: '/counters' })
+
+        expect(res.statusCode).to.equal(500)
+        expect(res.json().message).to.contain('counter.bumped').and.to.contain('BigInt')
+        expect(published(topic)).to.have.length(0)
+      })
+
+      it('an event over maxMessageBytes gives a 500, logged with the route and the event', async function () {
+        const topic = randomUUID()
+        const { a, lines } = await loggingApp({ ...memory, maxMessageBytes: 1024 })
+        a.post('/files/:id', { config: { event: { name: 'file.stored', topic } } }, async () => ({ content: 'x'.repeat(2000) }))
+
+        const res = await a.inject({ method: 'POST', url: '/files/7' })
+
+        expect(res.statusCode).to.equal(500)
+        expect(res.json()).to.include({ statusCode: 500, error: 'Internal Server Error' })
+        expect(published(topic)).to.have.length(0)
+        const line = lines.find(l => l.event === 'file.stored')
+        expect(line, JSON.stringify(lines)).to.not.equal(undefined)
+        expect(line!.route).to.equal('POST /files/:id')
+        expect(line!.code).to.equal('HERALD_MESSAGE_TOO_LARGE')
+      })
+
+      it('a reply without the keyField gives a 500 instead of an event with no key', async function () {
+        const topic = randomUUID()
+        const a = app()
+        await a.register(herald, memory)
+        a.post('/users', { config: { event: { name: 'user.created', topic, keyField: 'id' } } }, async () => ({ email: 'no-id@example.com' }))
+
+        const res = await a.inject({ method: 'POST', url: '/users' })
+
+        expect(res.statusCode).to.equal(500)
+        expect(res.json().message).to.contain('keyField "id"')
+        expect(published(topic)).to.have.length(0)
+      })
+
+      it('a messaging instance closed while the app still serves is a 500 (a retry cannot help), not a 503', async function () {
+        const topic = randomUUID()
+        const m = messaging()
+        const a = app()
+        await a.register(herald, { messaging: m })
+        a.post('/users', { config: { event: { name: 'user.created', topic } } }, async () => ({ id: 1 }))
+        await a.ready()
+        await m.close()
+
+        const res = await a.inject({ method: 'POST', url: '/users' })
+
+        expect(res.statusCode).to.equal(500)
+        expect(res.json().message).to.contain('"user.created"').and.to.contain('closed')
+        expect(published(topic)).to.have.length(0)
+      })
+
+      it('the 500 goes through the app\'s error handler, like any other error', async function () {
+        const topic = randomUUID()
+        const a = app()
+        await a.register(herald, memory)
+        a.setErrorHandler(async (err, req, reply) => await reply.code(500).send({ oops: (err as { code?: string }).code }))
+        a.post('/users', { config: { event: { name: 'user.created', topic, data: () => { throw new Error('mapper bug') } } } }, async () => ({ id: 1 }))
+
+        const res = await a.inject({ method: 'POST', url: '/users' })
+
+        expect(res.statusCode).to.equal(500)
+        expect(res.json()).to.deep.equal({ oops: 'HERALD_EVENT_MAPPER' })
+      })
     })
 
     const redisAdapter = new URL('../lib/brokers/redis/index.ts', import.meta.url)
