@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { expect } from 'chai'
+import amqplib from 'amqplib'
 import { Kafka, logLevel } from 'kafkajs'
 import type { BrokerKind, Subscription } from '../lib/brokers/broker.js'
 import { HeraldError, PublishError } from '../lib/errors.js'
@@ -223,6 +224,28 @@ describe('publishes that can never succeed', function () {
       expect(error.message).to.match(/invalid topic.*letters, digits/)
       expect(m.outbox?.pending).to.equal(0)
     })
+  })
+
+  ;(brokerSelected('rabbitmq') ? it : it.skip)('on RabbitMQ, a channel error caused by one message of a batch does not fail the others: each is sent again on a new channel', async function () {
+    const exchange = randomName('herald-x')
+    const m = messaging({ ...brokerOptions('rabbitmq'), rabbitmq: { exchange } })
+    const broker = await m.broker()
+    // Opens the publishing channel (the message itself is unroutable, no matter).
+    await broker.publish([{ topic: randomName('warm-up'), value: Buffer.from('{}'), headers: {} }])
+    // The publishing channel still believes in the exchange: the first message sent on it
+    // makes RabbitMQ close the channel (404 NOT_FOUND), and with it every unconfirmed message.
+    const raw = await amqplib.connect(String(brokerOptions('rabbitmq').url))
+    try {
+      const channel = await raw.createChannel()
+      await channel.deleteExchange(exchange)
+      const batch = [0, 1, 2].map(n => ({ topic: randomName('gone'), value: Buffer.from(JSON.stringify({ n })), headers: {} }))
+      const results = await broker.publish(batch)
+      // Sent again on a new channel, which declares the exchange again: each one now gets its own answer (no queue is bound).
+      expect(results.map(r => (r as HeraldError | undefined)?.code)).to.deep.equal(['HERALD_UNROUTABLE', 'HERALD_UNROUTABLE', 'HERALD_UNROUTABLE'])
+      await channel.deleteExchange(exchange)
+    } finally {
+      await raw.close()
+    }
   })
 
   ;(brokerSelected('rabbitmq') ? it : it.skip)('fails at once on RabbitMQ when the password is refused, without the password in the message', async function () {

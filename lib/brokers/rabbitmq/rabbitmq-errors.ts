@@ -71,18 +71,24 @@ export const CHANNEL_ERROR = 'HERALD_RABBITMQ_CHANNEL_ERROR'
 /**
  * The server closed the publishing channel with a reply code (a channel error, unlike a
  * lost connection): something sent on it was refused, such as a message over
- * `max_message_size` (406 PRECONDITION_FAILED), a missing exchange (404 NOT_FOUND) or a
- * missing write permission (403 ACCESS_REFUSED). Not retriable: the same message on a new
- * channel is refused again. A message over the size limit is coded as too large, so that
- * the outbox sets it aside.
+ * `max_message_size` (406 PRECONDITION_FAILED), a missing write permission (403
+ * ACCESS_REFUSED) or a missing exchange (404 NOT_FOUND). 406 and 403 are not retriable: the
+ * same message on a new channel is refused again (a message over the size limit is coded as
+ * too large, so that the outbox sets it aside). A 404 is: a new channel declares the
+ * exchange again.
  */
 export function channelError (err: unknown, secrets: string[]): BrokerError {
   const reason = rabbitMqReason(err, secrets)
+  const code = replyCode(err)
   const tooLarge = /larger than (the )?configured max size|max_message_size/i.test(reason)
   const hint = tooLarge
     ? '; publish less, or raise RabbitMQ\'s max_message_size (and set Herald\'s maxMessageBytes to it, to fail such sends before they reach RabbitMQ)'
-    : replyCode(err) === 403 ? '; the user lacks the write permission on the exchange' : ''
-  return new BrokerError(`RabbitMQ closed the publishing channel: ${reason}${hint}`, { code: tooLarge ? 'HERALD_MESSAGE_TOO_LARGE' : CHANNEL_ERROR, retriable: false, cause: err })
+    : code === 403 ? '; the user lacks the write permission on the exchange' : ''
+  return new BrokerError(`RabbitMQ did not confirm the message: the publishing channel closed: ${reason}${hint}`, {
+    code: tooLarge ? 'HERALD_MESSAGE_TOO_LARGE' : CHANNEL_ERROR,
+    retriable: !(tooLarge || code === 406 || code === 403),
+    cause: err
+  })
 }
 
 /** True for the error of a message whose channel the server closed with a channel error. */
