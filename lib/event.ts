@@ -20,9 +20,13 @@ export const HEADER_EVENT_SOURCE = 'event-source'
 export const HEADER_CONTENT_TYPE = 'content-type'
 export const JSON_CONTENT_TYPE = 'application/json'
 
-/** Builds a new event with a fresh id and the current time. */
+/**
+ * Builds a new event with a fresh id and the current time. `data` is always there: an
+ * `undefined` (no data, or a mapper that returned nothing) becomes `null`, which JSON can
+ * carry, so that a consumer always finds `"data"` in the envelope and its handler gets `null`.
+ */
 export function createEvent<T> (name: string, data: T, source: string): Event<T> {
-  return { id: randomUUID(), name, data, timestamp: new Date().toISOString(), source }
+  return { id: randomUUID(), name, data: (data === undefined ? null : data) as T, timestamp: new Date().toISOString(), source }
 }
 
 /** The headers that travel with an event: its name, id and source, and the content type. */

@@ -1,11 +1,15 @@
-import type { Broker, OutgoingMessage } from './brokers/broker.js'
+import type { Broker, BrokerKind, OutgoingMessage } from './brokers/broker.js'
+import { checkOutgoing } from './brokers/outgoing-checks.js'
 import { BrokerError, PublishError, isRetriable } from './errors.js'
 import { createEvent, encodeJson, eventHeaders, HEADER_CONTENT_TYPE, JSON_CONTENT_TYPE, type Event } from './event.js'
 
 export interface SendOptions {
   /** The message key: messages with the same key keep their order (Kafka partition). */
   key?: string
-  /** Extra headers, string values. */
+  /**
+   * Extra headers, string values. `undefined` and `null` values are left out, numbers and
+   * booleans are sent as text; any other value fails the send (`HERALD_INVALID_HEADER`).
+   */
   headers?: Record<string, string>
 }
 
@@ -15,6 +19,8 @@ export interface PublishOptions extends SendOptions {
 }
 
 export interface ProducerSettings {
+  /** The broker sends go to: its rules for topic names are checked before a send joins a batch. */
+  broker?: BrokerKind
   source: string
   defaultTopic: string
   /** How long a send may wait for the broker's acknowledgement, in ms. */
@@ -60,8 +66,9 @@ interface Pending {
  * With an outbox, a send the broker does not acknowledge within `publishTimeout`, or fails
  * with a retriable error, resolves once it is stored in the outbox instead; so do the sends
  * queued behind it, and every send made while the outbox holds anything (it goes behind
- * the others: order is kept). A send that can never succeed (unroutable, too large, a
- * refused credential: `retriable` false) still rejects at once.
+ * the others: order is kept). A send that can never succeed still rejects at once, alone:
+ * a topic name or a header value the broker cannot take is refused before the send joins a
+ * batch; unroutable, too large, a refused credential (`retriable` false) when the broker says so.
  */
 export class Producer {
   readonly #broker: () => Promise<Broker>
@@ -117,11 +124,13 @@ export class Producer {
    * Sends a message exactly as given (body bytes and headers). Used for dead letters, so
    * `maxMessageBytes` does not apply: the broker carried the message once already.
    */
-  sendRaw (message: OutgoingMessage, eventName?: string): Promise<void> {
-    if (this.#closed) return Promise.reject(new PublishError(message.topic, eventName, new BrokerError('the producer is closed', { retriable: false })))
-    if (typeof message.topic !== 'string' || message.topic === '') {
-      return Promise.reject(new TypeError('the topic must be a non-empty string'))
-    }
+  sendRaw (raw: OutgoingMessage, eventName?: string): Promise<void> {
+    if (this.#closed) return Promise.reject(new PublishError(raw.topic, eventName, new BrokerError('the producer is closed', { retriable: false })))
+    // Checked before it joins a batch or the outbox: a message the broker can never take
+    // fails alone and at once, rather than failing its batch-mates or blocking the outbox.
+    const checked = checkOutgoing(this.#settings.broker, raw)
+    if (checked.error !== undefined) return Promise.reject(new PublishError(raw.topic, eventName, checked.error))
+    const message = checked.message
     const answered = this.#spool?.active === true
       // The outbox holds earlier sends: this one goes behind them, not past them.
       ? this.#spool.append(message).catch((err: unknown) => { throw new PublishError(message.topic, eventName, err) })
@@ -142,7 +151,9 @@ export class Producer {
   #checkSize (message: OutgoingMessage, eventName: string | undefined): void {
     const max = this.#settings.maxMessageBytes
     let size = message.value.length + (message.key === undefined ? 0 : Buffer.byteLength(message.key))
-    for (const [name, value] of Object.entries(message.headers)) size += Buffer.byteLength(name) + Buffer.byteLength(String(value))
+    for (const [name, value] of Object.entries(message.headers)) {
+      if (value !== undefined && value !== null) size += Buffer.byteLength(name) + Buffer.byteLength(String(value))
+    }
     if (size <= max) return
     throw new PublishError(message.topic, eventName, new BrokerError(
       `the message is ${size} bytes (body, key and headers), over maxMessageBytes (${max}); publish less (e.g. a reference to the data instead of the data), or raise maxMessageBytes if the broker takes bigger messages (Kafka: the topic's max.message.bytes)`,

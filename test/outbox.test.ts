@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -14,6 +14,8 @@ import { herald as heraldExpress } from '../plugins/express.js'
 import { ConfigError, HeraldError, PublishError } from '../lib/errors.js'
 import type { Logger } from '../lib/logger.js'
 import { createMessaging, type Messaging, type MessagingOptions } from '../lib/messaging.js'
+import type { BrokerKind, OutgoingMessage, Subscription } from '../lib/brokers/broker.js'
+import { encodeRecord } from '../lib/outbox/outbox-record.js'
 import { brokerOptions, brokerSelected, eventually, randomName } from './helpers.js'
 
 /**
@@ -431,6 +433,112 @@ describe('outbox', function () {
         await connection.close()
       }
     })
+  })
+
+  /** A spool as an earlier run (or an earlier Herald version) left it: one segment holding `messages`, nothing relayed yet. */
+  function leftSpool (messages: OutgoingMessage[]): string {
+    const dir = freshDir()
+    mkdirSync(dir, { recursive: true })
+    writeFileSync(join(dir, 'segment-000000000001.log'), Buffer.concat(messages.map(message => encodeRecord(message, Date.now()))))
+    return dir
+  }
+
+  // One key: Kafka keeps the order of one partition only.
+  const message = (topic: string, n: number): OutgoingMessage => ({ topic, key: 'k', value: Buffer.from(JSON.stringify({ n })), headers: { 'content-type': 'application/json' } })
+
+  describe('a spooled message that can never be sent', function () {
+    const subscriptions: Subscription[] = []
+    afterEach(async function () {
+      for (const s of subscriptions.splice(0)) await s.close().catch(() => {})
+    })
+
+    /** What a new group of `topic` receives (subscribed now, through its own instance). */
+    async function receive (kind: BrokerKind, topic: string, extra: MessagingOptions = {}): Promise<unknown[]> {
+      const got: unknown[] = []
+      const broker = await messaging({ ...brokerOptions(kind), ...extra }).broker()
+      subscriptions.push(await broker.subscribe({ group: randomName('g'), topics: [topic], maxInFlight: 100, deadLetterTopics: [] }, async delivery => {
+        got.push((JSON.parse(delivery.value.toString()) as { n: unknown }).n)
+        await delivery.ack()
+      }))
+      return got
+    }
+
+    const cases: Array<{ kind: BrokerKind, why: string, bad: (topic: string) => Promise<string>, reason: RegExp }> = [
+      { kind: 'rabbitmq', why: 'a topic over 255 bytes', bad: async () => 'r'.repeat(300), reason: /over the 255 bytes/ },
+      { kind: 'kafka', why: 'a topic name Kafka refuses', bad: async () => 'not a topic!', reason: /letters, digits/ },
+      {
+        kind: 'redis',
+        why: 'a topic whose key is not a stream (WRONGTYPE)',
+        bad: async () => {
+          const topic = randomName('not-a-stream')
+          const raw = new Redis(String(brokerOptions('redis').url))
+          await raw.set(`herald-test:${topic}`, 'a plain string', 'EX', 600)
+          raw.disconnect()
+          return topic
+        },
+        reason: /WRONGTYPE/
+      }
+    ]
+    for (const { kind, why, bad, reason } of cases) {
+      ;(brokerSelected(kind) ? it : it.skip)(`on ${kind}: ${why} left in the spool by an earlier run is set aside in undeliverable.log, counted, and the messages behind it are delivered once`, async function () {
+        const topic = randomName('after-bad')
+        const got = await receive(kind, topic)
+        const dir = leftSpool([message(topic, 0), message(await bad(topic), 1), message(topic, 2), message(topic, 3)])
+        const { logger, lines } = capture()
+        const m = messaging({ ...brokerOptions(kind), outbox: { dir }, publishTimeout: 5_000, logger })
+        await eventually(() => m.outbox?.state === 'empty', 'the relay to drain the spool')
+        await m.producer.send(topic, { n: 'sentinel' }, { key: 'k' })
+        await eventually(() => got.includes('sentinel'), 'the sentinel')
+        expect(got).to.deep.equal([0, 2, 3, 'sentinel'])
+        expect(m.outbox?.undeliverable).to.equal(1)
+        expect((await m.health()).detail).to.match(/1 undeliverable set aside/)
+        const kept = readFileSync(join(dir, 'undeliverable.log'), 'utf8').trim().split('\n').map(line => JSON.parse(line.slice(9)) as { value: string, reason: string })
+        expect(kept.map(k => JSON.parse(k.value))).to.deep.equal([{ n: 1 }])
+        expect(kept[0]!.reason).to.match(reason)
+        expect(lines.filter(l => l.level === 'error' && /refused a spooled message for good/.test(l.msg))).to.have.length(1)
+        // The next start still counts it: an operator looking at health() learns the file holds something.
+        await m.close()
+        const next = messaging({ ...brokerOptions(kind), outbox: { dir } })
+        expect(next.outbox?.undeliverable).to.equal(1)
+      })
+    }
+  })
+
+  ;(brokerSelected('rabbitmq') ? it : it.skip)('never sends again what RabbitMQ acknowledged when a batch-mate is refused for a while (basic.nack)', async function () {
+    const exchange = randomName('herald-outbox-x')
+    const open = randomName('open')
+    const full = randomName('full')
+    const connection = await amqplib.connect(String(brokerOptions('rabbitmq').url))
+    const channel = await connection.createChannel()
+    try {
+      await channel.assertExchange(exchange, 'topic', { durable: true })
+      const { queue: openQueue } = await channel.assertQueue('', { exclusive: true })
+      await channel.bindQueue(openQueue, exchange, open)
+      // Every attempt at `full` lands here too, so the test can see the relay try again.
+      const { queue: attempts } = await channel.assertQueue('', { exclusive: true })
+      await channel.bindQueue(attempts, exchange, full)
+      // A queue that takes nothing and says so: RabbitMQ nacks whatever is routed to it.
+      const { queue: fullQueue } = await channel.assertQueue('', { exclusive: true, arguments: { 'x-max-length': 0, 'x-overflow': 'reject-publish' } })
+      await channel.bindQueue(fullQueue, exchange, full)
+      const dir = leftSpool([message(open, 0), message(full, 1), message(open, 2), message(open, 3)])
+      const m = messaging({ broker: 'rabbitmq', url: String(brokerOptions('rabbitmq').url), rabbitmq: { exchange }, outbox: { dir }, publishTimeout: 5_000 })
+      await eventually(async () => (await channel.checkQueue(attempts)).messageCount >= 3, 'the relay to try the refused message three times')
+      await channel.unbindQueue(fullQueue, exchange, full)
+      await eventually(() => m.outbox?.state === 'empty', 'the relay to drain the spool')
+      await m.producer.send(open, { n: 'sentinel' })
+      const received: unknown[] = []
+      await eventually(async () => {
+        for (let got = await channel.get(openQueue, { noAck: true }); got !== false; got = await channel.get(openQueue, { noAck: true })) {
+          received.push((JSON.parse(got.content.toString()) as { n: unknown }).n)
+        }
+        return received.includes('sentinel')
+      }, 'the sentinel')
+      expect(received).to.deep.equal([0, 2, 3, 'sentinel'])
+      expect(m.outbox?.undeliverable).to.equal(0)
+    } finally {
+      await channel.deleteExchange(exchange).catch(() => {})
+      await connection.close()
+    }
   })
 
   it('spools nothing and costs nothing while the broker takes every send', async function () {

@@ -13,7 +13,7 @@ const MAX_RETRY_MS = 10_000
  * (unlike a refused credential, which someone will fix): such a message is set aside in
  * `undeliverable.log` rather than holding up everything behind it.
  */
-const UNDELIVERABLE_CODES = new Set(['HERALD_UNROUTABLE', 'HERALD_MESSAGE_TOO_LARGE', 'HERALD_INVALID_TOPIC', 'HERALD_UNKNOWN_TOPIC'])
+const UNDELIVERABLE_CODES = new Set(['HERALD_UNROUTABLE', 'HERALD_MESSAGE_TOO_LARGE', 'HERALD_INVALID_TOPIC', 'HERALD_UNKNOWN_TOPIC', 'HERALD_INVALID_HEADER', 'HERALD_NOT_A_STREAM'])
 
 export interface RelayDeps {
   spool: OutboxSpool
@@ -30,6 +30,9 @@ const STOPPED = Symbol('stopped')
 /** One batch on its way. Kept across a timeout, so that it is awaited again, never sent twice at once. */
 interface Attempt {
   records: SpooledMessage[]
+  /** The records of `records` actually sent: those the broker had not acknowledged yet. */
+  sent: SpooledMessage[]
+  /** One per record of `sent`. */
   results: Promise<Array<Error | undefined>>
 }
 
@@ -37,7 +40,10 @@ interface Attempt {
  * Sends what the spool holds to the broker, oldest first, in batches of `maxBatchSize`,
  * one batch at a time, and commits each batch once the broker acknowledged it: order is
  * the spool's order, and a crash between the acknowledgement and the commit means the
- * batch is sent again (at least once), never lost.
+ * batch is sent again (at least once), never lost. When the broker takes some messages of
+ * a batch and not others, the cursor moves past the first ones it took, and the ones it
+ * took behind a refused one are remembered and not sent again with the next attempt (only
+ * a crash before the cursor passes them sends them again).
  *
  * While the broker does not take them it tries again with backoff (250 ms doubling to
  * 10 s), a batch at a time: a batch that outlives `publishTimeout` is awaited again rather
@@ -56,6 +62,8 @@ export class OutboxRelay {
   #attempt: Attempt | undefined
   #outage: { since: number, severe: boolean, relayed: number } | undefined
   #drainWaiters: Array<() => void> = []
+  /** Records the broker acknowledged (or that were set aside) behind one it did not take: the cursor cannot pass them yet. */
+  readonly #done = new WeakSet<SpooledMessage>()
   /** The last reason the broker did not take a batch (secret-free), while it does not. */
   lastError: string | undefined
 
@@ -129,7 +137,8 @@ export class OutboxRelay {
           this.#wakeOnWrite = undefined
           continue
         }
-        attempt = this.#attempt = { records, results: this.#send(records) }
+        const sent = records.filter(r => !this.#done.has(r))
+        attempt = this.#attempt = { records, sent, results: sent.length === 0 ? Promise.resolve([]) : this.#send(sent) }
       }
       const outcome = await this.#race(attempt.results, publishTimeout)
       if (outcome === STOPPED) return
@@ -138,7 +147,7 @@ export class OutboxRelay {
         failure = new BrokerError(`the broker did not acknowledge within publishTimeout (${publishTimeout} ms)`, { code: 'HERALD_PUBLISH_TIMEOUT' })
       } else {
         this.#attempt = undefined
-        failure = await this.#settle(attempt.records, outcome)
+        failure = await this.#settle(attempt, outcome)
       }
       if (failure === undefined) {
         delay = FIRST_RETRY_MS
@@ -156,35 +165,34 @@ export class OutboxRelay {
   }
 
   /**
-   * Commits what the broker took, in order, up to the first message it did not take;
-   * sets aside the messages it refused for good. Returns why it stopped short, if it did.
+   * Commits what the broker took, in order, up to the first message it did not take, and
+   * remembers what it took behind that one; sets aside the messages it refused for good.
+   * Returns why it stopped short, if it did.
    */
-  async #settle (records: SpooledMessage[], results: Array<Error | undefined>): Promise<unknown> {
+  async #settle (attempt: Attempt, results: Array<Error | undefined>): Promise<unknown> {
     let done = 0
     let failure: unknown
-    for (let i = 0; i < records.length; i++) {
-      const record = records[i]!
-      const err = i < results.length ? results[i] : new BrokerError('the broker gave no answer for this message')
-      if (err === undefined) {
-        done++
-        continue
-      }
-      const code = (err as { code?: unknown }).code
-      if (!isRetriable(err) && typeof code === 'string' && UNDELIVERABLE_CODES.has(code)) {
+    for (const record of attempt.records) {
+      const k = attempt.sent.indexOf(record)
+      const err = this.#done.has(record) || k < 0 ? undefined : k < results.length ? results[k] : new BrokerError('the broker gave no answer for this message')
+      if (err !== undefined) {
+        const code = (err as { code?: unknown }).code
+        if (isRetriable(err) || typeof code !== 'string' || !UNDELIVERABLE_CODES.has(code)) {
+          failure ??= err
+          continue
+        }
         try {
           await this.#deps.spool.setAside(record, redactText(err.message))
         } catch (writeErr) {
-          failure = writeErr
-          break
+          failure ??= writeErr
+          continue
         }
         const name = record.message.headers['event-name']
         this.#deps.logger.error({ topic: record.message.topic, event: name, code, err: redactText(err.message), file: `${this.#deps.spool.dir}/undeliverable.log` },
           'the broker refused a spooled message for good; it is kept in the outbox\'s undeliverable.log, and the messages behind it go on')
-        done++
-        continue
       }
-      failure = err
-      break
+      if (failure === undefined) done++
+      else this.#done.add(record)
     }
     if (done > 0) {
       await this.#deps.spool.commit(done)

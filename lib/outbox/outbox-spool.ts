@@ -106,6 +106,8 @@ export class OutboxSpool {
       this.#recover(seq, path, seq === cursor.segment ? cursor.offset : 0)
     }
     try { unlinkSync(join(dir, `${CURSOR_FILE}.tmp`)) } catch {}
+    // What earlier runs set aside still needs a person: counted until the file is removed.
+    try { this.#undeliverable = readFileSync(join(dir, UNDELIVERABLE_FILE), 'latin1').split('\n').length - 1 } catch {}
     this.#nextSeq = Math.max(cursor.segment, ...seqs) + 1
   }
 
@@ -129,7 +131,7 @@ export class OutboxSpool {
     return this.#records[this.#head]?.at
   }
 
-  /** Messages set aside as undeliverable since start. */
+  /** Messages set aside as undeliverable: the lines of `undeliverable.log`, earlier runs' included. */
   get undeliverable (): number {
     return this.#undeliverable
   }

@@ -21,7 +21,7 @@ export interface OutboxStats {
   oldestAgeMs: number | undefined
   /** Why the broker does not take messages, while it does not. */
   lastError: string | undefined
-  /** Messages the broker refused for good since start, kept in `undeliverable.log`. */
+  /** Messages the broker refused for good, kept in `undeliverable.log` (earlier runs' included, until the file is removed). */
   undeliverable: number
 }
 

@@ -1,8 +1,9 @@
 import { Kafka, PartitionAssigners, Partitioners, type Admin, type Consumer, type Producer } from 'kafkajs'
-import { BrokerError } from '../../errors.js'
+import { BrokerError, isRetriable } from '../../errors.js'
 import type { Logger } from '../../logger.js'
 import { rememberSecrets } from '../../redact.js'
 import type { Broker, BrokerDeps, BrokerHealth, DeliveryHandler, OutgoingMessage, SubscribeOptions, Subscription } from '../broker.js'
+import { checkOutgoing } from '../outgoing-checks.js'
 import { heldStickyAssigner } from './kafka-assigner.js'
 import { KAFKA_CONSUMER_DEFAULTS, kafkaConsumerRetry, type KafkaSettings } from './kafka-config.js'
 import { kafkaError, kafkaErrorTypes, kafkaReason, kafkaRetriable, kafkaSecrets } from './kafka-errors.js'
@@ -145,23 +146,32 @@ export class KafkaBroker implements Broker {
     } catch (err) {
       return messages.map(() => err as Error)
     }
+    // A message Kafka can never take (a topic name it refuses, a header it cannot carry)
+    // fails alone, before it can fail the request of its batch-mates.
+    const results: Array<Error | undefined> = messages.map(() => undefined)
+    const ready = messages.map((m, i) => {
+      const checked = checkOutgoing('kafka', m)
+      if (checked.error === undefined) return checked.message
+      results[i] = checked.error
+      return m
+    })
     // A topic that cannot be created fails its own messages, not the others of the batch.
     const topicErrors = new Map<string, Error>()
-    await Promise.all([...new Set(messages.map(m => m.topic))].map(async topic => {
+    await Promise.all([...new Set(ready.filter((_m, i) => results[i] === undefined).map(m => m.topic))].map(async topic => {
       try {
         await this.#ensureTopics([topic])
       } catch (err) {
         topicErrors.set(topic, err as Error)
       }
     }))
-    const results: Array<Error | undefined> = messages.map(m => topicErrors.get(m.topic))
-    const sendable = messages.flatMap((m, i) => results[i] === undefined ? [i] : [])
+    ready.forEach((m, i) => { results[i] ??= topicErrors.get(m.topic) })
+    const sendable = ready.flatMap((_m, i) => results[i] === undefined ? [i] : [])
     if (sendable.length === 0) return results
-    const error = await this.#send(sendable.map(i => messages[i]!))
-    if (error?.code === 'HERALD_MESSAGE_TOO_LARGE' && sendable.length > 1) {
-      // Kafka refuses the whole request for one message over the topic's limit: send them
-      // one by one (in order), so that only that one fails.
-      for (const i of sendable) results[i] = await this.#send([messages[i]!])
+    const error = await this.#send(sendable.map(i => ready[i]!))
+    if (error !== undefined && !isRetriable(error) && sendable.length > 1) {
+      // Kafka refuses a whole request for one message (over the topic's limit, a record it
+      // cannot take): send them one by one (in order), so that only that one fails.
+      for (const i of sendable) results[i] = await this.#send([ready[i]!])
     } else {
       for (const i of sendable) results[i] = error
     }

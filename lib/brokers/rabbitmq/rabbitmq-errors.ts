@@ -65,6 +65,37 @@ export function channelClosedError (what: string, cause: unknown, secrets: strin
   return new BrokerError(`${what}: ${reason}`, { cause })
 }
 
+/** `code` of the error of a message whose channel the server closed (a channel error: 403, 404, 406, …). */
+export const CHANNEL_ERROR = 'HERALD_RABBITMQ_CHANNEL_ERROR'
+
+/**
+ * The server closed the publishing channel with a reply code (a channel error, unlike a
+ * lost connection): something sent on it was refused, such as a message over
+ * `max_message_size` (406 PRECONDITION_FAILED), a missing write permission (403
+ * ACCESS_REFUSED) or a missing exchange (404 NOT_FOUND). 406 and 403 are not retriable: the
+ * same message on a new channel is refused again (a message over the size limit is coded as
+ * too large, so that the outbox sets it aside). A 404 is: a new channel declares the
+ * exchange again.
+ */
+export function channelError (err: unknown, secrets: string[]): BrokerError {
+  const reason = rabbitMqReason(err, secrets)
+  const code = replyCode(err)
+  const tooLarge = /larger than (the )?configured max size|max_message_size/i.test(reason)
+  const hint = tooLarge
+    ? '; publish less, or raise RabbitMQ\'s max_message_size (and set Herald\'s maxMessageBytes to it, to fail such sends before they reach RabbitMQ)'
+    : code === 403 ? '; the user lacks the write permission on the exchange' : ''
+  return new BrokerError(`RabbitMQ did not confirm the message: the publishing channel closed: ${reason}${hint}`, {
+    code: tooLarge ? 'HERALD_MESSAGE_TOO_LARGE' : CHANNEL_ERROR,
+    retriable: !(tooLarge || code === 406 || code === 403),
+    cause: err
+  })
+}
+
+/** True for the error of a message whose channel the server closed with a channel error. */
+export function isChannelError (err: unknown): boolean {
+  return err instanceof BrokerError && (err.code === CHANNEL_ERROR || (err.code === 'HERALD_MESSAGE_TOO_LARGE' && replyCode(err.cause) !== undefined))
+}
+
 /** Explains a failed queue or exchange declaration (a 406 means it exists with other settings). */
 export function topologyError (what: string, err: unknown, secrets: string[]): BrokerError {
   const reason = rabbitMqReason(err, secrets)

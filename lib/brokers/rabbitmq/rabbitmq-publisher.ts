@@ -2,8 +2,9 @@ import { randomUUID } from 'node:crypto'
 import type { ConfirmChannel, Message } from 'amqplib'
 import { BrokerError } from '../../errors.js'
 import type { OutgoingMessage } from '../broker.js'
+import { checkOutgoing } from '../outgoing-checks.js'
 import type { RabbitMqConnection } from './rabbitmq-connection.js'
-import { channelClosedError, rabbitMqReason, topologyError, unroutableError } from './rabbitmq-errors.js'
+import { channelClosedError, channelError, isChannelError, rabbitMqReason, replyCode, topologyError, unroutableError } from './rabbitmq-errors.js'
 import { encodeHeaders } from './rabbitmq-headers.js'
 
 /** How long `close()` lets confirms of messages already sent arrive before closing the channel. */
@@ -47,8 +48,38 @@ export class RabbitMqPublisher {
     await this.#channel()
   }
 
-  /** Sends the messages in order; resolves with one result each, never `undefined` for a message RabbitMQ did not confirm. */
+  /**
+   * Sends the messages in order; resolves with one result each, never `undefined` for a
+   * message RabbitMQ did not confirm. A message RabbitMQ can never take (a topic over 255
+   * bytes) fails alone before anything is sent.
+   */
   async publish (messages: OutgoingMessage[]): Promise<Array<Error | undefined>> {
+    const results: Array<Error | undefined> = messages.map(() => undefined)
+    const ready: OutgoingMessage[] = []
+    const indexes: number[] = []
+    messages.forEach((m, i) => {
+      const checked = checkOutgoing('rabbitmq', m)
+      if (checked.error !== undefined) results[i] = checked.error
+      else {
+        ready.push(checked.message)
+        indexes.push(i)
+      }
+    })
+    if (ready.length === 0) return results
+    const sent = await this.#publishOnChannel(ready)
+    if (ready.length > 1 && sent.some(isChannelError)) {
+      // The server closed the channel over one message (e.g. 406, over max_message_size):
+      // that fails every message unconfirmed on it. Send those again one at a time, each
+      // on a fresh channel: the others go through, the one that causes it fails alone.
+      for (let k = 0; k < ready.length; k++) {
+        if (isChannelError(sent[k])) sent[k] = (await this.#publishOnChannel([ready[k]!]))[0]
+      }
+    }
+    indexes.forEach((i, k) => { results[i] = sent[k] })
+    return results
+  }
+
+  async #publishOnChannel (messages: OutgoingMessage[]): Promise<Array<Error | undefined>> {
     let pc: PublishChannel
     try {
       pc = await this.#channel()
@@ -107,15 +138,18 @@ export class RabbitMqPublisher {
         })
         if (!writable) this.#waitForDrain(pc)
       } catch (err) {
-        // amqplib throws when the channel is closing or closed, or when the headers do not fit a frame.
+        // amqplib throws when the channel is closing or closed, when the headers do not fit
+        // a frame (RangeError), or when a field cannot be encoded ("is the wrong type": a
+        // TypeError): those last two are this message's, and sending it again cannot help.
         resolve(pc.closed
           ? this.#lostError(pc)
-          : new BrokerError(`could not send the message to topic "${message.topic}": ${rabbitMqReason(err, this.#connection.secrets)}`, { retriable: !(err instanceof RangeError), cause: err }))
+          : new BrokerError(`could not send the message to topic "${message.topic}": ${rabbitMqReason(err, this.#connection.secrets)}`, { retriable: !(err instanceof RangeError || err instanceof TypeError), cause: err }))
       }
     })
   }
 
   #lostError (pc: PublishChannel): BrokerError {
+    if (replyCode(pc.error) !== undefined) return channelError(pc.error, this.#connection.secrets)
     return channelClosedError('RabbitMQ did not confirm the message: the publishing channel closed', pc.error ?? 'the channel or its connection closed before the confirm', this.#connection.secrets)
   }
 

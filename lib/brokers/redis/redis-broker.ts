@@ -4,10 +4,14 @@ import { Redis, type RedisOptions as IORedisOptions } from 'ioredis'
 import { BrokerError } from '../../errors.js'
 import { childLogger, type Logger } from '../../logger.js'
 import type { Broker, BrokerDeps, BrokerHealth, DeliveryHandler, OutgoingMessage, SubscribeOptions, Subscription } from '../broker.js'
+import { checkOutgoing } from '../outgoing-checks.js'
 import { DEFAULT_CLAIM_IDLE_MS, type RedisSettings } from './redis-config.js'
 import { RedisConnections } from './redis-connection.js'
 import { STALE_READ_GRACE_MS, RedisSubscription } from './redis-subscription.js'
 import { xaddArguments } from './redis-stream.js'
+
+/** `code` of the error of a message whose topic's key holds another Redis type than a stream. */
+export const NOT_A_STREAM = 'HERALD_NOT_A_STREAM'
 
 /** How long `health()` waits for PING. */
 const HEALTH_TIMEOUT_MS = 5000
@@ -95,22 +99,30 @@ export class RedisBroker implements Broker {
     } catch (err) {
       return messages.map(() => err as Error)
     }
+    const checked = messages.map(m => checkOutgoing('redis', m))
     const pipeline = client.pipeline()
-    for (const m of messages) pipeline.callBuffer('XADD', this.#settings.prefix + m.topic, ...xaddArguments(m, this.#settings.options.maxLen))
-    let results: Array<[Error | null, unknown]> | null
+    for (const c of checked) if (c.error === undefined) pipeline.callBuffer('XADD', this.#settings.prefix + c.message.topic, ...xaddArguments(c.message, this.#settings.options.maxLen))
+    let replies: Array<[Error | null, unknown]> | null = []
     try {
-      results = await pipeline.exec()
+      if (checked.some(c => c.error === undefined)) replies = await pipeline.exec()
     } catch (err) {
       const failed = new BrokerError(`could not send to Redis at ${this.#connections.address}: ${this.#connections.reason(err)}`, { cause: err })
-      return messages.map(() => failed)
+      return checked.map(c => c.error ?? failed)
     }
-    return messages.map((m, i) => {
-      const [err, id] = results?.[i] ?? [new Error('no reply'), null]
+    let next = 0
+    return checked.map((c, i) => {
+      if (c.error !== undefined) return c.error
+      const [err, id] = replies?.[next++] ?? [new Error('no reply'), null]
       if (err === null && id !== null && id !== undefined) return undefined
       const reason = err === null ? 'no entry id in the reply' : this.#connections.reason(err)
-      // Refused credentials or permissions, or a key that is not a stream: sending again cannot help.
-      const retriable = !/^(WRONGPASS|NOAUTH|NOPERM|WRONGTYPE)\b/.test(reason)
-      return new BrokerError(`Redis did not take the message for stream "${this.#settings.prefix + m.topic}": ${reason}`, { retriable, cause: err ?? undefined })
+      const stream = this.#settings.prefix + messages[i]!.topic
+      if (/^WRONGTYPE\b/.test(reason)) {
+        // This message's key holds something else than a stream: it never will, unless someone deletes it.
+        return new BrokerError(`Redis did not take the message for stream "${stream}": ${reason}; the key "${stream}" holds another type than a stream: publish to another topic, or delete that key`, { code: NOT_A_STREAM, retriable: false, cause: err ?? undefined })
+      }
+      // Refused credentials or permissions: sending again cannot help until someone fixes them.
+      const retriable = !/^(WRONGPASS|NOAUTH|NOPERM)\b/.test(reason)
+      return new BrokerError(`Redis did not take the message for stream "${stream}": ${reason}`, { retriable, cause: err ?? undefined })
     })
   }
 
