@@ -5,6 +5,9 @@ import { InvalidMessageError } from './errors.js'
  * The envelope Herald puts on the wire: `{"id","name","data","timestamp","source"}`.
  * `id` is a UUID (use it to make handlers idempotent), `timestamp` ISO-8601 UTC.
  */
+/** What an event carries for `data` given as `T`: `undefined` travels as `null` (JSON has no undefined). */
+export type EventData<T> = T extends undefined ? null : T
+
 export interface Event<T = unknown> {
   id: string
   name: string
@@ -25,8 +28,8 @@ export const JSON_CONTENT_TYPE = 'application/json'
  * `undefined` (no data, or a mapper that returned nothing) becomes `null`, which JSON can
  * carry, so that a consumer always finds `"data"` in the envelope and its handler gets `null`.
  */
-export function createEvent<T> (name: string, data: T, source: string): Event<T> {
-  return { id: randomUUID(), name, data: (data === undefined ? null : data) as T, timestamp: new Date().toISOString(), source }
+export function createEvent<T> (name: string, data: T, source: string): Event<EventData<T>> {
+  return { id: randomUUID(), name, data: (data === undefined ? null : data) as EventData<T>, timestamp: new Date().toISOString(), source }
 }
 
 /** The headers that travel with an event: its name, id and source, and the content type. */

@@ -5,7 +5,7 @@ import { resolveRabbitMqSettings, type RabbitMqOptions } from './brokers/rabbitm
 import { resolveRedisSettings, type RedisOptions } from './brokers/redis/redis-config.js'
 import { checkPositiveInt } from './brokers/config-checks.js'
 import { BrokerError, ConfigError, HeraldError, isRetriable } from './errors.js'
-import type { Event } from './event.js'
+import type { Event, EventData } from './event.js'
 import { childLogger, createDefaultLogger, type Logger } from './logger.js'
 import { resolveOutboxSettings, type OutboxOptions, type OutboxSettings } from './outbox/outbox-config.js'
 import { Outbox, type OutboxStats } from './outbox/outbox.js'
@@ -233,7 +233,7 @@ export class Messaging {
    * @example
    * await messaging.publishEvent('order.paid', { orderId: 42 }, { topic: 'payments', key: '42' })
    */
-  publishEvent<T> (name: string, data: T, options?: PublishOptions): Promise<Event<T>> {
+  publishEvent<T> (name: string, data: T, options?: PublishOptions): Promise<Event<EventData<T>>> {
     return this.producer.publishEvent(name, data, options)
   }
 
@@ -326,7 +326,7 @@ export function getProducer (): Producer {
  * @example
  * await publishEvent('user.created', { id: 1 }, { topic: 'user-events', key: '1' })
  */
-export function publishEvent<T> (name: string, data: T, options?: PublishOptions): Promise<Event<T>> {
+export function publishEvent<T> (name: string, data: T, options?: PublishOptions): Promise<Event<EventData<T>>> {
   return getMessaging().publishEvent(name, data, options)
 }
 

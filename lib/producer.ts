@@ -1,7 +1,7 @@
 import type { Broker, BrokerKind, OutgoingMessage } from './brokers/broker.js'
 import { checkOutgoing } from './brokers/outgoing-checks.js'
 import { BrokerError, PublishError, isRetriable } from './errors.js'
-import { createEvent, encodeJson, eventHeaders, HEADER_CONTENT_TYPE, JSON_CONTENT_TYPE, type Event } from './event.js'
+import { createEvent, encodeJson, eventHeaders, HEADER_CONTENT_TYPE, JSON_CONTENT_TYPE, type Event, type EventData } from './event.js'
 
 export interface SendOptions {
   /** The message key: messages with the same key keep their order (Kafka partition). */
@@ -110,7 +110,7 @@ export class Producer {
    * @example
    * const event = await messaging.producer.publishEvent('user.created', { id: 1 }, { topic: 'user-events', key: '1' })
    */
-  async publishEvent<T> (name: string, data: T, options: PublishOptions = {}): Promise<Event<T>> {
+  async publishEvent<T> (name: string, data: T, options: PublishOptions = {}): Promise<Event<EventData<T>>> {
     if (typeof name !== 'string' || name === '') throw new TypeError('publishEvent: the event name must be a non-empty string')
     const event = createEvent(name, data, this.#settings.source)
     const topic = options.topic ?? this.#settings.defaultTopic

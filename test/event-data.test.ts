@@ -35,7 +35,8 @@ describe('events without data', function () {
         await delivery.ack()
       }))
 
-      const event: Event<undefined> = await m.publishEvent('user.pinged', undefined, { topic })
+      // The type says what arrives: undefined data travels as null.
+      const event: Event<null> = await m.publishEvent('user.pinged', undefined, { topic })
       await m.publishEvent('user.pinged', { sentinel: true }, { topic })
       await eventually(() => got.length === 2 && wire.length === 2, 'both events to arrive')
 
