@@ -342,6 +342,25 @@ describe('redis broker', function () {
     expect(resolveRedisSettings(undefined, {}, { claimIdleMs: 100, prefix: 'app:' }).prefix).to.equal('app:')
   })
 
+  it('a subscribe racing close() rejects with the "broker is closed" error, like the other adapters', async function () {
+    for (const delay of [0, 1, 5, 20]) {
+      const b = await broker()
+      const t = topic()
+      const subscribing = b.subscribe({ group: group(), topics: [t], maxInFlight: 4, deadLetterTopics: [] }, async d => await d.ack())
+      let settledEarly = false
+      subscribing.then(() => { settledEarly = !closing }, () => {})
+      let closing = false
+      await sleep(delay)
+      closing = true
+      await b.close()
+      const outcome = await subscribing.then(() => 'resolved', (err: unknown) => err)
+      // A subscribe that finished before close() began is a normal subscription, closed with the broker.
+      if (settledEarly) continue
+      expect(outcome, `subscribe racing close() after ${delay} ms`).to.be.instanceOf(BrokerError)
+      expect((outcome as Error).message).to.match(/the Redis broker is closed/)
+    }
+  })
+
   it('health() answers ok with the address, its password masked', async function () {
     const b = await broker()
     const health = await b.health()
