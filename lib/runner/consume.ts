@@ -124,7 +124,7 @@ export class HandlerConsumer {
       if (invalid !== undefined) return await this.#deadLetter(delivery, target.policy, 0, invalid)
     }
     const policy = target.policy
-    if (delivery.redeliveries > policy.maxRetries) {
+    if (delivery.redeliveriesCounted !== false && delivery.redeliveries > policy.maxRetries) {
       // Every earlier delivery ended without a verdict: the worker died (exit, OOM, native
       // crash) or lost its connection while handling it. Running it again would only repeat that.
       const crashed = `the message was delivered ${delivery.redeliveries} times without being settled (the worker crashed, was killed or lost its connection while handling it each time); it was not handed to the handler again`
