@@ -37,6 +37,11 @@ export interface Delivery {
   readonly headers: Record<string, string>
   /** How many times this message was delivered before this delivery, as far as the broker knows (0: first). */
   readonly redeliveries: number
+  /**
+   * False when `redeliveries` is only a hint, not a count (a RabbitMQ classic queue's
+   * `redelivered` flag, set by a release too): Herald then never dead-letters by it.
+   */
+  readonly redeliveriesCounted?: boolean
   /** The broker's name for the message's position, for logs: `topic/partition@offset`, a stream entry id, a delivery tag. */
   readonly id: string
   /**

@@ -5,7 +5,7 @@ import type { Context, HandlerDefinition, RetryPolicy, Target } from '../handler
 import { childLogger, type Logger } from '../logger.js'
 import type { Messaging } from '../messaging.js'
 import { redactText } from '../redact.js'
-import { deadLetterMessage, deadLetterTopic } from './dead-letter.js'
+import { DLQ_HEADERS, deadLetterMessage, deadLetterTopic, truncatedDeadLetter } from './dead-letter.js'
 import { failureReason } from './failure-reason.js'
 import { KeyQueue, Semaphore } from './key-queue.js'
 import { retryDelayFor, wait } from './retry.js'
@@ -124,6 +124,12 @@ export class HandlerConsumer {
       if (invalid !== undefined) return await this.#deadLetter(delivery, target.policy, 0, invalid)
     }
     const policy = target.policy
+    if (delivery.redeliveriesCounted !== false && delivery.redeliveries > policy.maxRetries) {
+      // Every earlier delivery ended without a verdict: the worker died (exit, OOM, native
+      // crash) or lost its connection while handling it. Running it again would only repeat that.
+      const crashed = `the message was delivered ${delivery.redeliveries} times without being settled (the worker crashed, was killed or lost its connection while handling it each time); it was not handed to the handler again`
+      return await this.#deadLetter(delivery, policy, delivery.redeliveries, crashed)
+    }
     for (let attempt = delivery.redeliveries + 1; ; attempt++) {
       if (this.#stopping.signal.aborted) return await this.#release(delivery)
       await this.#slots.acquire()
@@ -191,15 +197,27 @@ export class HandlerConsumer {
       this.#log.error({ topic: delivery.topic, messageId: delivery.id, attempts, reason }, 'message dropped after its last attempt (deadLetter: false)')
       return await this.#ack(delivery)
     }
-    const message = deadLetterMessage(delivery, destination, this.settings.group, attempts, reason)
+    let message = deadLetterMessage(delivery, destination, this.settings.group, attempts, reason)
     // The message is acknowledged only once its dead letter is stored; until then, keep
     // trying (a broker outage), unless a shutdown comes: then it is delivered again later.
+    // A send that can never succeed (too large, refused) stores instead a pointer to the
+    // original, which always fits; if even that is refused, an error log names the message.
     for (let pause = 500; ; pause = Math.min(pause * 2, 10_000)) {
       try {
         await this.settings.messaging.producer.sendRaw(message)
         break
       } catch (err) {
-        this.#log.warn({ topic: delivery.topic, messageId: delivery.id, deadLetter: destination, err: redactText(describeError(err)) }, 'could not store the dead letter yet; trying again')
+        const fields = { topic: delivery.topic, messageId: delivery.id, deadLetter: destination, attempts, reason, err: redactText(describeError(err)) }
+        if (!isRetriable(err)) {
+          if (message.headers[DLQ_HEADERS.truncated] === undefined) {
+            this.#log.error(fields, 'the dead letter cannot be stored as it is; storing a pointer to the original message instead')
+            message = truncatedDeadLetter(delivery, destination, this.settings.group, attempts, reason)
+            continue
+          }
+          this.#log.error(fields, 'the dead letter cannot be stored at all; the message is acknowledged and skipped, and this line is its only record')
+          return await this.#ack(delivery)
+        }
+        this.#log.warn(fields, 'could not store the dead letter yet; trying again')
         if (!await wait(pause, this.#stopping.signal)) return await this.#release(delivery)
       }
     }

@@ -8,10 +8,13 @@ export const DLQ_HEADERS = {
   topic: 'herald-dlq-topic',
   group: 'herald-dlq-group',
   attempts: 'herald-dlq-attempts',
-  failedAt: 'herald-dlq-failed-at'
+  failedAt: 'herald-dlq-failed-at',
+  /** `true` on a dead letter whose body is a pointer to the original message (it could not be stored whole). */
+  truncated: 'herald-dlq-truncated'
 } as const
 
-const MAX_REASON = 2000
+/** Longest reason kept, in characters: the headers must leave room for the message itself. */
+const MAX_REASON = 1000
 
 /** Where a message of `topic` consumed by `group` goes after its last attempt; false: nowhere. */
 export function deadLetterTopic (topic: string, group: string, policy: Pick<RetryPolicy, 'deadLetter'>): string | false {
@@ -35,4 +38,18 @@ export function deadLetterMessage (delivery: Delivery, destination: string, grou
       [DLQ_HEADERS.failedAt]: new Date().toISOString()
     }
   }
+}
+
+/**
+ * The dead letter stored when the whole one cannot be (over the destination's size limit,
+ * refused): the body is a JSON pointer to the original (`topic`, `id`: where it still is,
+ * as long as the broker retains it), with the `herald-dlq-*` headers and
+ * `herald-dlq-truncated: true`; the original headers and key stay out, so it always fits.
+ */
+export function truncatedDeadLetter (delivery: Delivery, destination: string, group: string, attempts: number, reason: string): OutgoingMessage {
+  const full = deadLetterMessage(delivery, destination, group, attempts, reason)
+  const headers: Record<string, string> = { [DLQ_HEADERS.truncated]: 'true' }
+  for (const name of Object.values(DLQ_HEADERS)) if (full.headers[name] !== undefined) headers[name] = full.headers[name]
+  const body = { truncated: true, topic: delivery.topic, id: delivery.id, bytes: delivery.value.length, eventId: delivery.headers['event-id'] }
+  return { topic: destination, value: Buffer.from(JSON.stringify(body)), key: undefined, headers }
 }

@@ -11,6 +11,7 @@ import type { Broker, Delivery, DeliveryHandler, OutgoingMessage, SubscribeOptio
 import { createBroker } from '../../lib/brokers/kafka/index.js'
 import { resolveKafkaSettings, type KafkaOptions } from '../../lib/brokers/kafka/kafka-config.js'
 import { BrokerError, ConfigError } from '../../lib/errors.js'
+import { createMessaging, DLQ_HEADERS, messageHandler, NonRetriableError, startConsumers, type Context, type Runner } from '../../lib/index.js'
 import type { Logger } from '../../lib/logger.js'
 import { eventually, randomName, sleep } from '../helpers.js'
 
@@ -400,5 +401,53 @@ describe('Kafka broker', function () {
     expect(() => resolveKafkaSettings(BOOTSTRAP, {}, 'herald-test', { client: { retry: { retries: 0 } }, producer: { retry: { retries: 3 } } })).not.to.throw()
     expect(() => resolveKafkaSettings(BOOTSTRAP, {}, 'herald-test', { consumer: { sessionTimeout: 6000, heartbeatInterval: 6000 } }))
       .to.throw(ConfigError, /^kafka\.consumer\.heartbeatInterval: \(6000 ms\) must be lower than sessionTimeout \(6000 ms\)/)
+  })
+})
+
+describe('Kafka dead letters near the size limit', function () {
+  this.timeout(90_000)
+
+  it('a message just under the topic limit whose handler fails ends as a dead letter, and its partition moves on', async function () {
+    const topic = randomName('kafka-big')
+    const group = randomName('g')
+    const messaging = createMessaging({ broker: 'kafka', bootstrapServers: BOOTSTRAP, logger: false, kafka: { numPartitions: 1 } })
+    const raw = new Kafka({ brokers: BOOTSTRAP.split(','), clientId: 'herald-test-raw', logLevel: logLevel.NOTHING })
+    const producer = raw.producer()
+    const admin = raw.admin()
+    const handled: number[] = []
+    const letters: Array<{ bytes: number, headers: Record<string, string> }> = []
+    const runners: Runner[] = []
+    try {
+      await Promise.all([producer.connect(), admin.connect()])
+      runners.push(await startConsumers({
+        messaging,
+        signals: false,
+        maxMessageBytes: 2_000_000,
+        handlers: [messageHandler({ topic, group, maxRetries: 0 }, async (data: unknown) => {
+          const n = (data as { n: number }).n
+          if (n === 0) throw new NonRetriableError('refused')
+          handled.push(n)
+        })]
+      }))
+      runners.push(await startConsumers({
+        messaging,
+        signals: false,
+        maxMessageBytes: 2_000_000,
+        handlers: [messageHandler({ topic: `${topic}.${group}.dlq`, group: randomName('dlq') }, async (_data: unknown, ctx: Context) => {
+          letters.push({ bytes: ctx.headers['herald-dlq-truncated'] === undefined ? -1 : 0, headers: ctx.headers })
+        })]
+      }))
+      // The broker's default limit (message.max.bytes, 1 MiB + 12) less room for the record's own framing.
+      const body = JSON.stringify({ n: 0, pad: 'x'.repeat(1_048_588 - 250) })
+      await producer.send({ topic, acks: -1, messages: [{ key: 'k', value: body, headers: { 'x-trace': 'abc' } }] })
+      await producer.send({ topic, acks: -1, messages: [{ key: 'k', value: JSON.stringify({ n: 1 }) }] })
+      await eventually(() => handled.includes(1) && letters.length === 1, 'the next message handled and the dead letter stored', 60_000)
+      expect(letters[0]!.headers[DLQ_HEADERS.reason]).to.match(/refused/)
+    } finally {
+      for (const r of runners.reverse()) await r.stop()
+      await messaging.close()
+      await admin.deleteTopics({ topics: [topic, `${topic}.${group}.dlq`] }).catch(() => {})
+      await Promise.all([producer.disconnect(), admin.disconnect()])
+    }
   })
 })

@@ -183,7 +183,7 @@ describe('RabbitMQ broker', function () {
     }
   })
 
-  it('a plain amqplib consumer reads the body, the headers, the key header, and persistent delivery of what Herald publishes', async () => {
+  it('a plain amqplib consumer reads the body, the headers, the herald-key header, and persistent delivery of what Herald publishes', async () => {
     const broker = newBroker()
     const topic = name('topic')
     const queue = await rawQueue(topic)
@@ -199,7 +199,7 @@ describe('RabbitMQ broker', function () {
     expect(msg.content.toString()).to.equal(body)
     expect(msg.fields.routingKey).to.equal(topic)
     expect(msg.fields.exchange).to.equal(exchange)
-    expect(msg.properties.headers).to.deep.equal({ ...headers, key: 'user-7' })
+    expect(msg.properties.headers).to.deep.equal({ ...headers, 'herald-key': 'user-7' })
     expect(msg.properties.deliveryMode).to.equal(2)
     expect(msg.properties.contentType).to.equal('application/json')
     expect(msg.properties.messageId).to.be.a('string').and.not.equal('')
@@ -224,14 +224,36 @@ describe('RabbitMQ broker', function () {
     expect(d.redeliveries).to.equal(0)
   })
 
-  it('header values of any AMQP type from other clients arrive as strings, and the key header as the key', async () => {
+  it('a user header named key stays the user\'s header and never becomes or replaces the message key', async () => {
+    const broker = newBroker()
+    const topic = name('topic')
+    const c = collector()
+    await subscribe(broker, { topics: [topic] }, c.handler)
+    const headers = { 'event-id': randomUUID(), key: 'the user\'s own value' }
+    expect(await broker.publish([message(topic, '{"n":1}', 'order-1', headers), message(topic, '{"n":2}', undefined, headers)])).to.deep.equal([undefined, undefined])
+    const ch = await rawConnection.createChannel()
+    ch.publish(exchange, topic, Buffer.from('{"n":3}'), { headers: { key: 'from another client' } })
+    ch.publish(exchange, topic, Buffer.from('{"n":4}'), { headers: { 'event-id': 'x', key: 'legacy-key' } })
+    await ch.close()
+
+    await eventually(() => c.deliveries.length === 4, 'four deliveries')
+    expect(c.deliveries.map(d => [d.key, d.headers.key])).to.deep.equal([
+      ['order-1', 'the user\'s own value'],
+      [undefined, 'the user\'s own value'],
+      [undefined, 'from another client'],
+      // Herald 0.1 put the key there; it is read as a header now (README: upgrading).
+      [undefined, 'legacy-key']
+    ])
+  })
+
+  it('header values of any AMQP type from other clients arrive as strings, and the herald-key header as the key', async () => {
     const broker = newBroker()
     const topic = name('topic')
     const c = collector()
     await subscribe(broker, { topics: [topic] }, c.handler)
     const ch = await rawConnection.createChannel()
     ch.publish(exchange, topic, Buffer.from('{}'), {
-      headers: { text: 'a', count: 42, ratio: 1.5, flag: true, bytes: Buffer.from('raw'), table: { a: 1 }, list: [1, 'two'], key: 99 }
+      headers: { text: 'a', count: 42, ratio: 1.5, flag: true, bytes: Buffer.from('raw'), table: { a: 1 }, list: [1, 'two'], 'herald-key': 99 }
     })
     await ch.close()
 
@@ -419,7 +441,7 @@ describe('RabbitMQ broker', function () {
     const got = await ch.get(dlq, { noAck: true }) as GetMessage
     await ch.close()
     expect(got.content.toString()).to.equal('{"dead":true}')
-    expect(got.properties.headers).to.deep.equal({ ...headers, key: 'k' })
+    expect(got.properties.headers).to.deep.equal({ ...headers, 'herald-key': 'k' })
   })
 
   it('a dead-letter topic can be subscribed to like any other topic', async () => {

@@ -4,7 +4,7 @@
 // prints one JSON line per step on stdout (written synchronously to the pipe, so a line
 // printed before a SIGKILL is never lost):
 //   {"ev":"ready"}                      every handler is subscribed
-//   {"ev":"start","id","n","attempt"}   a handler attempt begins
+//   {"ev":"start","id","n","attempt"}   a handler attempt begins (a `crashOn` message then exits the process)
 //   {"ev":"done", …} / {"ev":"fail", …} / {"ev":"aborted", …}   … and how it ended
 //   {"ev":"log","level","msg","fields"} Herald's log records at info and above
 // Every line carries `pid` and `t` (Date.now(): the system clock, comparable across processes).
@@ -23,6 +23,10 @@ export interface WorkerConfig {
   failFirst?: number[]
   retryDelay?: number
   maxRetries?: number
+  /** Values of `n` whose every attempt ends the process at once (`process.exit(1)`): a poison message. */
+  crashOn?: number[]
+  /** Values of `n` whose every attempt throws at once. */
+  failAlways?: number[]
 }
 
 export interface WorkerLine {
@@ -72,6 +76,8 @@ async function pause (ms: number, signal: AbortSignal): Promise<void> {
 }
 
 const failFirst = new Set(config.failFirst ?? [])
+const crashOn = new Set(config.crashOn ?? [])
+const failAlways = new Set(config.failAlways ?? [])
 const messaging = createMessaging({ ...config.messaging, logger: printingLogger() })
 const handler = messageHandler({
   topic: config.topic,
@@ -84,7 +90,8 @@ const handler = messageHandler({
   const n = (data as { n?: unknown } | null)?.n
   const step = { id: ctx.event?.id, n: typeof n === 'number' ? n : undefined, attempt: ctx.attempt, messageId: ctx.messageId }
   print({ ev: 'start', ...step })
-  if (typeof n === 'number' && failFirst.has(n) && ctx.attempt === 1) {
+  if (typeof n === 'number' && crashOn.has(n)) process.exit(1)
+  if (typeof n === 'number' && ((failFirst.has(n) && ctx.attempt === 1) || failAlways.has(n))) {
     print({ ev: 'fail', ...step })
     throw new Error(`planned failure of message ${n}`)
   }

@@ -24,6 +24,13 @@ const HEALTH_TIMEOUT_MS = 5_000
  */
 const ERRORS_OF_LOST_PRODUCER_STATE = ['OUT_OF_ORDER_SEQUENCE_NUMBER', 'DUPLICATE_SEQUENCE_NUMBER', 'UNKNOWN_PRODUCER_ID', 'INVALID_PRODUCER_EPOCH']
 
+/**
+ * `max.message.bytes` of the dead-letter topics Herald creates: Kafka's default (1 MiB +
+ * 12 bytes) plus room for the `herald-dlq-*` headers, so a message that fit its topic fits
+ * its dead letter too. (A bigger one is stored as a pointer to the original: see the README.)
+ */
+const DEAD_LETTER_MAX_MESSAGE_BYTES = 1_048_588 + 64 * 1024
+
 /** createTopics answers meaning "not yours to create": the topics are managed elsewhere. */
 const ERRORS_OF_DENIED_CREATE = ['TOPIC_AUTHORIZATION_FAILED', 'CLUSTER_AUTHORIZATION_FAILED']
 
@@ -207,7 +214,8 @@ export class KafkaBroker implements Broker {
 
   async subscribe (options: SubscribeOptions, onDelivery: DeliveryHandler): Promise<Subscription> {
     await this.connect()
-    await this.#ensureTopics([...new Set([...options.topics, ...options.deadLetterTopics])])
+    await this.#ensureTopics(options.topics)
+    await this.#ensureTopics(options.deadLetterTopics.filter(t => !options.topics.includes(t)), true)
     let partitions: number
     try {
       const { topics } = await this.#admin.fetchTopicMetadata({ topics: options.topics })
@@ -284,23 +292,24 @@ export class KafkaBroker implements Broker {
   }
 
   /** Creates the topics Herald has not seen yet; one that already exists is fine. */
-  async #ensureTopics (topics: string[]): Promise<void> {
+  async #ensureTopics (topics: string[], deadLetter = false): Promise<void> {
     await Promise.all(topics.filter(t => !this.#knownTopics.has(t)).map(async topic => {
       let creating = this.#creating.get(topic)
       if (creating === undefined) {
-        creating = this.#createTopic(topic).finally(() => this.#creating.delete(topic))
+        creating = this.#createTopic(topic, deadLetter).finally(() => this.#creating.delete(topic))
         this.#creating.set(topic, creating)
       }
       await creating
     }))
   }
 
-  async #createTopic (topic: string): Promise<void> {
+  async #createTopic (topic: string, deadLetter = false): Promise<void> {
     const { numPartitions, options } = this.#settings
+    const configEntries = deadLetter ? [{ name: 'max.message.bytes', value: String(DEAD_LETTER_MAX_MESSAGE_BYTES) }] : []
     // One topic per request: kafkajs waits for leaders only when every topic of a request was new.
     try {
       await this.#admin.createTopics({
-        topics: [{ topic, numPartitions, ...(options.replicationFactor === undefined ? {} : { replicationFactor: options.replicationFactor }) }],
+        topics: [{ topic, numPartitions, configEntries, ...(options.replicationFactor === undefined ? {} : { replicationFactor: options.replicationFactor }) }],
         waitForLeaders: true
       })
     } catch (err) {

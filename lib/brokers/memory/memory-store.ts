@@ -60,9 +60,19 @@ class Topic {
 export class MemoryStore {
   readonly #topics = new Map<string, Topic>()
   #seq = 0
-  readonly #retain: number
+  #retain: number
 
   constructor (retain = 10_000) { this.#retain = retain }
+
+  /** Entries kept per topic once every group is done with them. */
+  get retain (): number {
+    return this.#retain
+  }
+
+  /** Keeps at least `retain` entries per topic from now on (the store is shared: the largest asked wins). */
+  retainAtLeast (retain: number): void {
+    this.#retain = Math.max(this.#retain, retain)
+  }
 
   #topic (name: string): Topic {
     let t = this.#topics.get(name)
@@ -185,8 +195,13 @@ export class MemoryStore {
 
 let shared: MemoryStore | undefined
 
-/** The process-wide store behind every memory broker. */
+/**
+ * The process-wide store behind every memory broker. Every instance in the process shares
+ * it, so each `retain` asked counts: the store keeps the largest (a smaller one would drop
+ * history another instance relies on).
+ */
 export function sharedMemoryStore (retain?: number): MemoryStore {
   shared ??= new MemoryStore(retain)
+  if (retain !== undefined) shared.retainAtLeast(retain)
   return shared
 }

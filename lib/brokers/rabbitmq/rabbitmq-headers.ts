@@ -1,8 +1,8 @@
 /**
- * The message key travels as the `key` header (AMQP has no key of its own); every other
- * header is the message's own.
+ * The message key travels as the `herald-key` header (AMQP has no key of its own), so it
+ * never collides with a header of the user's; every other header is the message's own.
  */
-export const KEY_HEADER = 'key'
+export const KEY_HEADER = 'herald-key'
 
 /** The header a quorum queue adds with the number of earlier deliveries. */
 export const DELIVERY_COUNT_HEADER = 'x-delivery-count'
@@ -22,7 +22,8 @@ export function encodeHeaders (headers: Record<string, string>, key: string | un
  * The headers of a received message as strings, and its key. Other clients send any AMQP
  * field type: byte arrays become UTF-8 text, numbers and booleans their decimal / `true`
  * form, typed values (`{ '!': 'timestamp', value }`) their value, tables and arrays (e.g.
- * `x-death`) JSON. Nothing is dropped except `key`, which becomes the key.
+ * `x-death`) JSON. Nothing is dropped except `herald-key`, which becomes the key; a
+ * `key` header (where Herald 0.1 put the key) is an ordinary header.
  */
 export function decodeHeaders (table: Record<string, unknown> | undefined): { headers: Record<string, string>, key: string | undefined } {
   const headers: Record<string, string> = {}

@@ -5,7 +5,7 @@ import type { Logger } from '../../logger.js'
 import type { Delivery, DeliveryHandler, SubscribeOptions, Subscription } from '../broker.js'
 import type { RabbitMqConnection } from './rabbitmq-connection.js'
 import { channelClosedError, rabbitMqReason, replyCode, topologyError } from './rabbitmq-errors.js'
-import { decodeHeaders, redeliveriesOf } from './rabbitmq-headers.js'
+import { decodeHeaders, DELIVERY_COUNT_HEADER, redeliveriesOf } from './rabbitmq-headers.js'
 import { groupQueueName } from './rabbitmq-names.js'
 
 /** RabbitMQ's largest prefetch count (a 16-bit field). */
@@ -225,6 +225,8 @@ export class RabbitMqSubscription implements Subscription {
       key,
       headers,
       redeliveries: redeliveriesOf(msg.fields.redelivered, msg.properties.headers as Record<string, unknown> | undefined),
+      // Only a quorum queue counts; a classic queue's flag is also set by a release.
+      redeliveriesCounted: (msg.properties.headers as Record<string, unknown> | undefined)?.[DELIVERY_COUNT_HEADER] !== undefined,
       id,
       ack: async () => await settle('ack'),
       release: async () => await settle('release')

@@ -139,6 +139,10 @@ export class RedisBroker implements Broker {
       blockingTimeoutGrace: STALE_READ_GRACE_MS
     })
     await this.#connections.connect(blocking, `blocking connection of group "${options.group}"`)
+    if (this.#closed) {
+      blocking.disconnect()
+      throw this.#closedError()
+    }
     const sub = new RedisSubscription({
       client,
       blocking,
@@ -155,10 +159,15 @@ export class RedisBroker implements Broker {
       await sub.start()
     } catch (err) {
       blocking.disconnect()
+      // Closed while creating the group: the broker's closing is the reason, as on the other brokers.
+      if (this.#closed) throw this.#closedError()
       throw new BrokerError(`could not create consumer group "${options.group}" on Redis at ${this.#connections.address}: ${this.#connections.reason(err)}`, { cause: err })
     }
     this.#subscriptions.add(sub)
-    if (this.#closed) await sub.abort()
+    if (this.#closed) {
+      await sub.abort()
+      throw this.#closedError()
+    }
     return sub
   }
 

@@ -130,9 +130,9 @@ export const HOLD_STATE = { notHeld: 0, held: 1, deleted: 2 } as const
  * reclaimed one meanwhile; a plain XCLAIM would steal it back). Modes:
  * - `touch`: resets the idle time, so a live consumer keeps what it is working on.
  * - `release`: marks the entry idle since the epoch, so the next XAUTOCLAIM of any
- *   consumer of the group takes it at once.
- * - `unread`: like `release` for an entry read but never handed over; also takes back the
- *   delivery count XREADGROUP added.
+ *   consumer of the group takes it at once, and takes back the delivery count its read or
+ *   claim added: a message given back unhandled (a shutdown) has not used up an attempt.
+ * - `unread`: the same, for an entry read but never handed over.
  * Replies one state per id: 0 not held, 1 done, 2 the entry was deleted from the stream
  * (Redis 7 then drops it from the pending list).
  */
@@ -149,7 +149,7 @@ for i = 4, #ARGV do
       args[#args + 1] = 'TIME'
       args[#args + 1] = 0
     end
-    if mode == 'unread' and pending[4] > 0 then
+    if mode ~= 'touch' and pending[4] > 0 then
       args[#args + 1] = 'RETRYCOUNT'
       args[#args + 1] = pending[4] - 1
     end

@@ -82,6 +82,12 @@ export class RedisSubscription implements Subscription {
   #stopped: Promise<void> | undefined
   #closed: Promise<void> | undefined
   #aborted = false
+  /**
+   * An entry delivered before without being settled (a worker died on it?) is handed over
+   * alone: nothing else is in flight while it runs, so if it kills this worker too, only its
+   * own delivery count grows, not that of the entries around it.
+   */
+  #suspect: string | undefined
 
   constructor (params: RedisSubscriptionParams) {
     this.#p = params
@@ -251,6 +257,11 @@ export class RedisSubscription implements Subscription {
   /** Takes over entries left pending too long by any consumer of the group (a crashed one, or given back). */
   async #reclaim (): Promise<void> {
     const { client, options, consumer, claimIdleMs, logger } = this.#p
+    if (this.#suspect !== undefined || this.#backlog.some(h => h.redeliveries > 0)) {
+      // Nothing more until the entry delivered before is settled (which reclaims at once).
+      this.#reclaimAt = Date.now() + this.#reclaimIntervalMs
+      return
+    }
     let more = false
     for (const stream of this.#streams) {
       const room = this.#room()
@@ -276,12 +287,19 @@ export class RedisSubscription implements Subscription {
       const counts = client.pipeline()
       for (const e of claimed) counts.call('XPENDING', stream, options.group, e.id, e.id, 1, consumer)
       const results = await counts.exec() ?? []
+      const taken: Held[] = []
       claimed.forEach((raw, i) => {
         // XAUTOCLAIM counted this delivery; what came before it are redeliveries.
         const deliveries = parseDeliveryCount(results[i]?.[1])
         const entry = this.#toHeld(stream, raw, Math.max(deliveries - 1, 0))
-        if (entry !== undefined) this.#backlog.push(entry)
+        if (entry !== undefined) taken.push(entry)
       })
+      // Entries delivered before come one at a time (see #suspect): keep the first, give the
+      // others back with their count taken back, to be taken over once it is settled.
+      const first = taken.findIndex(h => h.redeliveries > 0)
+      const later = first < 0 ? [] : taken.filter((h, i) => i > first && h.redeliveries > 0)
+      if (later.length > 0) await this.#giveBack(later.map(h => h.entry), 'unread')
+      this.#backlog.push(...taken.filter(h => !later.includes(h)))
       logger.info({ topic: this.#topicOf.get(stream), group: options.group, consumer, count: claimed.length },
         'took over entries left pending by another consumer or given back')
       this.#handOverBacklog()
@@ -290,8 +308,11 @@ export class RedisSubscription implements Subscription {
   }
 
   #handOverBacklog (): void {
-    while (this.#backlog.length > 0 && this.#inFlightCount < this.#p.options.maxInFlight && !this.#stopping) {
+    while (this.#backlog.length > 0 && this.#inFlightCount < this.#p.options.maxInFlight && !this.#stopping && this.#suspect === undefined) {
+      const next = this.#backlog[0]!
+      if (next.redeliveries > 0 && this.#inFlightCount > 0) return
       this.#handOver(this.#backlog.shift()!)
+      if (next.redeliveries > 0) this.#suspect = next.entry.id
     }
   }
 
@@ -305,6 +326,11 @@ export class RedisSubscription implements Subscription {
     let settled = false
     const done = (): void => {
       if (inFlight.delete(entry.id)) this.#inFlightCount--
+      if (this.#suspect === entry.id) {
+        this.#suspect = undefined
+        // What was given back while it ran alone is taken over again now.
+        this.#reclaimAt = 0
+      }
       this.#wake?.()
       if (this.#inFlightCount === 0) for (const resolve of this.#settledWaiters.splice(0)) resolve()
     }
