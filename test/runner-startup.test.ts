@@ -9,7 +9,7 @@ import {
   type Messaging, type Runner, type StartConsumersOptions
 } from '../lib/index.js'
 import { definitionOf } from '../lib/handlers/decorators.js'
-import { randomName } from './helpers.js'
+import { eventually, randomName } from './helpers.js'
 
 const LIB_URL = pathToFileURL(join(fileURLToPath(new URL('..', import.meta.url)), 'lib/index.ts')).href
 
@@ -100,6 +100,27 @@ describe('startConsumers start-up rules', function () {
       expect(err).to.be.instanceOf(HandlerError)
       expect(err.message).to.equal('startConsumers: @onEvent method refunded ("order.refunded") is on a class without @consumer, so nothing would call it; add @consumer(group, { topics }) to the class, or remove @onEvent')
       void Forgotten
+    })
+  })
+
+  describe('retry waits', function () {
+    it('many messages waiting for a retry at once raise no MaxListenersExceededWarning', async function () {
+      const warnings: string[] = []
+      const onWarning = (w: Error): void => { warnings.push(w.name) }
+      process.on('warning', onWarning)
+      try {
+        const m = memory()
+        const topic = randomName()
+        let failed = 0
+        await start({ messaging: m, handlers: [messageHandler({ topic, concurrency: 6, retryDelay: 60_000 }, async function flaky () { failed++; throw new Error('later') })] })
+        for (let n = 0; n < 12; n++) await m.producer.send(topic, { n }, { key: `k${n}` })
+        await eventually(() => failed === 12, 'twelve messages waiting for their retry')
+        // A warning is emitted on the next tick.
+        await new Promise(resolve => setImmediate(resolve))
+        expect(warnings).to.not.include('MaxListenersExceededWarning')
+      } finally {
+        process.removeListener('warning', onWarning)
+      }
     })
   })
 
