@@ -59,14 +59,25 @@ export interface Delivery {
   release(): Promise<void>
   /** Called now and then while a message waits a long time (a retry delay), so the consumer keeps its place in the group. */
   keepAlive?(): Promise<void>
+  /**
+   * `true` while the message waits for a retry, `false` when it runs again: a waiting
+   * message does not count against `maxInFlight` (it would hold the room healthy messages
+   * need), only against `maxWaiting`. Settling ends the wait too.
+   */
+  waiting?(on: boolean): void
 }
 
 export interface SubscribeOptions {
   /** The consumer group (Kafka group id, RabbitMQ queue per topic, Redis stream group). */
   group: string
   topics: string[]
-  /** The most messages handed over and not yet settled, for this subscription. */
+  /** The most messages handed over and not yet settled, for this subscription, not counting those marked `waiting`. */
   maxInFlight: number
+  /**
+   * The most messages marked `waiting` at once (the runner never marks more). An adapter
+   * whose broker limits unsettled messages by itself (RabbitMQ's prefetch) adds it to that limit.
+   */
+  maxWaiting?: number
   /**
    * Dead-letter destinations this group may send to. The adapter makes them exist before
    * `subscribe` resolves, so a dead letter is kept even when nobody consumes it yet.

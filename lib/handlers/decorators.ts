@@ -33,8 +33,15 @@ interface PendingMethod {
 
 // Standard decorators run every method decorator of a class before its class decorator.
 // Node 20 has no `Symbol.metadata`, so instead of context.metadata the methods wait here
-// until `@consumer` collects the ones that belong to its class.
+// until `@consumer` collects the ones that belong to its class (its prototype holds that
+// very function). Those of a class without `@consumer` stay here, and `startConsumers()`
+// reports them: never dropped in silence, never taken by another class.
 const pendingMethods: PendingMethod[] = []
+
+/** Takes the `@onEvent` methods no `@consumer` class collected, as `method (event names)`. */
+export function takeStrayOnEventMethods (): string[] {
+  return pendingMethods.splice(0).map(p => `${String(p.method)} ("${p.names.join('", "')}")`)
+}
 
 // Registered, like HANDLER: the class may come from a module that imports another copy of Herald.
 const CONSUMER_DEFINITION = Symbol.for('herald.consumer')
@@ -87,14 +94,17 @@ export function onEvent (names: string | string[], options: OnEventOptions = {})
 export function consumer (group: string, options: ConsumerOptions) {
   return function <C extends new () => object> (cls: C, context: ClassDecoratorContext<C>): void {
     assertStandard('consumer', context)
+    // This class's methods first, so that a mistake below does not leave them behind as strays.
+    const mine: PendingMethod[] = []
+    for (let i = pendingMethods.length - 1; i >= 0; i--) {
+      if ((cls.prototype as Record<string | symbol, unknown>)[pendingMethods[i]!.method] === pendingMethods[i]!.fn) mine.unshift(...pendingMethods.splice(i, 1))
+    }
     const className = String(context.name ?? cls.name)
     const where = `@consumer class ${className}`
     resolveGroup(where, group)
     if (typeof group !== 'string') throw new HandlerError(`${where}: the group (first argument) must be a non-empty string, e.g. @consumer("billing", { topics: ["orders"] })`)
     if (options === null || typeof options !== 'object' || Array.isArray(options)) throw new HandlerError(`${where}: give the options, at least { topics: [...] }`)
     checkKnownOptions(where, options, CONSUMER_OPTIONS)
-    const mine = pendingMethods.filter(p => (cls.prototype as Record<string | symbol, unknown>)[p.method] === p.fn)
-    pendingMethods.length = 0
     if (mine.length === 0) throw new HandlerError(`${where} has no @onEvent method; add one for each event name it handles`)
 
     let instance: Record<string | symbol, (event: Event, ctx: Context) => unknown> | undefined

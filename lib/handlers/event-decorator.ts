@@ -8,7 +8,8 @@ export interface EventDecoratorOptions extends Omit<EventConfig, 'name' | 'data'
 }
 
 /**
- * A standard (TC39) method decorator: after the method resolves, its result is published
+ * A standard (TC39) method decorator for an `async` method (one returning a Promise; a
+ * synchronous method is a type error): after the method resolves, its result is published
  * as the event's data, and the call resolves once the broker acknowledged the event. If
  * the publish fails the call rejects with the `PublishError`.
  *
@@ -21,14 +22,17 @@ export interface EventDecoratorOptions extends Omit<EventConfig, 'name' | 'data'
 export function event (name: string, options: EventDecoratorOptions = {}) {
   const { messaging, ...config } = options
   const [resolved] = resolveEventConfigs({ name, ...config }, `@event("${name}")`)
-  return function <This, Args extends unknown[], R> (method: (this: This, ...args: Args) => R, context: ClassMethodDecoratorContext<This, (this: This, ...args: Args) => R>) {
+  // Only for methods that return a Promise: the decorated call always resolves after the
+  // publish, and a method decorator cannot change the method's type, so a synchronous
+  // method would be typed as returning its value while it returns a Promise.
+  return function <This, Args extends unknown[], R> (method: (this: This, ...args: Args) => Promise<R>, context: ClassMethodDecoratorContext<This, (this: This, ...args: Args) => Promise<R>>) {
     if (context === null || typeof context !== 'object' || context.kind !== 'method') {
       throw new HandlerError('@event is a standard (TC39) method decorator: use it on a method, without "experimentalDecorators"')
     }
-    return async function (this: This, ...args: Args): Promise<Awaited<R>> {
+    return async function (this: This, ...args: Args): Promise<R> {
       const result = await method.apply(this, args)
       await publishForResult(messaging ?? getMessaging(), [resolved!], result, undefined)
       return result
-    } as unknown as (this: This, ...args: Args) => R
+    }
   }
 }

@@ -8,7 +8,8 @@ import { redactText } from '../redact.js'
 import { DLQ_HEADERS, deadLetterMessage, deadLetterTopic, truncatedDeadLetter } from './dead-letter.js'
 import { failureReason } from './failure-reason.js'
 import { KeyQueue, Semaphore } from './key-queue.js'
-import { retryDelayFor, wait } from './retry.js'
+import { setMaxListeners } from 'node:events'
+import { RetryWaits, retryDelayFor, wait } from './retry.js'
 import { schemaErrors } from './schema.js'
 
 export type ContextFactory = () => object | Promise<object>
@@ -51,11 +52,16 @@ export class HandlerConsumer {
   readonly #slots: Semaphore
   readonly #stopping = new AbortController()
   readonly #forced = new AbortController()
+  readonly #retryWaits = new RetryWaits()
+  /** Messages waiting for a retry and set aside from `maxInFlight` (at most `maxWaitingRetries`). */
+  #waiting = 0
   readonly #log: Logger
   constructor (definition: HandlerDefinition, settings: ConsumerSettings) {
     this.definition = definition
     this.settings = settings
     this.#slots = new Semaphore(definition.concurrency)
+    // Every running attempt listens for a forced stop: as many as `concurrency`, which may exceed Node's default of 10.
+    setMaxListeners(0, this.#forced.signal)
     this.#log = childLogger(settings.logger, { group: settings.group, handler: definition.name })
   }
 
@@ -73,9 +79,18 @@ export class HandlerConsumer {
     return [...out]
   }
 
-  /** The most messages this handler may hold unsettled: running, queued behind a key, or waiting for a retry. */
+  /** The most messages this handler may hold unsettled, running or queued (behind a key or a slot); waiting retries are not counted. */
   get maxInFlight (): number {
     return Math.max(2, this.definition.concurrency * 2)
+  }
+
+  /**
+   * The most messages that wait for a retry without counting against `maxInFlight`:
+   * 10 × concurrency, at least 10. Beyond that a waiting message keeps its place in
+   * `maxInFlight`, so only when this many wait can retries slow the flow down.
+   */
+  get maxWaitingRetries (): number {
+    return Math.max(10, this.definition.concurrency * 10)
   }
 
   /** Takes one delivery through to ack, dead letter or release. Resolves once it is settled; never rejects. */
@@ -88,6 +103,7 @@ export class HandlerConsumer {
   /** From now on nothing new starts: waiting retries and queued messages are released. */
   beginStop (): void {
     this.#stopping.abort()
+    this.#retryWaits.cancelAll()
   }
 
   /** The shutdown stops waiting: running handlers' `ctx.signal` aborts and their messages are released. */
@@ -148,8 +164,25 @@ export class HandlerConsumer {
       }
       const delay = retryDelayFor(policy, attempt)
       this.#log.warn({ topic: delivery.topic, messageId: delivery.id, attempt, reason }, `handler failed (attempt ${attempt} of ${policy.maxRetries + 1}); retrying in ${delay} ms`)
-      const passed = await wait(delay, this.#stopping.signal, delivery.keepAlive?.bind(delivery))
+      const passed = await this.#waitForRetry(delivery, delay)
       if (!passed) return await this.#release(delivery)
+    }
+  }
+
+  /** Waits for a retry, set aside from `maxInFlight` (while fewer than `maxWaitingRetries` are), so healthy messages keep flowing. */
+  async #waitForRetry (delivery: Delivery, delay: number): Promise<boolean> {
+    const setAside = delivery.waiting !== undefined && this.#waiting < this.maxWaitingRetries
+    if (setAside) {
+      this.#waiting++
+      delivery.waiting!(true)
+    }
+    try {
+      return await this.#retryWaits.wait(delay, delivery.keepAlive?.bind(delivery))
+    } finally {
+      if (setAside) {
+        this.#waiting--
+        delivery.waiting!(false)
+      }
     }
   }
 
@@ -180,12 +213,36 @@ export class HandlerConsumer {
         }
         await target.invoke(payload, event, ctx)
       })()
-      await Promise.race([run, aborted])
-      return { ok: true }
-    } catch (error) {
-      return { ok: false, error, shutdown: this.#forced.signal.aborted }
+      try {
+        await Promise.race([run, aborted])
+        return { ok: true }
+      } catch (error) {
+        if (error instanceof HandlerTimeoutError) await this.#settledOrForced(run, delivery, timeout!)
+        return { ok: false, error, shutdown: this.#forced.signal.aborted }
+      }
     } finally {
       if (timer !== undefined) clearTimeout(timer)
+      this.#forced.signal.removeEventListener('abort', onForced)
+    }
+  }
+
+  /**
+   * After a timeout the user's call may still run (it ignored `ctx.signal`): its slot and
+   * its key stay held until it returns, so `concurrency` and per-key order stay true.
+   * Only a forced shutdown stops waiting for it.
+   */
+  async #settledOrForced (run: Promise<void>, delivery: Delivery, timeout: number): Promise<void> {
+    let returned = false
+    const settled = run.then(() => { returned = true }, () => { returned = true })
+    await Promise.race([settled, new Promise<void>(resolve => setTimeout(resolve, 0))])
+    if (returned || this.#forced.signal.aborted) return
+    this.#log.warn({ topic: delivery.topic, messageId: delivery.id, timeout }, 'the handler timed out and has not returned yet (it ignores ctx.signal); its slot and its key stay held until it returns')
+    let onForced: () => void = () => {}
+    const forced = new Promise<void>(resolve => { onForced = resolve })
+    this.#forced.signal.addEventListener('abort', onForced, { once: true })
+    try {
+      await Promise.race([settled, forced])
+    } finally {
       this.#forced.signal.removeEventListener('abort', onForced)
     }
   }

@@ -35,6 +35,7 @@ export class GroupConsumer {
       group: this.group,
       topics: this.topics,
       maxInFlight: this.#handlers.reduce((sum, h) => sum + h.maxInFlight, 0),
+      maxWaiting: this.#handlers.reduce((sum, h) => sum + h.maxWaitingRetries, 0),
       deadLetterTopics: [...new Set(this.#handlers.flatMap(h => h.deadLetterTopics()))]
     }, (delivery) => this.#dispatch(delivery))
   }

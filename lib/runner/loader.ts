@@ -78,7 +78,18 @@ export async function findHandlerFiles (dir: string): Promise<string[]> {
  * exports no handler fails, naming the file; other exports beside a handler are ignored.
  */
 export async function loadHandlers (dir: string): Promise<HandlerDefinition[]> {
-  const definitions: HandlerDefinition[] = []
+  return (await loadHandlerModules(dir)).map(h => h.definition)
+}
+
+/** A loaded handler and where it came from: `file` (relative to the working directory) and its export name. */
+export interface LoadedHandler {
+  definition: HandlerDefinition
+  origin: string
+}
+
+/** `loadHandlers`, with each handler's origin (`handlers/orders.js, export default`) for errors that must tell two handlers apart. */
+export async function loadHandlerModules (dir: string): Promise<LoadedHandler[]> {
+  const definitions: LoadedHandler[] = []
   for (const file of await findHandlerFiles(dir)) {
     let mod: Record<string, unknown>
     try {
@@ -86,15 +97,15 @@ export async function loadHandlers (dir: string): Promise<HandlerDefinition[]> {
     } catch (err) {
       throw new HandlerError(`could not load handler module ${relative(process.cwd(), file)}: ${(err as Error)?.message ?? String(err)}`, { cause: err })
     }
-    const found = new Set<HandlerDefinition>()
-    for (const value of Object.values(mod)) {
+    const found = new Map<HandlerDefinition, string>()
+    for (const [name, value] of Object.entries(mod)) {
       const definition = definitionOf(value)
-      if (definition !== undefined) found.add(definition)
+      if (definition !== undefined && !found.has(definition)) found.set(definition, `${relative(process.cwd(), file)}, export ${name}`)
     }
     if (found.size === 0) {
       throw new HandlerError(`handler module ${relative(process.cwd(), file)} exports no handler; export a messageHandler(...) or a @consumer class (default or named), or rename it with a leading "_" if it is a helper`)
     }
-    definitions.push(...found)
+    for (const [definition, origin] of found) definitions.push({ definition, origin })
   }
   return definitions
 }

@@ -30,3 +30,37 @@ export async function wait (ms: number, signal: AbortSignal, keepAlive?: () => P
     signal.addEventListener('abort', onAbort, { once: true })
   })
 }
+
+/**
+ * The retry delays of one consumer. One set of timers, ended all at once by `cancelAll()`
+ * at shutdown, instead of one 'abort' listener per waiting message on a shared signal
+ * (hundreds of waiting retries would trip Node's MaxListenersExceededWarning).
+ */
+export class RetryWaits {
+  readonly #ends = new Set<(passed: boolean) => void>()
+  #cancelled = false
+
+  /** Waits `ms` (calling `keepAlive` meanwhile, see `wait`); false when cancelled first. */
+  async wait (ms: number, keepAlive?: () => Promise<void>, keepAliveEvery = 3000): Promise<boolean> {
+    if (this.#cancelled) return false
+    return await new Promise<boolean>((resolve) => {
+      const end = (passed: boolean): void => {
+        clearTimeout(timer)
+        if (beat !== undefined) clearInterval(beat)
+        this.#ends.delete(end)
+        resolve(passed)
+      }
+      const timer = setTimeout(() => end(true), ms)
+      const beat = keepAlive === undefined || ms <= keepAliveEvery
+        ? undefined
+        : setInterval(() => { keepAlive().catch(() => {}) }, keepAliveEvery)
+      this.#ends.add(end)
+    })
+  }
+
+  /** Ends every wait now (they resolve false), and any wait asked for later at once. */
+  cancelAll (): void {
+    this.#cancelled = true
+    for (const end of [...this.#ends]) end(false)
+  }
+}

@@ -1,5 +1,9 @@
 import { Kind, type TSchema } from '@sinclair/typebox'
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
+import { registerBuiltInFormats } from './formats.js'
+
+// Before any schema is checked; a format the application registers under the same name replaces Herald's.
+registerBuiltInFormats()
 
 const compiled = new WeakMap<TSchema, TypeCheck<TSchema>>()
 

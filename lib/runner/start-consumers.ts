@@ -1,5 +1,5 @@
 import { HandlerError } from '../errors.js'
-import { definitionOf } from '../handlers/decorators.js'
+import { definitionOf, takeStrayOnEventMethods } from '../handlers/decorators.js'
 import type { HandlerDefinition } from '../handlers/handler.js'
 import { checkKnownOptions, DEFAULT_MAX_MESSAGE_BYTES, resolveGroup, resolveTopics, wholeNumber } from '../handlers/options.js'
 import { registeredHandlers } from '../handlers/registry.js'
@@ -7,7 +7,16 @@ import { childLogger } from '../logger.js'
 import { getMessaging, type Messaging } from '../messaging.js'
 import { HandlerConsumer, type ContextFactory } from './consume.js'
 import { GroupConsumer } from './group-consumer.js'
-import { loadHandlers } from './loader.js'
+import { checkSchemaFormats } from './formats.js'
+import { loadHandlerModules } from './loader.js'
+
+/**
+ * Topic + group pairs consumed by the runners of each Messaging instance that are still
+ * running, with the handler that holds each: two runners of one instance consuming the
+ * same pair would silently split its messages. Another instance is another client, a
+ * deliberate second member of the group, and is not checked.
+ */
+const claims = new WeakMap<Messaging, Map<string, string>>()
 
 export interface StartConsumersOptions {
   /** A directory of handler modules, loaded recursively. */
@@ -79,16 +88,23 @@ export async function startConsumers (options: StartConsumersOptions = {}): Prom
   if (signalList !== false && (!Array.isArray(signalList) || signalList.some(s => typeof s !== 'string' || !s.startsWith('SIG')))) {
     throw new HandlerError(`startConsumers: signals must be an array of signal names such as ["SIGTERM", "SIGINT"], or false for none, got ${JSON.stringify(options.signals)}`)
   }
+  // Closed at a signal only when it is the process default: an instance given here belongs to the caller.
+  const ownsMessaging = options.messaging === undefined
   const messaging = options.messaging ?? getMessaging()
 
-  const definitions = new Set<HandlerDefinition>()
-  if (options.dir !== undefined) for (const d of await loadHandlers(options.dir)) definitions.add(d)
+  const stray = takeStrayOnEventMethods()
+  if (stray.length > 0) {
+    throw new HandlerError(`startConsumers: ${stray.map(m => `@onEvent method ${m}`).join(', ')} ${stray.length === 1 ? 'is' : 'are'} on a class without @consumer, so nothing would call ${stray.length === 1 ? 'it' : 'them'}; add @consumer(group, { topics }) to the class, or remove @onEvent`)
+  }
+  // Each handler with where it came from, so that an error can tell two of them apart.
+  const definitions = new Map<HandlerDefinition, string>()
+  if (options.dir !== undefined) for (const h of await loadHandlerModules(options.dir)) definitions.set(h.definition, `"${h.definition.name}" (${h.origin})`)
   for (const [i, value] of (options.handlers ?? []).entries()) {
     const definition = definitionOf(value)
     if (definition === undefined) throw new HandlerError(`startConsumers: handlers[${i}] is not a handler; pass messageHandler(...) values or @consumer classes`)
-    definitions.add(definition)
+    if (!definitions.has(definition)) definitions.set(definition, `"${definition.name}" (handlers[${i}])`)
   }
-  for (const d of registeredHandlers()) definitions.add(d)
+  for (const d of registeredHandlers()) if (!definitions.has(d)) definitions.set(d, `"${d.name}" (autoStart)`)
   if (definitions.size === 0) {
     throw new HandlerError('startConsumers: no handler to start; pass dir (a folder of handler modules) or handlers')
   }
@@ -96,17 +112,26 @@ export async function startConsumers (options: StartConsumersOptions = {}): Prom
   const only = topicFilter === undefined ? undefined : new Set(topicFilter)
   const logger = childLogger(messaging.logger, { component: 'herald.consumer' })
   const consumers: HandlerConsumer[] = []
+  const running = claims.get(messaging) ?? new Map<string, string>()
   const claimed = new Map<string, string>()
-  for (const definition of definitions) {
+  for (const [definition, label] of definitions) {
     const group = definition.group ?? options.group ?? messaging.options.source
     const topics = definition.topics.filter(t => only === undefined || only.has(t))
     if (topics.length === 0) continue
     for (const topic of topics) {
-      const other = claimed.get(`${group}\u0000${topic}`)
+      const pair = `${group}\u0000${topic}`
+      const other = claimed.get(pair)
       if (other !== undefined) {
-        throw new HandlerError(`handlers "${other}" and "${definition.name}" both consume topic "${topic}" in group "${group}"; give one of them another group, or handle both in one handler`)
+        throw new HandlerError(`handlers ${other} and ${label} both consume topic "${topic}" in group "${group}"; give one of them another group, or handle both in one handler`)
       }
-      claimed.set(`${group}\u0000${topic}`, definition.name)
+      const elsewhere = running.get(pair)
+      if (elsewhere !== undefined) {
+        throw new HandlerError(`handler ${label} would consume topic "${topic}" in group "${group}", which handler ${elsewhere} of another running startConsumers() on this messaging instance already consumes (the two would split its messages); stop that runner first, give one of them another group, or start both from one startConsumers() call`)
+      }
+      claimed.set(pair, label)
+    }
+    for (const target of definition.targets) {
+      if (target.schema !== undefined) checkSchemaFormats(`handler ${label}${target.name === definition.name ? '' : `, method ${target.name}`}`, target.schema)
     }
     consumers.push(new HandlerConsumer(definition, {
       messaging, group, topics, logger, context: options.context, maxMessageBytes: definition.maxMessageBytes ?? maxMessageBytes
@@ -122,7 +147,17 @@ export async function startConsumers (options: StartConsumersOptions = {}): Prom
   for (const c of consumers) byGroup.set(c.settings.group, [...(byGroup.get(c.settings.group) ?? []), c])
   const groups = [...byGroup].map(([group, handlers]) => new GroupConsumer(group, handlers, shutdownTimeout, logger))
 
-  const broker = await messaging.broker()
+  // Claimed before the first await, so that two startConsumers() racing each other see each other.
+  for (const [pair, label] of claimed) running.set(pair, label)
+  claims.set(messaging, running)
+  const release = (): void => { for (const [pair, label] of claimed) if (running.get(pair) === label) running.delete(pair) }
+  let broker
+  try {
+    broker = await messaging.broker()
+  } catch (err) {
+    release()
+    throw err
+  }
   const started: GroupConsumer[] = []
   try {
     for (const g of groups) {
@@ -131,6 +166,7 @@ export async function startConsumers (options: StartConsumersOptions = {}): Prom
     }
   } catch (err) {
     await Promise.allSettled(started.map(g => g.stop()))
+    release()
     throw err
   }
 
@@ -138,7 +174,7 @@ export async function startConsumers (options: StartConsumersOptions = {}): Prom
   const signals = signalList === false ? [] : signalList
   const onSignal = (signal: NodeJS.Signals): void => {
     logger.info({ signal }, 'stopping consumers')
-    void runner.stop().then(() => messaging.close()).then(() => {
+    void runner.stop().then(async () => { if (ownsMessaging) await messaging.close() }).then(() => {
       // Nobody else listens for this signal: do what it would have done without us.
       if (process.listenerCount(signal) === 0) process.kill(process.pid, signal)
     })
@@ -150,6 +186,7 @@ export async function startConsumers (options: StartConsumersOptions = {}): Prom
       stopping ??= (async () => {
         for (const s of signals) process.removeListener(s, onSignal)
         await Promise.allSettled(groups.map(g => g.stop()))
+        release()
         untrack()
       })()
       return stopping

@@ -1,7 +1,8 @@
 import { expect } from 'chai'
 import { Type } from '@sinclair/typebox'
+import { Partitioners } from 'kafkajs'
 import {
-  consumer, createMessaging, messageHandler, NonRetriableError, onEvent, startConsumers,
+  consumer, createMessaging, HeraldError, messageHandler, NonRetriableError, onEvent, PublishError, startConsumers,
   type Context, type Event, type Logger, type Messaging, type MessagingOptions, type Runner, DLQ_HEADERS
 } from '../../lib/index.js'
 import type { BrokerKind } from '../../lib/brokers/broker.js'
@@ -542,28 +543,6 @@ export function conformance (target: ConformanceTarget): void {
       expect(attempts[0]).to.deep.equal({ attempt: 1, aborted: true })
     })
 
-    it('a handler that hangs, even ignoring ctx.signal, is stopped by its timeout on each attempt and dead-lettered with a reason naming the timeout', async function () {
-      const m = messaging()
-      const topic = randomName()
-      const group = randomName('g')
-      const dead = await deadLetters(m, topic, group)
-      const handled: string[] = []
-      let hanging = 0
-      await start(m, [messageHandler({ topic, group, timeout: 150, maxRetries: 1, retryDelay: 10, concurrency: 2 }, async (message: unknown) => {
-        if ((message as { hang: boolean }).hang) {
-          hanging++
-          await new Promise(() => {})
-        }
-        handled.push('next')
-      })])
-      await m.producer.send(topic, { hang: true }, { key: 'a' })
-      await m.producer.send(topic, { hang: false }, { key: 'a' })
-      await eventually(() => dead.length === 1 && handled.length === 1, 'the dead letter, then the next message')
-      expect(hanging).to.equal(2)
-      expect(dead[0]!.ctx.headers[DLQ_HEADERS.attempts]).to.equal('2')
-      expect(dead[0]!.ctx.headers[DLQ_HEADERS.reason]).to.equal('HandlerTimeoutError: the handler did not finish within its timeout of 150 ms (option timeout); its ctx.signal was aborted')
-    })
-
     if (target.features.newGroupReadsHistory) {
       it('a new group starts from the earliest retained message', async function () {
         const m = messaging()
@@ -575,6 +554,128 @@ export function conformance (target: ConformanceTarget): void {
         expect(got).to.deep.equal([0, 1, 2])
       })
     }
+
+    describe('retries, timeouts and handler errors (issue 7)', function () {
+      /**
+       * Keys for messages that must not share a Kafka partition (each partition hands over
+       * one message at a time, in order): `count` keys on distinct partitions, avoiding
+       * `avoid`. On other brokers any distinct keys do.
+       */
+      function keysOnPartitions (prefix: string, count: number, partitions: number, avoid: Set<number>, distinct: boolean): { keys: string[], used: Set<number> } {
+        const keys: string[] = []
+        const used = new Set<number>()
+        const partitioner = Partitioners.DefaultPartitioner()
+        const partitionMetadata = [...Array(partitions).keys()].map(partitionId => ({ partitionId, leader: 0, partitionErrorCode: 0, replicas: [0], isr: [0] }))
+        for (let i = 0; keys.length < count; i++) {
+          const key = `${prefix}${i}`
+          if (target.kind !== 'kafka') { keys.push(key); continue }
+          const p = partitioner({ topic: 't', partitionMetadata, message: { key, value: null } })
+          if (avoid.has(p) || (distinct && used.has(p))) continue
+          keys.push(key)
+          used.add(p)
+        }
+        return { keys, used }
+      }
+
+      it('messages waiting for a long retry never stall the others: with concurrency 1, 20 messages flow while 5 wait (Kafka: 2, on their own partitions), and at stop they are given back', async function () {
+        // Kafka hands over one message per partition at a time (key order), so a waiting message
+        // holds its partition: there, two wait on two of the three partitions and the rest flow on the third.
+        const m = messaging()
+        const topic = randomName()
+        const group = randomName('g')
+        const poison = keysOnPartitions('k', target.kind === 'kafka' ? 2 : 5, 3, new Set(), true)
+        const healthy = keysOnPartitions('h', 20, 3, poison.used, false)
+        const failed: string[] = []
+        const handled: string[] = []
+        const runner = await start(m, [messageHandler({ topic, group, concurrency: 1, retryDelay: 60_000, backoff: 'fixed', maxRetries: 1 }, async (msg: unknown, ctx) => {
+          const { id, poison } = msg as { id: string, poison: boolean }
+          if (poison && ctx.attempt === 1) {
+            failed.push(id)
+            throw new Error('fails once, then waits a minute')
+          }
+          handled.push(id)
+        })])
+        for (const key of poison.keys) await m.publishEvent('job', { id: key, poison: true }, { topic, key })
+        await eventually(() => failed.length === poison.keys.length, 'the first attempts of the failing ones')
+        for (const key of healthy.keys) await m.publishEvent('job', { id: key, poison: false }, { topic, key })
+        await eventually(() => handled.length === 20, 'the twenty healthy messages while the others wait for their retry', 20_000)
+        expect([...handled].sort()).to.deep.equal([...healthy.keys].sort())
+        expect([...failed].sort()).to.deep.equal([...poison.keys].sort())
+        await runner.stop()
+        // Given back, not lost: another member of the group gets them.
+        const again: string[] = []
+        await start(messaging(), [messageHandler({ topic, group }, async (msg: unknown) => { again.push((msg as { id: string }).id) })])
+        await eventually(() => again.length >= poison.keys.length, 'the released messages', 45_000)
+        expect([...new Set(again)].sort()).to.deep.equal([...poison.keys].sort())
+      })
+
+      it('a handler that ignores ctx.signal past its timeout keeps its slot and key until it returns: never two calls at once with concurrency 1, same-key order kept', async function () {
+        const m = messaging()
+        const topic = randomName()
+        const group = randomName('g')
+        const dead = await deadLetters(m, topic, group)
+        const calls: string[] = []
+        let running = 0
+        let most = 0
+        await start(m, [messageHandler({ topic, group, timeout: 100, maxRetries: 1, retryDelay: 10, concurrency: 1 }, async (msg: unknown, ctx) => {
+          running++
+          most = Math.max(most, running)
+          const n = (msg as { n: number }).n
+          calls.push(`${n}:${ctx.attempt}`)
+          try {
+            if (n === 0) await sleep(400) // ignores ctx.signal
+          } finally {
+            running--
+          }
+        })])
+        for (const n of [0, 1, 2]) await m.producer.send(topic, { n }, { key: 'a' })
+        await eventually(() => calls.length === 4 && dead.length === 1, 'both attempts of the slow message, its dead letter and the two next ones')
+        expect(most, 'calls running at once').to.equal(1)
+        expect(calls).to.deep.equal(['0:1', '0:2', '1:1', '2:1'])
+        expect(dead[0]!.ctx.headers[DLQ_HEADERS.attempts]).to.equal('2')
+        expect(dead[0]!.ctx.headers[DLQ_HEADERS.reason]).to.match(/^HandlerTimeoutError: the handler did not finish within its timeout of 100 ms/)
+      })
+
+      it('a handler error with retriable: false (a PublishError, a HeraldError) is dead-lettered after one attempt', async function () {
+        const m = messaging()
+        const topic = randomName()
+        const group = randomName('g')
+        const dead = await deadLetters(m, topic, group)
+        const attempts: string[] = []
+        await start(m, [messageHandler({ topic, group, maxRetries: 3, retryDelay: 10 }, async (msg: unknown) => {
+          const kind = (msg as { kind: string }).kind
+          attempts.push(kind)
+          if (kind === 'publish') throw new PublishError('follow-ups', 'order.followed', new HeraldError('the message is over maxMessageBytes', { retriable: false }))
+          throw new HeraldError('a mistake trying again cannot fix', { retriable: false })
+        })])
+        await m.producer.send(topic, { kind: 'publish' }, { key: 'a' })
+        await m.producer.send(topic, { kind: 'herald' }, { key: 'a' })
+        await eventually(() => dead.length === 2, 'both dead letters')
+        expect(attempts).to.deep.equal(['publish', 'herald'])
+        expect(dead.map(d => d.ctx.headers[DLQ_HEADERS.attempts])).to.deep.equal(['1', '1'])
+        expect(dead[0]!.ctx.headers[DLQ_HEADERS.reason]).to.match(/^PublishError: could not publish event "order.followed"/)
+      })
+
+      it('a schema with string formats (email, uuid, date-time) accepts valid values and dead-letters an invalid one with the path', async function () {
+        const m = messaging()
+        const topic = randomName()
+        const group = randomName('g')
+        const dead = await deadLetters(m, topic, group)
+        const got: unknown[] = []
+        const schema = Type.Object({
+          email: Type.String({ format: 'email' }),
+          id: Type.String({ format: 'uuid' }),
+          at: Type.String({ format: 'date-time' })
+        })
+        await start(m, [messageHandler({ topic, group, schema }, async (msg) => { got.push(msg) })])
+        const valid = { email: 'ada@example.com', id: '0f8fad5b-d9cb-469f-a165-70867728950e', at: '2024-02-29T12:30:00.5Z' }
+        await m.publishEvent('signup', valid, { topic, key: 'a' })
+        await m.publishEvent('signup', { ...valid, email: 'not an email' }, { topic, key: 'a' })
+        await eventually(() => got.length === 1 && dead.length === 1, 'the valid message and the dead letter')
+        expect(got[0]).to.deep.equal(valid)
+        expect(dead[0]!.ctx.headers[DLQ_HEADERS.reason]).to.contain('/email:').and.to.contain("'email' format")
+      })
+    })
   })
 }
 

@@ -33,6 +33,8 @@ interface InFlight {
   /** Paused and returned from `eachMessage` while the delivery is unsettled. */
   parked: boolean
   settled: boolean
+  /** Waiting for a retry: not counted against `maxInFlight`. */
+  waiting: boolean
   /** Lets `eachMessage` return (settled or parked). */
   wake: () => void
 }
@@ -319,7 +321,7 @@ export class KafkaSubscription implements Subscription {
       this.#logger.info({ group: this.#options.group, partition: tp }, 'handing back a Kafka partition kept only to finish a message; asking for a rebalance')
       throw rebalanceRequest(tp)
     }
-    if (this.#inFlight.size >= this.#options.maxInFlight) {
+    if (this.#busy() >= this.#options.maxInFlight) {
       this.#held.set(tp, { topic, partition })
       this.#pausePartition(tp, topic, partition)
       this.#seek(topic, partition, message.offset)
@@ -336,7 +338,7 @@ export class KafkaSubscription implements Subscription {
     const id = `${tp}@${message.offset}`
     let wake: () => void = () => {}
     const woken = new Promise<void>(resolve => { wake = resolve })
-    const f: InFlight = { topic, partition, epoch: this.#epochs.get(tp) ?? 0, parked: false, settled: false, wake }
+    const f: InFlight = { topic, partition, epoch: this.#epochs.get(tp) ?? 0, parked: false, settled: false, waiting: false, wake }
     this.#inFlight.set(tp, f)
     const park = (): void => {
       if (f.parked || f.settled) return
@@ -401,6 +403,15 @@ export class KafkaSubscription implements Subscription {
           // A rebalance or a restart answers the heartbeat with an error; kafkajs's loop rejoins.
           this.#logger.debug({ group: this.#options.group, err: kafkaReason(err, this.#secrets) }, 'Kafka heartbeat failed')
         }
+      },
+      waiting: (on) => {
+        if (f.settled || f.waiting === on) return
+        f.waiting = on
+        // Its partition stays parked (order); the room it leaves lets other partitions fetch.
+        if (on) {
+          park()
+          this.#roomFreed()
+        }
       }
     }
 
@@ -462,13 +473,23 @@ export class KafkaSubscription implements Subscription {
     if (this.#inFlight.get(tp) === f) this.#inFlight.delete(tp)
     if (!this.#stopping) {
       if (f.parked) this.#resumePartition(f.topic, f.partition)
-      // A slot is free: partitions held back for lack of one fetch again (and are held again if others take it first).
-      if (this.#inFlight.size < this.#options.maxInFlight) {
-        for (const h of this.#held.values()) this.#resumePartition(h.topic, h.partition)
-        this.#held.clear()
-      }
+      this.#roomFreed()
     }
     if (this.#inFlight.size === 0) this.#wakeIdle()
+  }
+
+  /** Unsettled deliveries that count against `maxInFlight`: those not waiting for a retry. */
+  #busy (): number {
+    let n = 0
+    for (const f of this.#inFlight.values()) if (!f.waiting) n++
+    return n
+  }
+
+  /** A slot may be free: partitions held back for lack of one fetch again (and are held again if others take it first). */
+  #roomFreed (): void {
+    if (this.#stopping || this.#busy() >= this.#options.maxInFlight) return
+    for (const h of this.#held.values()) this.#resumePartition(h.topic, h.partition)
+    this.#held.clear()
   }
 
   #wakeIdle (): void {

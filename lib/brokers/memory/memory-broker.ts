@@ -57,6 +57,8 @@ class MemorySubscription implements Subscription {
   readonly #onClosed: () => void
   readonly #members = new Map<string, MemoryMember>()
   #inFlight = 0
+  /** Of `#inFlight`, those waiting for a retry: not counted against `maxInFlight`. */
+  #retrying = 0
   #paused = false
   #idle: Array<() => void> = []
 
@@ -76,12 +78,14 @@ class MemorySubscription implements Subscription {
   }
 
   #offer (entry: MemoryEntry, redeliveries: number): boolean {
-    if (this.#paused || this.#inFlight >= this.#options.maxInFlight) return false
+    if (this.#paused || this.#inFlight - this.#retrying >= this.#options.maxInFlight) return false
     this.#inFlight++
     let settled = false
+    let retrying = false
     const settle = (how: 'ack' | 'release'): void => {
       if (settled) return
       settled = true
+      if (retrying) this.#retrying--
       this.#inFlight--
       if (how === 'ack') this.#store.ack(entry.topic, this.#options.group, entry.seq)
       else this.#store.release(entry.topic, this.#options.group, entry.seq)
@@ -95,7 +99,14 @@ class MemorySubscription implements Subscription {
       redeliveries,
       id: `${entry.topic}@${entry.seq}`,
       ack: async () => settle('ack'),
-      release: async () => settle('release')
+      release: async () => settle('release'),
+      waiting: (on) => {
+        if (settled || retrying === on) return
+        retrying = on
+        this.#retrying += on ? 1 : -1
+        // Room for another: offer what the store holds for this group.
+        if (on && !this.#paused) for (const topic of this.#members.keys()) this.#store.pump(topic, this.#options.group)
+      }
     }
     // Hand over outside the store's call stack; microtasks keep the log order.
     queueMicrotask(() => { void this.#onDelivery(delivery) })

@@ -146,6 +146,13 @@ export class MemoryStore {
     this.#pump(t, group)
   }
 
+  /** Offers a group's next entries again (a member has more room than when they were last offered). */
+  pump (topic: string, groupName: string): void {
+    const t = this.#topics.get(topic)
+    const group = t?.groups.get(groupName)
+    if (t !== undefined && group !== undefined) this.#pump(t, group)
+  }
+
   /** Hands entries to members with room: released ones first, then new ones, in log order. */
   #pump (t: Topic, group: Group): void {
     while (group.members.length > 0) {

@@ -61,6 +61,8 @@ export class RabbitMqSubscription implements Subscription {
   /** Consumer tag → topic, for the consumers alive on `#channel`. */
   readonly #consumers = new Map<string, string>()
   #inFlight = 0
+  /** Of `#inFlight`, those waiting for a retry: not counted against `maxInFlight`. */
+  #retrying = 0
   #waiting: Waiting[] = []
   #idle: Array<() => void> = []
   #repairing: Promise<void> | undefined
@@ -135,7 +137,8 @@ export class RabbitMqSubscription implements Subscription {
       this.#channelLost(channel, lost)
     })
     try {
-      await channel.prefetch(Math.min(this.#options.maxInFlight, MAX_PREFETCH))
+      // Messages waiting for a retry stay unacknowledged: room for them, so they never stop the flow.
+      await channel.prefetch(Math.min(this.#options.maxInFlight + (this.#options.maxWaiting ?? 0), MAX_PREFETCH))
       await this.#declare(channel, [...this.#queues.keys()], true)
       if (closed) throw channelClosedError('the channel closed while subscribing', lost, connection.secrets)
       this.#channel = channel
@@ -190,7 +193,7 @@ export class RabbitMqSubscription implements Subscription {
       nackQuietly(w)
       return
     }
-    if (this.#inFlight >= this.#options.maxInFlight) {
+    if (this.#inFlight - this.#retrying >= this.#options.maxInFlight) {
       this.#waiting.push(w)
       return
     }
@@ -202,9 +205,11 @@ export class RabbitMqSubscription implements Subscription {
     const { headers, key } = decodeHeaders(msg.properties.headers as Record<string, unknown> | undefined)
     const id = `${queue}#${msg.fields.deliveryTag}`
     let settled = false
+    let retrying = false
     const settle = async (how: 'ack' | 'release'): Promise<void> => {
       if (settled) return
       settled = true
+      if (retrying) this.#retrying--
       try {
         if (how === 'ack') channel.ack(msg)
         else channel.nack(msg, false, true)
@@ -229,7 +234,13 @@ export class RabbitMqSubscription implements Subscription {
       redeliveriesCounted: (msg.properties.headers as Record<string, unknown> | undefined)?.[DELIVERY_COUNT_HEADER] !== undefined,
       id,
       ack: async () => await settle('ack'),
-      release: async () => await settle('release')
+      release: async () => await settle('release'),
+      waiting: (on) => {
+        if (settled || retrying === on) return
+        retrying = on
+        this.#retrying += on ? 1 : -1
+        if (on) this.#handOverWaiting()
+      }
     }
     try {
       this.#onDelivery(delivery).catch((err: unknown) => {
@@ -242,14 +253,19 @@ export class RabbitMqSubscription implements Subscription {
 
   #settled (): void {
     this.#inFlight--
-    while (this.#inFlight < this.#options.maxInFlight && this.#waiting.length > 0) {
+    this.#handOverWaiting()
+    if (this.#inFlight === 0) for (const resolve of this.#idle.splice(0)) resolve()
+  }
+
+  /** Hands over received messages while there is room. */
+  #handOverWaiting (): void {
+    while (this.#inFlight - this.#retrying < this.#options.maxInFlight && this.#waiting.length > 0) {
       const next = this.#waiting.shift()!
       // A message from a channel that has closed was requeued by the server already.
       if (next.channel !== this.#channel) continue
       if (this.#state !== 'running') nackQuietly(next)
       else this.#handOver(next)
     }
-    if (this.#inFlight === 0) for (const resolve of this.#idle.splice(0)) resolve()
   }
 
   #giveBackWaiting (): void {

@@ -64,6 +64,8 @@ export class RedisSubscription implements Subscription {
   /** Handed over and unsettled, per stream. */
   readonly #inFlight = new Map<string, Map<string, Held>>()
   #inFlightCount = 0
+  /** Of `#inFlightCount`, those waiting for a retry: not counted against `maxInFlight`. */
+  #retrying = 0
   /** Read or reclaimed, not yet handed over (XREADGROUP's COUNT is per stream, so a read can bring more than there is room for). */
   readonly #backlog: Held[] = []
   readonly #reclaimCursor = new Map<string, string>()
@@ -166,7 +168,7 @@ export class RedisSubscription implements Subscription {
   }
 
   #room (): number {
-    return this.#p.options.maxInFlight - this.#inFlightCount - this.#backlog.length
+    return this.#p.options.maxInFlight - (this.#inFlightCount - this.#retrying) - this.#backlog.length
   }
 
   async #run (): Promise<void> {
@@ -308,7 +310,7 @@ export class RedisSubscription implements Subscription {
   }
 
   #handOverBacklog (): void {
-    while (this.#backlog.length > 0 && this.#inFlightCount < this.#p.options.maxInFlight && !this.#stopping && this.#suspect === undefined) {
+    while (this.#backlog.length > 0 && this.#inFlightCount - this.#retrying < this.#p.options.maxInFlight && !this.#stopping && this.#suspect === undefined) {
       const next = this.#backlog[0]!
       if (next.redeliveries > 0 && this.#inFlightCount > 0) return
       this.#handOver(this.#backlog.shift()!)
@@ -324,7 +326,10 @@ export class RedisSubscription implements Subscription {
     this.#inFlightCount++
     if (entry.problem !== undefined) logger.warn({ topic, id: entry.id }, `stream entry is not as Herald writes it: ${entry.problem}`)
     let settled = false
+    let retrying = false
     const done = (): void => {
+      if (retrying) this.#retrying--
+      retrying = false
       if (inFlight.delete(entry.id)) this.#inFlightCount--
       if (this.#suspect === entry.id) {
         this.#suspect = undefined
@@ -371,6 +376,15 @@ export class RedisSubscription implements Subscription {
       keepAlive: async () => {
         if (settled) return
         await this.#hold(entry.stream, [entry.id], 'touch')
+      },
+      waiting: (on) => {
+        if (settled || retrying === on) return
+        retrying = on
+        this.#retrying += on ? 1 : -1
+        if (on) {
+          this.#handOverBacklog()
+          this.#wake?.()
+        }
       }
     }
     try {
