@@ -147,6 +147,16 @@ describe('Kafka broker', function () {
     expect(Object.fromEntries(topics.map(t => [t.name, t.partitions.length]))).to.deep.equal({ [sent]: 2, [consumed]: 2, [dlq]: 2 })
   })
 
+  it('many topics with many partitions created at once are all ready when subscribe resolves (Kafka may answer "does not host this topic-partition" right after creating one)', async function () {
+    this.timeout(60_000)
+    const broker = newBroker({ ...TEST_OPTIONS, numPartitions: 8 })
+    const topics = Array.from({ length: 6 }, () => randomName('herald-test-many'))
+    await subscribe(broker, { topics, deadLetterTopics: topics.map(t => `${t}.group.dlq`) }, async d => await d.ack())
+    const { topics: described } = await (await rawAdmin()).fetchTopicMetadata({ topics: [...topics, ...topics.map(t => `${t}.group.dlq`)] })
+    expect(described).to.have.length(12)
+    for (const t of described) expect(t.partitions.every(p => p.leader >= 0), t.name).to.equal(true)
+  })
+
   it('two groups each get every message', async () => {
     const broker = newBroker()
     const topic = randomName('herald-test-topic')

@@ -31,6 +31,9 @@ const ERRORS_OF_LOST_PRODUCER_STATE = ['OUT_OF_ORDER_SEQUENCE_NUMBER', 'DUPLICAT
  */
 const DEAD_LETTER_MAX_MESSAGE_BYTES = 1_048_588 + 64 * 1024
 
+/** What createTopics(waitForLeaders) may throw for a topic it did create, when asked for its leaders too soon. */
+const ERRORS_OF_TOPIC_NOT_READY = ['UNKNOWN_TOPIC_OR_PARTITION', 'LEADER_NOT_AVAILABLE']
+
 /** createTopics answers meaning "not yours to create": the topics are managed elsewhere. */
 const ERRORS_OF_DENIED_CREATE = ['TOPIC_AUTHORIZATION_FAILED', 'CLUSTER_AUTHORIZATION_FAILED']
 
@@ -314,7 +317,11 @@ export class KafkaBroker implements Broker {
       })
     } catch (err) {
       const types = kafkaErrorTypes(err)
-      if (types.length > 0 && types.every(t => ERRORS_OF_DENIED_CREATE.includes(t))) {
+      if (types.some(t => ERRORS_OF_TOPIC_NOT_READY.includes(t))) {
+        // Created, but kafkajs asked for its leaders before the controller had spread them
+        // (it retries only LEADER_NOT_AVAILABLE): wait for them here.
+        await this.#waitForLeaders(topic, err)
+      } else if (types.length > 0 && types.every(t => ERRORS_OF_DENIED_CREATE.includes(t))) {
         // Topics managed by the platform team: use the topic as it is, if it is there. A
         // missing one would have kafkajs retry for seconds (an unknown topic may be new), then
         // the outbox keep the messages for a topic that will not appear by itself: fail now.
@@ -328,6 +335,17 @@ export class KafkaBroker implements Broker {
       }
     }
     this.#knownTopics.add(topic)
+  }
+
+  /** Waits until every partition of a topic just created has a leader (up to ~10 s). */
+  async #waitForLeaders (topic: string, cause: unknown): Promise<void> {
+    for (let pause = 100, waited = 0; waited < 10_000; waited += pause, pause = Math.min(pause * 2, 2_000)) {
+      await new Promise(resolve => setTimeout(resolve, pause))
+      const metadata = await this.#admin.fetchTopicMetadata({ topics: [topic] }).catch(() => undefined)
+      const partitions = metadata?.topics.find(t => t.name === topic)?.partitions ?? []
+      if (partitions.length > 0 && partitions.every(p => p.leader >= 0)) return
+    }
+    throw kafkaError(`Kafka topic "${topic}" was created at ${this.#address} but its partitions got no leader within 10 s`, cause, this.#secrets)
   }
 
   #closedError (): BrokerError {
