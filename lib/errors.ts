@@ -1,4 +1,41 @@
 /**
+ * Every `code` a Herald error can carry, defined once. Match on these, not on messages.
+ */
+export const ErrorCode = {
+  /** A Herald error with no more specific code. */
+  Error: 'HERALD_ERROR',
+  Config: 'HERALD_CONFIG',
+  Handler: 'HERALD_HANDLER',
+  Broker: 'HERALD_BROKER',
+  BrokerUnreachable: 'HERALD_BROKER_UNREACHABLE',
+  BrokerAuth: 'HERALD_BROKER_AUTH',
+  BrokerClosed: 'HERALD_BROKER_CLOSED',
+  ConnectTimeout: 'HERALD_CONNECT_TIMEOUT',
+  Publish: 'HERALD_PUBLISH',
+  PublishTimeout: 'HERALD_PUBLISH_TIMEOUT',
+  MessageTooLarge: 'HERALD_MESSAGE_TOO_LARGE',
+  InvalidTopic: 'HERALD_INVALID_TOPIC',
+  InvalidHeader: 'HERALD_INVALID_HEADER',
+  UnknownTopic: 'HERALD_UNKNOWN_TOPIC',
+  Unroutable: 'HERALD_UNROUTABLE',
+  NotAStream: 'HERALD_NOT_A_STREAM',
+  RabbitMqChannelError: 'HERALD_RABBITMQ_CHANNEL_ERROR',
+  OutboxWrite: 'HERALD_OUTBOX_WRITE',
+  OutboxFull: 'HERALD_OUTBOX_FULL',
+  NonRetriable: 'HERALD_NON_RETRIABLE',
+  InvalidMessage: 'HERALD_INVALID_MESSAGE',
+  HandlerTimeout: 'HERALD_HANDLER_TIMEOUT',
+  ShutdownAbort: 'HERALD_SHUTDOWN',
+  EventMapper: 'HERALD_EVENT_MAPPER',
+  EventKey: 'HERALD_EVENT_KEY',
+  EventEncoding: 'HERALD_EVENT_ENCODING',
+  AlreadyRegistered: 'HERALD_ALREADY_REGISTERED',
+  NotRegistered: 'HERALD_NOT_REGISTERED'
+} as const
+
+export type ErrorCode = typeof ErrorCode[keyof typeof ErrorCode]
+
+/**
  * One error hierarchy for everything Herald throws. Every error has a stable `code`,
  * says whether trying again may help (`retriable`), and keeps the underlying `cause`.
  * Messages say what is wrong and how to fix it, and never carry a secret.
