@@ -79,7 +79,12 @@ export async function findHandlerFiles (dir: string): Promise<string[]> {
  */
 export async function loadHandlers (dir: string): Promise<HandlerDefinition[]> {
   const definitions: HandlerDefinition[] = []
-  for (const file of await findHandlerFiles(dir)) {
+  const files = await findHandlerFiles(dir)
+  if (files.length === 0) {
+    const kinds = typeScriptLoaderActive() ? '.js .mjs .cjs .ts .mts .cts' : '.js .mjs .cjs'
+    throw new HandlerError(`handlers directory "${dir}" has no handler module (${kinds}, not starting with "_" or ".", not *.test.* or *.d.ts); put your handler modules there, or point dir (or --handlers) at the folder that has them`)
+  }
+  for (const file of files) {
     let mod: Record<string, unknown>
     try {
       mod = await import(pathToFileURL(file).href) as Record<string, unknown>

@@ -54,7 +54,8 @@ export class RabbitMqConnection {
     const given = settings.options.socketOptions ?? {}
     this.#socketOptions = {
       ...given,
-      timeout: given.timeout ?? DEFAULT_CONNECT_TIMEOUT_MS,
+      // amqplib keeps this socket timeout until the handshake is done: it bounds a server that accepts and never answers.
+      timeout: given.timeout ?? settings.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT_MS,
       clientProperties: { connection_name: connectionName, ...given.clientProperties }
     }
     this.#log = log
