@@ -132,7 +132,9 @@ export class RabbitMqConnection {
   async close (): Promise<void> {
     this.#closed = true
     this.#cancelWait?.()
-    const model = this.#model ?? await this.#opening?.catch(() => undefined)
+    // A connection still opening is not waited for: #connect closes it if it opens, and
+    // amqplib's socket timeout (connectTimeout) ends it if it does not.
+    const model = this.#model
     this.#model = undefined
     if (model === undefined) return
     let timer: NodeJS.Timeout | undefined
