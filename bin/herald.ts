@@ -138,6 +138,7 @@ async function consumer (values: ConsumerArgs): Promise<void> {
   const keepAlive = setInterval(() => {}, 2 ** 30)
 
   let stopping = false
+  let started: Runner | undefined
   const onSignal = (signal: NodeJS.Signals): void => {
     if (stopping) {
       process.stderr.write(`herald: ${signal} while stopping; exiting without waiting for running handlers\n`)
@@ -145,21 +146,25 @@ async function consumer (values: ConsumerArgs): Promise<void> {
     }
     stopping = true
     say('stopping…')
-    // If start-up fails instead, the error is reported below.
-    starting.then(async (runner) => {
-      await runner.stop()
-      await messaging.close()
+    const stop = started === undefined
+      // Still starting (connecting, subscribing): closing the messaging gives up the
+      // connection being made, and start-up then ends without waiting for its timeout.
+      ? messaging.close().then(async () => { await starting.then(async runner => await runner.stop(), () => {}) })
+      : started.stop().then(async () => { await messaging.close() })
+    stop.then(() => {
       say('stopped')
       process.exit(EXIT_OK)
-    }, () => {}).catch((err: unknown) => process.exit(report(err)))
+    }, (err: unknown) => process.exit(report(err)))
   }
   process.on('SIGTERM', onSignal)
   process.on('SIGINT', onSignal)
 
   let runner: Runner
   try {
-    runner = await starting
+    runner = started = await starting
   } catch (err) {
+    // A start-up cut short by a signal is no failure: the signal's stop exits.
+    if (stopping) return
     clearInterval(keepAlive)
     await messaging.close().catch(() => {})
     throw err
@@ -174,7 +179,7 @@ async function consumer (values: ConsumerArgs): Promise<void> {
 /** Runs a command; resolves with the exit code, or undefined while it keeps running. */
 async function main (args: string[]): Promise<number | undefined> {
   const { values, positionals } = parseCommandLine(args)
-  if (values.help === true || args.length === 0 || (positionals.length === 1 && positionals[0] === 'help')) {
+  if (values.help === true || (positionals.length === 1 && positionals[0] === 'help')) {
     process.stdout.write(USAGE)
     return EXIT_OK
   }
@@ -183,6 +188,11 @@ async function main (args: string[]): Promise<number | undefined> {
     return EXIT_OK
   }
   const [command, ...rest] = positionals
+  if (args.length === 0) {
+    // No command is a usage error like any other (exit 2), with the usage to show what to type.
+    process.stderr.write(USAGE)
+    return EXIT_USAGE
+  }
   if (command === undefined) throw new UsageError('give a command, e.g. "herald consumer"')
   if (command !== 'consumer') throw new UsageError(`unknown command "${command}"; the commands are: consumer`)
   if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]!}"; give the handlers folder with --handlers DIR`)

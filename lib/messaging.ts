@@ -3,7 +3,7 @@ import { resolveKafkaSettings, type KafkaOptions } from './brokers/kafka/kafka-c
 import { resolveMemorySettings, type MemoryOptions } from './brokers/memory/memory-config.js'
 import { resolveRabbitMqSettings, type RabbitMqOptions } from './brokers/rabbitmq/rabbitmq-config.js'
 import { resolveRedisSettings, type RedisOptions } from './brokers/redis/redis-config.js'
-import { checkPositiveInt } from './brokers/config-checks.js'
+import { checkKnownKeys, checkPositiveInt } from './brokers/config-checks.js'
 import { BrokerError, ConfigError, HeraldError, isRetriable } from './errors.js'
 import type { Event, EventData } from './event.js'
 import { childLogger, createDefaultLogger, type Logger } from './logger.js'
@@ -26,6 +26,14 @@ export interface MessagingOptions {
   defaultTopic?: string
   /** A pino-compatible logger; `false` for none. Default: one line per record on stderr from `HERALD_LOG_LEVEL` (default `warn`). */
   logger?: Logger | false
+  /**
+   * How long connecting to the broker may take, in ms, before `connect()`,
+   * `startConsumers()`, the Fastify plugin's registration and the CLI fail with a
+   * `BrokerError` (code `HERALD_CONNECT_TIMEOUT`) naming the broker and its address: a
+   * broker that accepts the connection but never answers hangs nothing. Default 5000 (below
+   * Fastify's 10 s plugin timeout). `health()` waits at most this, and 5 s at most.
+   */
+  connectTimeout?: number
   /** How long a publish waits for the broker's acknowledgement, in ms. Default 10000. */
   publishTimeout?: number
   /** How long the producer waits for more sends before sending a batch, in ms. Default 0 (what arrives in the same tick). */
@@ -56,6 +64,7 @@ export interface ResolvedMessagingOptions {
   broker: BrokerKind
   source: string
   defaultTopic: string
+  connectTimeout: number
   publishTimeout: number
   linger: number
   maxBatchSize: number
@@ -72,6 +81,52 @@ export interface MessagingHealth extends BrokerHealth {
 
 type Connector = (deps: BrokerDeps) => Promise<Broker>
 
+/** Every option `createMessaging` takes (the compiler checks that none is missing): any other key is a typo. */
+const OPTION_KEYS: Record<keyof MessagingOptions, true> = {
+  broker: true,
+  bootstrapServers: true,
+  url: true,
+  source: true,
+  defaultTopic: true,
+  logger: true,
+  connectTimeout: true,
+  publishTimeout: true,
+  linger: true,
+  maxBatchSize: true,
+  maxMessageBytes: true,
+  outbox: true,
+  kafka: true,
+  rabbitmq: true,
+  redis: true,
+  memory: true
+}
+
+/** The names of the messaging options, for the integrations that take them beside their own. */
+export const MESSAGING_OPTION_KEYS: readonly string[] = Object.keys(OPTION_KEYS)
+
+/** `connectTimeout` when not given, in ms: below Fastify's 10 s plugin timeout. */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000
+
+/** The most `health()` waits for an answer, in ms. */
+const HEALTH_TIMEOUT_MS = 5_000
+
+/** The broker a URL's scheme stands for. */
+const URL_SCHEMES: Record<string, BrokerKind> = { 'redis:': 'redis', 'rediss:': 'redis', 'amqp:': 'rabbitmq', 'amqps:': 'rabbitmq' }
+
+function brokerOfUrl (url: unknown): BrokerKind {
+  let protocol: string | undefined
+  try {
+    protocol = new URL(String(url)).protocol
+  } catch {
+    throw new ConfigError('url', `"${redactUrl(String(url))}" is not a valid URL; give a RabbitMQ (amqp://, amqps://) or Redis (redis://, rediss://) URL, or set broker`)
+  }
+  const broker = URL_SCHEMES[protocol]
+  if (broker === undefined) {
+    throw new ConfigError('url', `"${redactUrl(String(url))}" has scheme "${protocol}", which names no broker Herald knows: use amqp:// or amqps:// for RabbitMQ, redis:// or rediss:// for Redis (Kafka takes bootstrapServers), or set broker`)
+  }
+  return broker
+}
+
 function pickBroker (options: MessagingOptions, env: NodeJS.ProcessEnv): BrokerKind {
   const option = options.broker !== undefined ? 'broker' : 'MESSAGING_BROKER'
   const chosen = options.broker ?? (env.MESSAGING_BROKER !== undefined && env.MESSAGING_BROKER !== '' ? env.MESSAGING_BROKER : undefined)
@@ -81,7 +136,9 @@ function pickBroker (options: MessagingOptions, env: NodeJS.ProcessEnv): BrokerK
     }
     return chosen as BrokerKind
   }
-  if (options.bootstrapServers !== undefined || (env.KAFKA_BOOTSTRAP_SERVERS ?? '') !== '') return 'kafka'
+  if (options.bootstrapServers !== undefined) return 'kafka'
+  if (options.url !== undefined) return brokerOfUrl(options.url)
+  if ((env.KAFKA_BOOTSTRAP_SERVERS ?? '') !== '') return 'kafka'
   if ((env.RABBITMQ_URL ?? '') !== '') return 'rabbitmq'
   if ((env.REDIS_URL ?? '') !== '') return 'redis'
   return 'memory'
@@ -93,11 +150,13 @@ function pickBroker (options: MessagingOptions, env: NodeJS.ProcessEnv): BrokerK
  */
 export function resolveMessagingOptions (options: MessagingOptions = {}, env: NodeJS.ProcessEnv = process.env): { resolved: ResolvedMessagingOptions, connect: Connector } {
   if (options === null || typeof options !== 'object') throw new ConfigError('options', 'must be an object')
+  checkKnownKeys('', options, MESSAGING_OPTION_KEYS)
   const broker = pickBroker(options, env)
   const source = options.source ?? (env.SERVICE_NAME !== undefined && env.SERVICE_NAME !== '' ? env.SERVICE_NAME : 'herald')
   if (typeof source !== 'string' || source === '') throw new ConfigError('source', 'must be a non-empty string naming the service, e.g. "orders-service"')
   const defaultTopic = options.defaultTopic ?? 'events'
   if (typeof defaultTopic !== 'string' || defaultTopic === '') throw new ConfigError('defaultTopic', 'must be a non-empty topic name, e.g. "events"')
+  const connectTimeout = checkPositiveInt('connectTimeout', options.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT_MS, { max: 600_000 })
   const publishTimeout = checkPositiveInt('publishTimeout', options.publishTimeout ?? 10_000)
   const linger = checkPositiveInt('linger', options.linger ?? 0, { min: 0, max: 60_000 })
   const maxBatchSize = checkPositiveInt('maxBatchSize', options.maxBatchSize ?? 500)
@@ -108,19 +167,19 @@ export function resolveMessagingOptions (options: MessagingOptions = {}, env: No
   let address: string
   switch (broker) {
     case 'kafka': {
-      const settings = resolveKafkaSettings(options.bootstrapServers, env, source, options.kafka)
+      const settings = { ...resolveKafkaSettings(options.bootstrapServers, env, source, options.kafka), connectTimeout }
       address = settings.brokers.join(',')
       connect = async (deps) => (await import('./brokers/kafka/index.js')).createBroker(settings, deps)
       break
     }
     case 'rabbitmq': {
-      const settings = resolveRabbitMqSettings(options.url, env, options.rabbitmq)
+      const settings = { ...resolveRabbitMqSettings(options.url, env, options.rabbitmq), connectTimeout }
       address = redactUrl(settings.url)
       connect = async (deps) => (await import('./brokers/rabbitmq/index.js')).createBroker(settings, deps)
       break
     }
     case 'redis': {
-      const settings = resolveRedisSettings(options.url, env, options.redis)
+      const settings = { ...resolveRedisSettings(options.url, env, options.redis), connectTimeout }
       address = redactUrl(settings.url)
       connect = async (deps) => (await import('./brokers/redis/index.js')).createBroker(settings, deps)
       break
@@ -132,7 +191,28 @@ export function resolveMessagingOptions (options: MessagingOptions = {}, env: No
       break
     }
   }
-  return { resolved: { broker, source, defaultTopic, publishTimeout, linger, maxBatchSize, maxMessageBytes, outbox, address }, connect }
+  return { resolved: { broker, source, defaultTopic, connectTimeout, publishTimeout, linger, maxBatchSize, maxMessageBytes, outbox, address }, connect }
+}
+
+/**
+ * Why running on the embedded broker looks like a mistake in this process: it is in
+ * production, or a real broker's address is set in the environment.
+ */
+function memoryMisfit (env: NodeJS.ProcessEnv): string | undefined {
+  if (env.NODE_ENV === 'production') return 'NODE_ENV is "production"'
+  if ((env.KAFKA_BOOTSTRAP_SERVERS ?? '') !== '') return 'KAFKA_BOOTSTRAP_SERVERS is set'
+  for (const [name, value] of Object.entries(env)) {
+    if (name.endsWith('_URL') && value !== undefined && /^(redis|rediss|amqp|amqps|kafka):\/\//i.test(value.trim())) return `${name} is set to a broker URL`
+  }
+  return undefined
+}
+
+/** Set once the embedded-broker warning was logged: once per process is enough to be seen. */
+let warnedMemory = false
+
+/** @internal Lets the embedded-broker warning be logged again (tests). */
+export function resetMemoryWarning (): void {
+  warnedMemory = false
 }
 
 /** Something that must stop before the broker closes (a consumer runner). */
@@ -154,6 +234,8 @@ export class Messaging {
   readonly #connect: Connector
   readonly #outbox: Outbox | undefined
   #broker: Promise<Broker> | undefined
+  /** The adapter being connected or connected: `close()` closes it even mid-connect. */
+  #adapter: Broker | undefined
   readonly #closeables = new Set<Closeable>()
   #closing: Promise<void> | undefined
   /** Set once the producer is flushed and the broker is going: no more broker calls. */
@@ -165,6 +247,11 @@ export class Messaging {
     this.#connect = connect
     const base = options.logger === false ? silentLogger : options.logger ?? createDefaultLogger()
     this.logger = childLogger(base, { component: 'herald', broker: resolved.broker })
+    const misfit = resolved.broker === 'memory' && options.logger !== false ? memoryMisfit(env) : undefined
+    if (misfit !== undefined && !warnedMemory) {
+      warnedMemory = true
+      this.logger.warn({ broker: 'memory' }, `Herald runs on the embedded in-process broker (nothing leaves this process, nothing survives a restart), but ${misfit}: set broker (or MESSAGING_BROKER) to the broker you mean`)
+    }
     this.#outbox = resolved.outbox === undefined
       ? undefined
       : Outbox.open(resolved.outbox, {
@@ -186,11 +273,24 @@ export class Messaging {
     if (this.#closed) return Promise.reject(new BrokerError('this Messaging instance is closed', { retriable: false }))
     this.#broker ??= (async () => {
       const broker = await this.#connect({ logger: this.logger, clientId: this.options.source })
+      this.#adapter = broker
+      const { connectTimeout } = this.options
+      let timer: NodeJS.Timeout | undefined
+      const late = new Promise<never>((_resolve, reject) => {
+        timer = setTimeout(() => reject(new BrokerError(
+          `${this.options.broker} at ${this.options.address} did not answer within ${connectTimeout} ms (connectTimeout): check the address and port (something there accepts connections but does not speak ${this.options.broker}), or raise connectTimeout`,
+          { code: 'HERALD_CONNECT_TIMEOUT' }
+        )), connectTimeout)
+      })
       try {
-        await broker.connect()
+        await Promise.race([broker.connect(), late])
       } catch (err) {
+        // Closing the half-open client leaves no socket or timer that keeps the process up.
         await broker.close().catch(() => {})
+        if (this.#adapter === broker) this.#adapter = undefined
         throw err instanceof HeraldError ? err : new BrokerError(`could not connect to ${this.options.broker} at ${this.options.address}: ${redactText((err as Error).message ?? String(err))}`, { cause: err })
+      } finally {
+        clearTimeout(timer)
       }
       return broker
     })()
@@ -237,13 +337,23 @@ export class Messaging {
     return this.producer.publishEvent(name, data, options)
   }
 
-  /** Whether the broker answers, and the outbox's state when there is one. Never throws. */
+  /**
+   * Whether the broker answers, and the outbox's state when there is one. Never throws, and
+   * resolves within `connectTimeout` (5 s at most): no answer by then is `ok: false`.
+   */
   async health (): Promise<MessagingHealth> {
     let health: BrokerHealth
+    const bound = Math.min(this.options.connectTimeout, HEALTH_TIMEOUT_MS)
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new Error(`${this.options.broker} at ${this.options.address} did not answer within ${bound} ms`)), bound)
+    })
     try {
-      health = await (await this.broker()).health()
+      health = await Promise.race([this.broker().then(async broker => await broker.health()), late])
     } catch (err) {
       health = { ok: false, broker: this.options.broker, detail: redactText(err instanceof Error ? err.message : String(err)) }
+    } finally {
+      clearTimeout(timer)
     }
     const outbox = this.#outbox?.stats()
     if (outbox === undefined) return health
@@ -270,6 +380,8 @@ export class Messaging {
       await this.producer.close()
       await this.#outbox?.close(this.options.publishTimeout)
       this.#closed = true
+      // A connection still being made is given up now rather than waited for.
+      await this.#adapter?.close().catch(() => {})
       const broker = await this.#broker?.catch(() => undefined)
       await broker?.close()
     })()

@@ -3,7 +3,8 @@
 // events failed is answered (503 to retry, 500 for a bug).
 import type { EventOutcome, RouteEventsFailure } from '../lib/emit.js'
 import { ConfigError, HeraldError } from '../lib/errors.js'
-import { createMessaging, type Messaging, type MessagingOptions } from '../lib/messaging.js'
+import { checkKnownKeys } from '../lib/brokers/config-checks.js'
+import { createMessaging, MESSAGING_OPTION_KEYS, type Messaging, type MessagingOptions } from '../lib/messaging.js'
 import { redactText } from '../lib/redact.js'
 
 /** Options of both integrations: the messaging options, or `messaging` to use an instance you own. */
@@ -14,29 +15,11 @@ export type IntegrationOptions = MessagingOptions & {
   closeMessaging?: boolean
 }
 
-// Every key of MessagingOptions (the compiler checks that none is missing), to refuse
-// options that would be silently ignored next to `messaging`.
-const MESSAGING_OPTION_KEYS: Record<keyof MessagingOptions, true> = {
-  broker: true,
-  bootstrapServers: true,
-  url: true,
-  source: true,
-  defaultTopic: true,
-  logger: true,
-  publishTimeout: true,
-  linger: true,
-  maxBatchSize: true,
-  maxMessageBytes: true,
-  outbox: true,
-  kafka: true,
-  rabbitmq: true,
-  redis: true,
-  memory: true
-}
-
 /** The instance to use and whether the integration owns (and so closes) it. */
 export function messagingFrom (options: IntegrationOptions): { messaging: Messaging, owned: boolean } {
   if (options === null || typeof options !== 'object') throw new ConfigError('options', 'must be an object like { broker: "redis" }')
+  // A typo of the integration's own options is named too, not only the messaging ones.
+  checkKnownKeys('', options, [...MESSAGING_OPTION_KEYS, 'messaging', 'closeMessaging'])
   const { messaging, closeMessaging, ...messagingOptions } = options
   if (closeMessaging !== undefined && typeof closeMessaging !== 'boolean') {
     throw new ConfigError('closeMessaging', `must be true or false, got ${JSON.stringify(closeMessaging)}`)
@@ -45,7 +28,7 @@ export function messagingFrom (options: IntegrationOptions): { messaging: Messag
   if (messaging === null || typeof messaging !== 'object' || typeof messaging.publishEvent !== 'function') {
     throw new ConfigError('messaging', 'must be a Messaging instance from createMessaging(); pass messaging options (broker, url, …) directly instead')
   }
-  const ignored = Object.keys(messagingOptions).filter(k => Object.hasOwn(MESSAGING_OPTION_KEYS, k))
+  const ignored = Object.keys(messagingOptions)
   if (ignored.length > 0) {
     throw new ConfigError(ignored[0]!, `cannot be given with \`messaging\`: the instance passed in already has its options; remove ${ignored.map(k => `"${k}"`).join(', ')} or \`messaging\``)
   }

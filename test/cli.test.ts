@@ -1,9 +1,12 @@
 import { expect } from 'chai'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { SilentServer } from './silent-server.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const BIN = join(ROOT, 'dist/bin/herald.js')
@@ -99,7 +102,7 @@ describe('the herald CLI', function () {
   })
 
   describe('help and version', function () {
-    for (const args of [['--help'], ['-h'], [], ['consumer', '--help']]) {
+    for (const args of [['--help'], ['-h'], ['consumer', '--help']]) {
       it(`"${['herald', ...args].join(' ')}" prints the usage with the commands, flags and environment variables, exit 0`, async function () {
         const { code, stdout, stderr } = await herald(args).exited()
         expect(code).to.equal(0)
@@ -122,6 +125,13 @@ describe('the herald CLI', function () {
     it('the compiled binary starts with a node shebang', function () {
       expect(readFileSync(BIN, 'utf8').split('\n')[0]).to.equal('#!/usr/bin/env node')
     })
+  })
+
+  it('"herald" with no command is a usage error: exit 2, the usage on stderr', async function () {
+    const { code, stdout, stderr } = await herald([]).exited()
+    expect(code).to.equal(2)
+    expect(stdout).to.equal('')
+    expect(stderr).to.match(/^Usage: herald <command>/)
   })
 
   describe('usage errors exit 2 with one line and a hint', function () {
@@ -167,6 +177,26 @@ describe('the herald CLI', function () {
 
     it('a handlers path that is a file, not a folder, is named', async function () {
       expect(await failure(['consumer', '--handlers', 'package.json'])).to.contain('handlers directory "package.json" does not exist or is not a directory')
+    })
+
+    it('an empty handlers folder says that folder has no handler module', async function () {
+      const dir = await mkdtemp(join(tmpdir(), 'herald-empty-'))
+      try {
+        expect(await failure(['consumer', '--handlers', dir])).to.match(new RegExp(`^herald: handlers directory "${dir}" has no handler module \\(\\.js \\.mjs \\.cjs`))
+      } finally {
+        await rm(dir, { recursive: true, force: true })
+      }
+    })
+
+    it('a broker that accepts the connection and never answers: exit 1 after connectTimeout, naming the broker and the masked address', async function () {
+      const server = await new SilentServer().listen()
+      try {
+        const stderr = await failure(['consumer', '--handlers', 'test/fixtures/cli-handlers', '--broker', 'redis'], { REDIS_URL: `redis://:s3cret-pw@127.0.0.1:${server.port}` })
+        expect(stderr).to.contain(`redis at redis://:***@127.0.0.1:${server.port} did not answer within 5000 ms (connectTimeout)`)
+        expect(stderr).not.to.contain('s3cret-pw')
+      } finally {
+        await server.close()
+      }
     })
 
     it('a module that exports no handler is named', async function () {
@@ -242,6 +272,25 @@ describe('the herald CLI', function () {
       expect(code).to.equal(0)
       expect(lines(stdout).slice(-2)).to.deep.equal(['herald: stopping…', 'herald: stopped'])
       expect(stderr).to.equal('')
+    })
+
+    it('SIGTERM while it is still connecting to a broker that does not answer stops it at once, exit 0', async function () {
+      const server = await new SilentServer().listen()
+      try {
+        const h = herald([...FIXTURE, '--broker', 'rabbitmq'], { RABBITMQ_URL: `amqp://127.0.0.1:${server.port}` })
+        // It is connecting once the server has its connection.
+        while (server.accepted === 0) {
+          if (!h.running) throw new Error(`herald exited before connecting\n${h.stderr}`)
+          await new Promise(resolve => setTimeout(resolve, 20))
+        }
+        h.child.kill('SIGTERM')
+        const { code, stdout, stderr } = await h.exited()
+        expect(code, stderr).to.equal(0)
+        expect(lines(stdout)).to.deep.equal(['herald: stopping…', 'herald: stopped'])
+        expect(stderr).to.equal('')
+      } finally {
+        await server.close()
+      }
     })
 
     it('SIGINT stops it gracefully too', async function () {

@@ -47,6 +47,8 @@ interface RefusedCase {
   what: string
   options: () => MessagingOptions
   reason: RegExp
+  /** The error code of a refused login (not an unreachable broker), when the broker says so. */
+  code?: string
 }
 
 const refused: RefusedCase[] = [
@@ -54,13 +56,15 @@ const refused: RefusedCase[] = [
     kind: 'rabbitmq',
     what: 'a wrong password in the URL (ACCESS_REFUSED)',
     options: () => ({ ...brokerOptions('rabbitmq'), url: withCredentials(String(brokerOptions('rabbitmq').url), new URL(String(brokerOptions('rabbitmq').url)).username || 'guest', SECRET) }),
-    reason: /could not reach RabbitMQ at amqp:\/\/[^:]+:\*\*\*@.+ACCESS.REFUSED.+check the user name and password in the URL/
+    reason: /RabbitMQ at amqp:\/\/[^:]+:\*\*\*@\S+ refused the login: .*ACCESS.REFUSED.+check the user name and password in the URL/,
+    code: 'HERALD_BROKER_AUTH'
   },
   {
     kind: 'redis',
     what: 'an unknown user and password in the URL (WRONGPASS)',
     options: () => ({ ...brokerOptions('redis'), url: withCredentials(String(brokerOptions('redis').url), 'herald-nobody', SECRET) }),
-    reason: /could not reach Redis at redis:\/\/herald-nobody:\*\*\*@.+WRONGPASS/
+    reason: /Redis at redis:\/\/herald-nobody:\*\*\*@\S+ refused the login \(.*WRONGPASS/,
+    code: 'HERALD_BROKER_AUTH'
   },
   {
     kind: 'kafka',
@@ -100,6 +104,8 @@ describe('credentials', function () {
         expect(errors).to.have.length(3)
         for (const err of errors) {
           expect((err as Error).message).to.match(c.reason)
+          const e = err as { code?: string, cause?: { code?: string } }
+          if (c.code !== undefined) expect(e.code === 'HERALD_PUBLISH' ? e.cause?.code : e.code, (err as Error).message).to.equal(c.code)
           expect(everything(err)).not.to.contain(SECRET)
         }
         for (const record of records) expect(record).not.to.contain(SECRET)

@@ -2,7 +2,7 @@ import { expect } from 'chai'
 import {
   ConfigError, configureMessaging, createMessaging, getMessaging, getProducer, publishEvent, event, Messaging
 } from '../lib/index.js'
-import { resetDefaultMessaging } from '../lib/messaging.js'
+import { resetDefaultMessaging, resetMemoryWarning } from '../lib/messaging.js'
 import { sharedMemoryStore } from '../lib/brokers/memory/index.js'
 import { randomName } from './helpers.js'
 
@@ -22,7 +22,7 @@ describe('configuration', function () {
     process.env = { ...env }
     resetDefaultMessaging()
   })
-  for (const name of ['MESSAGING_BROKER', 'KAFKA_BOOTSTRAP_SERVERS', 'RABBITMQ_URL', 'REDIS_URL', 'SERVICE_NAME', 'HERALD_LOG_LEVEL']) {
+  for (const name of ['MESSAGING_BROKER', 'KAFKA_BOOTSTRAP_SERVERS', 'RABBITMQ_URL', 'REDIS_URL', 'SERVICE_NAME', 'HERALD_LOG_LEVEL', 'ORDERS_BUS_URL']) {
     beforeEach(function () { delete process.env[name] })
   }
 
@@ -87,6 +87,100 @@ describe('configuration', function () {
     expect(configError(() => createMessaging({ publishTimeout: 0 })).message).to.contain('publishTimeout: must be a whole number from 1')
     expect(configError(() => createMessaging({ maxBatchSize: 1.5 })).option).to.equal('maxBatchSize')
     expect(configError(() => createMessaging({ broker: 'memory', source: '' })).option).to.equal('source')
+  })
+
+  it('a Redis URL whose path is not a database number is a ConfigError at creation, password masked', function () {
+    const err = configError(() => createMessaging({ broker: 'redis', url: 'redis://:hunter2@127.0.0.1:6379/abc' }))
+    expect(err.option).to.equal('url')
+    expect(err.message).to.contain('database "abc"').and.to.contain('is a number').and.not.to.contain('hunter2')
+    expect(() => createMessaging({ broker: 'redis', logger: false, url: 'redis://127.0.0.1:6379/3' })).not.to.throw()
+    expect(() => createMessaging({ broker: 'redis', logger: false, url: 'redis://127.0.0.1:6379/' })).not.to.throw()
+  })
+
+  it('connectTimeout is checked like the other numeric options', function () {
+    expect(configError(() => createMessaging({ broker: 'memory', connectTimeout: 0 })).message).to.contain('connectTimeout: must be a whole number from 1')
+    expect(configError(() => createMessaging({ broker: 'memory', connectTimeout: '5s' as never })).option).to.equal('connectTimeout')
+    expect(createMessaging({ broker: 'memory', logger: false }).options.connectTimeout).to.equal(5000)
+  })
+
+  describe('a misspelt option never runs silently on the embedded broker', function () {
+    const cases: Array<[string, () => unknown, string, string]> = [
+      ['a top-level key', () => createMessaging({ brokr: 'redis', url: 'redis://127.0.0.1:6379' } as never), 'brokr', 'unknown option "brokr"; did you mean "broker"?'],
+      ['a swapped-letters key', () => createMessaging({ broker: 'memory', defualtTopic: 'x' } as never), 'defualtTopic', 'did you mean "defaultTopic"?'],
+      ['a redis key', () => createMessaging({ broker: 'redis', redis: { prefx: 'app:' } } as never), 'redis.prefx', 'unknown option "redis.prefx"; did you mean "redis.prefix"?'],
+      ['a kafka key', () => createMessaging({ broker: 'kafka', kafka: { numPartition: 6 } } as never), 'kafka.numPartition', 'did you mean "kafka.numPartitions"?'],
+      ['a rabbitmq key', () => createMessaging({ broker: 'rabbitmq', rabbitmq: { exchnage: 'x' } } as never), 'rabbitmq.exchnage', 'did you mean "rabbitmq.exchange"?'],
+      ['a memory key', () => createMessaging({ broker: 'memory', memory: { retian: 5 } } as never), 'memory.retian', 'did you mean "memory.retain"?'],
+      ['a key far from any option', () => createMessaging({ broker: 'memory', zzzzzzzz: 1 } as never), 'zzzzzzzz', '"broker", "bootstrapServers", "url"']
+    ]
+    for (const [what, create, option, text] of cases) {
+      it(`${what}: a ConfigError naming "${option}" and the nearest valid option`, function () {
+        const err = configError(create)
+        expect(err.option).to.equal(option)
+        expect(err.message).to.contain(text)
+      })
+    }
+
+    it('the options passed through to a client (kafka.client, redis.client, rabbitmq.socketOptions) are the client\'s: their keys are not checked', function () {
+      expect(() => createMessaging({ broker: 'kafka', logger: false, kafka: { client: { someFutureOption: 1 } as never, producer: { transactionTimeout: 1000 } } })).not.to.throw()
+      expect(() => createMessaging({ broker: 'redis', logger: false, redis: { client: { anything: true } as never } })).not.to.throw()
+      expect(() => createMessaging({ broker: 'rabbitmq', logger: false, rabbitmq: { socketOptions: { noDelay: true } as never } })).not.to.throw()
+    })
+
+    it('url without broker picks the broker from its scheme; an unknown scheme is a ConfigError', function () {
+      process.env.KAFKA_BOOTSTRAP_SERVERS = '127.0.0.1:9092'
+      expect(createMessaging({ logger: false, url: 'redis://127.0.0.1:6379' }).options.broker).to.equal('redis')
+      expect(createMessaging({ logger: false, url: 'rediss://127.0.0.1:6380' }).options.broker).to.equal('redis')
+      expect(createMessaging({ logger: false, url: 'amqp://guest:guest@127.0.0.1:5672' }).options.broker).to.equal('rabbitmq')
+      expect(createMessaging({ logger: false, url: 'amqps://127.0.0.1:5671' }).options.broker).to.equal('rabbitmq')
+      const err = configError(() => createMessaging({ logger: false, url: 'nats://app:hunter2@127.0.0.1:4222' }))
+      expect(err.option).to.equal('url')
+      expect(err.message).to.contain('amqp://').and.to.contain('redis://').and.not.to.contain('hunter2')
+    })
+
+    it('the Express middleware and the Fastify plugin name a misspelt option of their own too', async function () {
+      const { herald: heraldExpress } = await import('../plugins/express.js')
+      const { messagingFrom } = await import('../plugins/shared.js')
+      const m = createMessaging({ broker: 'memory', logger: false })
+      const err = configError(() => heraldExpress({ messaging: m, closeMesaging: true } as never))
+      expect(err.message).to.contain('unknown option "closeMesaging"; did you mean "closeMessaging"?')
+      expect(configError(() => heraldExpress({ brokr: 'redis' } as never)).message).to.contain('did you mean "broker"?')
+      expect(configError(() => messagingFrom({ broker: 'memory', publishTimout: 5 } as never)).message).to.contain('did you mean "publishTimeout"?')
+      await m.close()
+    })
+  })
+
+  describe('the embedded broker in a process that looks like production', function () {
+    function warnings (options: Parameters<typeof createMessaging>[0] = {}): string[] {
+      const lines: string[] = []
+      const record = (level: string) => (_obj: unknown, msg?: string): void => { if (level === 'warn') lines.push(msg ?? '') }
+      const logger = { debug: record('debug'), info: record('info'), warn: record('warn'), error: record('error') }
+      createMessaging({ ...options, logger })
+      return lines
+    }
+    beforeEach(function () { resetMemoryWarning() })
+
+    it('logs one warning, once per process, when a broker URL variable is set', function () {
+      process.env.REDIS_URL = 'redis://cache:6379'
+      const first = warnings({ broker: 'memory' })
+      expect(first).to.have.length(1)
+      expect(first[0]).to.contain('embedded').and.to.contain('REDIS_URL')
+      expect(warnings({ broker: 'memory' })).to.deep.equal([])
+    })
+
+    it('also for NODE_ENV=production, or any *_URL variable holding a broker URL', function () {
+      process.env.NODE_ENV = 'production'
+      expect(warnings()[0]).to.contain('NODE_ENV')
+      resetMemoryWarning()
+      delete process.env.NODE_ENV
+      process.env.ORDERS_BUS_URL = 'amqps://app:pw@mq.internal'
+      expect(warnings()[0]).to.contain('ORDERS_BUS_URL')
+    })
+
+    it('says nothing in a development process with no broker variable', function () {
+      delete process.env.NODE_ENV
+      expect(warnings({ broker: 'memory' })).to.deep.equal([])
+    })
   })
 
   it('configureMessaging sets the process default used by getMessaging, getProducer and publishEvent', async function () {

@@ -33,3 +33,47 @@ export function checkObject (option: string, value: unknown): Record<string, unk
   }
   return value as Record<string, unknown>
 }
+
+/**
+ * Refuses keys that are not options (a typo would otherwise be ignored, and a misspelt
+ * `broker` would silently run on the embedded broker), naming the closest valid key.
+ * `path` is where the object sits (`redis`), empty at the top level.
+ */
+export function checkKnownKeys (path: string, value: object, known: readonly string[]): void {
+  for (const key of Object.keys(value)) {
+    if (known.includes(key)) continue
+    const option = path === '' ? key : `${path}.${key}`
+    const near = nearest(key, known)
+    const suggestion = near === undefined
+      ? `the options${path === '' ? '' : ` of ${path}`} are ${known.map(k => `"${k}"`).join(', ')}`
+      : `did you mean "${path === '' ? near : `${path}.${near}`}"?`
+    throw new ConfigError(option, `unknown option "${option}"; ${suggestion}`)
+  }
+}
+
+/** The known key a typo most likely meant: within a third of its length in edits, or differing only in case. */
+function nearest (key: string, known: readonly string[]): string | undefined {
+  let best: string | undefined
+  let bestDistance = Infinity
+  for (const candidate of known) {
+    const distance = editDistance(key.toLowerCase(), candidate.toLowerCase())
+    if (distance < bestDistance) {
+      best = candidate
+      bestDistance = distance
+    }
+  }
+  return bestDistance <= Math.max(1, Math.floor(Math.max(key.length, 3) / 3)) ? best : undefined
+}
+
+/** Levenshtein distance, with a swap of two neighbours counted as one edit. */
+function editDistance (a: string, b: string): number {
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => i === 0 ? j : j === 0 ? i : 0))
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost)
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1)
+    }
+  }
+  return d[a.length]![b.length]!
+}

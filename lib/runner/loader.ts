@@ -90,7 +90,12 @@ export interface LoadedHandler {
 /** `loadHandlers`, with each handler's origin (`handlers/orders.js, export default`) for errors that must tell two handlers apart. */
 export async function loadHandlerModules (dir: string): Promise<LoadedHandler[]> {
   const definitions: LoadedHandler[] = []
-  for (const file of await findHandlerFiles(dir)) {
+  const files = await findHandlerFiles(dir)
+  if (files.length === 0) {
+    const kinds = typeScriptLoaderActive() ? '.js .mjs .cjs .ts .mts .cts' : '.js .mjs .cjs'
+    throw new HandlerError(`handlers directory "${dir}" has no handler module (${kinds}, not starting with "_" or ".", not *.test.* or *.d.ts); put your handler modules there, or point dir (or --handlers) at the folder that has them`)
+  }
+  for (const file of files) {
     let mod: Record<string, unknown>
     try {
       mod = await import(pathToFileURL(file).href) as Record<string, unknown>

@@ -148,7 +148,8 @@ describe('RabbitMQ broker', function () {
     }
     expect(error).to.be.instanceOf(BrokerError)
     const err = error as BrokerError
-    expect(err.message).to.contain(`could not reach RabbitMQ at ${ADDRESS}`)
+    expect(err.message).to.contain(`RabbitMQ at ${ADDRESS} refused the login`)
+    expect(err.code).to.equal('HERALD_BROKER_AUTH')
     expect(err.message).to.contain('ACCESS')
     expect(err.retriable).to.equal(false)
     expect(`${err.message} ${err.stack ?? ''} ${JSON.stringify(err)}`).not.to.contain(secret)

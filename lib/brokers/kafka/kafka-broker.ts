@@ -1,7 +1,7 @@
 import { Kafka, PartitionAssigners, Partitioners, type Admin, type Consumer, type Producer } from 'kafkajs'
 import { BrokerError, isRetriable } from '../../errors.js'
 import type { Logger } from '../../logger.js'
-import { rememberSecrets } from '../../redact.js'
+import { redactText, rememberSecrets } from '../../redact.js'
 import type { Broker, BrokerDeps, BrokerHealth, DeliveryHandler, OutgoingMessage, SubscribeOptions, Subscription } from '../broker.js'
 import { checkOutgoing } from '../outgoing-checks.js'
 import { heldStickyAssigner } from './kafka-assigner.js'
@@ -137,16 +137,51 @@ export class KafkaBroker implements Broker {
     if (this.#connected) return
     this.#connecting ??= (async () => {
       try {
+        await this.#probe()
+        if (this.#closed) throw this.#closedError()
         await Promise.all([this.#producer.connect(), this.#admin.connect()])
         this.#connected = true
+        this.#outage.reached()
       } catch (err) {
+        if (err instanceof BrokerError) throw err
         await Promise.allSettled([this.#producer.disconnect(), this.#admin.disconnect()])
+        if (refusedLogin(err)) {
+          throw new BrokerError(`Kafka at ${this.#address} refused the login: ${kafkaReason(err, this.#secrets)}; check kafka.client.sasl (mechanism, user name and password)`, { code: 'HERALD_BROKER_AUTH', retriable: false, cause: err })
+        }
         throw kafkaError(`could not reach Kafka at ${this.#address}`, err, this.#secrets)
       } finally {
         this.#connecting = undefined
       }
     })()
     return this.#connecting
+  }
+
+  /**
+   * Checks that Kafka answers within `connectTimeout`, on a client of its own without
+   * retries, before the producer and admin connect: kafkajs retries a connection that gets
+   * no answer for minutes, and its `disconnect()` waits for a request in flight, so a
+   * server that accepts and never answers would hold `connect()` (and `close()`) that long.
+   */
+  async #probe (): Promise<void> {
+    const timeout = this.#settings.connectTimeout ?? 5_000
+    const client = this.#settings.options.client ?? {}
+    const probe = new Kafka({
+      ...client,
+      brokers: this.#settings.brokers,
+      clientId: this.#settings.clientId,
+      connectionTimeout: Math.min(client.connectionTimeout ?? timeout, timeout),
+      authenticationTimeout: Math.min(client.authenticationTimeout ?? timeout, timeout),
+      requestTimeout: timeout,
+      enforceRequestTimeout: true,
+      retry: { retries: 0 },
+      // Its failure is the error connect() rejects with: its lines are not worth more than debug.
+      logCreator: () => ({ namespace, log }) => this.#logger.debug({ kafkajs: namespace }, redactText(`kafkajs (connect check): ${String(log.message)}`, this.#secrets))
+    }).admin()
+    try {
+      await probe.connect()
+    } finally {
+      await probe.disconnect().catch(() => {})
+    }
   }
 
   async publish (messages: OutgoingMessage[]): Promise<Array<Error | undefined>> {
@@ -357,4 +392,12 @@ function lostProducerState (err: unknown): boolean {
   let e: unknown = err
   while (e instanceof Error && e.cause instanceof Error && e.cause !== e) e = e.cause
   return [...kafkaErrorTypes(err), ...kafkaErrorTypes(e)].some(t => ERRORS_OF_LOST_PRODUCER_STATE.includes(t))
+}
+
+/** A SASL login Kafka answered with a refusal (not a listener without SASL, nor no answer). */
+function refusedLogin (err: unknown): boolean {
+  for (let e: unknown = err; e instanceof Error; e = e.cause === e ? undefined : e.cause) {
+    if (e.name === 'KafkaJSSASLAuthenticationError' || kafkaErrorTypes(e).includes('SASL_AUTHENTICATION_FAILED')) return true
+  }
+  return false
 }

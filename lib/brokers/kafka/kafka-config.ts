@@ -1,6 +1,6 @@
 import type { KafkaConfig, ProducerConfig, ConsumerConfig, RetryOptions } from 'kafkajs'
 import { ConfigError } from '../../errors.js'
-import { checkObject, checkPositiveInt } from '../config-checks.js'
+import { checkKnownKeys, checkObject, checkPositiveInt } from '../config-checks.js'
 
 /** Kafka options, under `kafka` in the messaging options. */
 export interface KafkaOptions {
@@ -33,7 +33,11 @@ export interface KafkaSettings {
   clientId: string
   options: KafkaOptions
   numPartitions: number
+  /** How long the first connection may take, in ms (the messaging option `connectTimeout`). */
+  connectTimeout?: number
 }
+
+const KAFKA_OPTION_KEYS: ReadonlyArray<keyof KafkaOptions> = ['client', 'producer', 'consumer', 'numPartitions', 'replicationFactor']
 
 const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$/
 
@@ -52,7 +56,7 @@ export function resolveKafkaSettings (bootstrapServers: string | string[] | unde
       throw new ConfigError(option, `"${server}" is not "host:port"; give Kafka brokers as e.g. "localhost:9092" (no scheme, several separated by commas)`)
     }
   }
-  checkObject('kafka', options)
+  checkKnownKeys('kafka', checkObject('kafka', options), KAFKA_OPTION_KEYS)
   const numPartitions = options?.numPartitions === undefined ? 3 : checkPositiveInt('kafka.numPartitions', options.numPartitions)
   if (options?.replicationFactor !== undefined) checkPositiveInt('kafka.replicationFactor', options.replicationFactor)
   checkObject('kafka.client', options?.client)

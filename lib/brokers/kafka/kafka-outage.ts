@@ -36,16 +36,19 @@ export class KafkaOutage {
     if (startedAt !== undefined && startedAt < this.#lastReached) return
     if (this.#down.size === 0) {
       this.#since = Date.now()
-      this.#logger.warn({ address: this.#address, reason }, 'lost the connection to Kafka; reconnecting')
+      // Never reached yet is no lost connection: whoever was connecting reports the real error.
+      if (this.#lastReached === 0) this.#logger.debug({ address: this.#address, reason }, 'Kafka is not reachable yet')
+      else this.#logger.warn({ address: this.#address, reason }, 'lost the connection to Kafka; reconnecting')
     }
     this.#down.add(who)
   }
 
   /** `who` works again; the outage ends once every client that was down does. */
   back (who: string): void {
+    const firstReach = this.#lastReached === 0
     this.#lastReached = Date.now()
     if (!this.#down.delete(who) || this.#down.size > 0) return
-    this.#logger.info({ address: this.#address, seconds: Math.round((Date.now() - this.#since) / 100) / 10 }, 'reconnected to Kafka')
+    this.#logger.info({ address: this.#address, seconds: Math.round((Date.now() - this.#since) / 100) / 10 }, firstReach ? 'reached Kafka' : 'reconnected to Kafka')
   }
 
   /** Something reached Kafka: the connection works again (clients still down stay down until they work). */

@@ -1,4 +1,4 @@
-import { checkObject, checkPositiveInt } from '../config-checks.js'
+import { checkKnownKeys, checkObject, checkPositiveInt } from '../config-checks.js'
 
 /** Options of the embedded broker, under `memory` in the messaging options. */
 export interface MemoryOptions {
@@ -15,6 +15,6 @@ export interface MemorySettings {
 }
 
 export function resolveMemorySettings (options: MemoryOptions | undefined): MemorySettings {
-  checkObject('memory', options)
+  checkKnownKeys('memory', checkObject('memory', options), ['retain'])
   return { retain: options?.retain === undefined ? 10_000 : checkPositiveInt('memory.retain', options.retain, { min: 0 }) }
 }

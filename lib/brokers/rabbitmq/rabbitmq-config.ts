@@ -1,6 +1,6 @@
 import type { SocketOptions } from 'amqplib'
 import { ConfigError } from '../../errors.js'
-import { checkObject, checkPositiveInt, parseBrokerUrl } from '../config-checks.js'
+import { checkKnownKeys, checkObject, checkPositiveInt, parseBrokerUrl } from '../config-checks.js'
 
 /** The queue types Herald can declare its queues as. */
 export type RabbitMqQueueType = 'classic' | 'quorum'
@@ -32,7 +32,11 @@ export interface RabbitMqSettings {
   url: string
   exchange: string
   options: RabbitMqOptions
+  /** How long opening a connection may take, in ms, when `socketOptions.timeout` is not given (the messaging option `connectTimeout`). */
+  connectTimeout?: number
 }
+
+const RABBITMQ_OPTION_KEYS: ReadonlyArray<keyof RabbitMqOptions> = ['exchange', 'socketOptions', 'heartbeat', 'queueType']
 
 /** The connect timeout when `socketOptions.timeout` is not given, in ms. */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000
@@ -44,7 +48,7 @@ export function resolveRabbitMqSettings (url: string | undefined, env: NodeJS.Pr
   const option = url !== undefined ? 'url' : 'RABBITMQ_URL'
   const value = url ?? env.RABBITMQ_URL ?? 'amqp://localhost:5672'
   parseBrokerUrl(option, value, ['amqp', 'amqps'], EXAMPLE)
-  checkObject('rabbitmq', options)
+  checkKnownKeys('rabbitmq', checkObject('rabbitmq', options), RABBITMQ_OPTION_KEYS)
   const exchange = options?.exchange ?? 'herald'
   if (typeof exchange !== 'string' || exchange === '' || exchange.startsWith('amq.')) {
     throw new ConfigError('rabbitmq.exchange', `"${String(exchange)}" cannot be used; name a topic exchange of your own, e.g. "herald" (names starting with "amq." are reserved)`)

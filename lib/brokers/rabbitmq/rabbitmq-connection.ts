@@ -54,7 +54,8 @@ export class RabbitMqConnection {
     const given = settings.options.socketOptions ?? {}
     this.#socketOptions = {
       ...given,
-      timeout: given.timeout ?? DEFAULT_CONNECT_TIMEOUT_MS,
+      // amqplib keeps this socket timeout until the handshake is done: it bounds a server that accepts and never answers.
+      timeout: given.timeout ?? settings.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT_MS,
       clientProperties: { connection_name: connectionName, ...given.clientProperties }
     }
     this.#log = log
@@ -131,7 +132,9 @@ export class RabbitMqConnection {
   async close (): Promise<void> {
     this.#closed = true
     this.#cancelWait?.()
-    const model = this.#model ?? await this.#opening?.catch(() => undefined)
+    // A connection still opening is not waited for: #connect closes it if it opens, and
+    // amqplib's socket timeout (connectTimeout) ends it if it does not.
+    const model = this.#model
     this.#model = undefined
     if (model === undefined) return
     let timer: NodeJS.Timeout | undefined

@@ -35,20 +35,23 @@ export function replyCode (err: unknown): number | undefined {
 /** Why a connection could not be opened, with what to do about it. */
 export function connectError (address: string, vhost: string, err: unknown, secrets: string[]): BrokerError {
   const reason = rabbitMqReason(err, secrets)
+  if (/ACCESS[-_]REFUSED|\b403\b/.test(reason)) {
+    // The server answered: it is reachable, and trying again with the same credential cannot help.
+    return new BrokerError(`RabbitMQ at ${address} refused the login: ${reason}; check the user name and password in the URL (or the credentials in rabbitmq.socketOptions)`, { code: 'HERALD_BROKER_AUTH', retriable: false, cause: err })
+  }
   let hint = ''
   let retriable = true
-  if (/ACCESS[-_]REFUSED|\b403\b/.test(reason)) {
-    hint = '; check the user name and password in the URL (or the credentials in rabbitmq.socketOptions)'
-    retriable = false
-  } else if (/Expected ConnectionOpenOk/.test(reason) || /NOT[-_]ALLOWED|\b530\b/.test(reason)) {
+  let code = 'HERALD_BROKER_UNREACHABLE'
+  if (/Expected ConnectionOpenOk/.test(reason) || /NOT[-_]ALLOWED|\b530\b/.test(reason)) {
     hint = `; the server refused the virtual host "${vhost}": check that it exists and that the user has permissions on it (the URL path is the vhost, URL-encoded: "/" is %2F)`
     retriable = false
   } else if (/ECONNREFUSED/.test(reason)) {
     hint = '; is RabbitMQ running and listening on that host and port?'
   } else if (/ETIMEDOUT|timed? ?out/i.test(reason)) {
-    hint = '; the host did not answer in time (rabbitmq.socketOptions.timeout): check the address and any firewall'
+    hint = '; the host did not answer in time (connectTimeout, or rabbitmq.socketOptions.timeout): check the address, the port and any firewall'
+    code = 'HERALD_CONNECT_TIMEOUT'
   }
-  return new BrokerError(`could not reach RabbitMQ at ${address}: ${reason}${hint}`, { code: 'HERALD_BROKER_UNREACHABLE', retriable, cause: err })
+  return new BrokerError(`could not reach RabbitMQ at ${address}: ${reason}${hint}`, { code, retriable, cause: err })
 }
 
 /** A publish that came back through basic.return: nothing is bound to the topic. */

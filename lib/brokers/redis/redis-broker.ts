@@ -46,7 +46,7 @@ export class RedisBroker implements Broker {
     this.#settings = settings
     this.#clientId = deps.clientId
     this.#logger = childLogger(deps.logger, { broker: 'redis' })
-    this.#connections = new RedisConnections(settings.url, settings.options.client?.password, this.#logger)
+    this.#connections = new RedisConnections(settings.url, settings.options.client?.password, this.#logger, settings.connectTimeout)
   }
 
   /** Connects the shared connection. Idempotent; after a failure the next call tries again. */
@@ -195,6 +195,7 @@ export class RedisBroker implements Broker {
    */
   async close (): Promise<void> {
     this.#closed = true
+    this.#connections.abort()
     await Promise.all([...this.#subscriptions].map(async s => await s.abort()))
     const client = this.#client ?? await this.#connecting?.catch(() => undefined)
     this.#client = undefined

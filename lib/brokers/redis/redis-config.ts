@@ -1,6 +1,7 @@
 import type { RedisOptions as IORedisOptions } from 'ioredis'
 import { ConfigError } from '../../errors.js'
-import { checkObject, checkPositiveInt, parseBrokerUrl } from '../config-checks.js'
+import { redactUrl } from '../../redact.js'
+import { checkKnownKeys, checkObject, checkPositiveInt, parseBrokerUrl } from '../config-checks.js'
 
 /** Redis options, under `redis` in the messaging options. */
 export interface RedisOptions {
@@ -31,7 +32,11 @@ export interface RedisSettings {
   url: string
   prefix: string
   options: RedisOptions
+  /** How long connecting (until Redis answers) may take, in ms (the messaging option `connectTimeout`). */
+  connectTimeout?: number
 }
+
+const REDIS_OPTION_KEYS: ReadonlyArray<keyof RedisOptions> = ['prefix', 'client', 'maxLen', 'claimIdleMs']
 
 /** `claimIdleMs` when the option is not given. */
 export const DEFAULT_CLAIM_IDLE_MS = 30_000
@@ -42,8 +47,13 @@ const EXAMPLE = 'redis://:password@localhost:6379/0 (or rediss:// for TLS)'
 export function resolveRedisSettings (url: string | undefined, env: NodeJS.ProcessEnv, options: RedisOptions | undefined): RedisSettings {
   const option = url !== undefined ? 'url' : 'REDIS_URL'
   const value = url ?? env.REDIS_URL ?? 'redis://localhost:6379'
-  parseBrokerUrl(option, value, ['redis', 'rediss'], EXAMPLE)
-  checkObject('redis', options)
+  const parsed = parseBrokerUrl(option, value, ['redis', 'rediss'], EXAMPLE)
+  // ioredis reads the path as the database number: anything else would send SELECT NaN.
+  const database = parsed.pathname.replace(/^\//, '')
+  if (database !== '' && !/^\d+$/.test(database)) {
+    throw new ConfigError(option, `"${redactUrl(value)}" names database "${safeDecode(database)}", but a Redis database is a number (the URL path, e.g. /0); use the form ${EXAMPLE}`)
+  }
+  checkKnownKeys('redis', checkObject('redis', options), REDIS_OPTION_KEYS)
   const prefix = options?.prefix ?? ''
   if (typeof prefix !== 'string') throw new ConfigError('redis.prefix', `must be a string, got ${JSON.stringify(prefix)}`)
   if (options?.maxLen !== undefined && (!Number.isInteger(options.maxLen) || options.maxLen < 1)) {
@@ -55,4 +65,12 @@ export function resolveRedisSettings (url: string | undefined, env: NodeJS.Proce
     throw new ConfigError('redis.client.keyPrefix', `is not supported (got ${JSON.stringify(client.keyPrefix)}); set redis.prefix instead, which Herald applies to its stream keys`)
   }
   return { url: value, prefix, options: options ?? {} }
+}
+
+function safeDecode (text: string): string {
+  try {
+    return decodeURIComponent(text)
+  } catch {
+    return text
+  }
 }

@@ -14,10 +14,14 @@ export class RedisConnections {
   readonly #logger: Logger
   /** Connections currently down: an outage starts when the first goes down, ends when the last is back. */
   readonly #down = new Set<Redis>()
+  /** Clients still connecting: `abort()` drops them. */
+  readonly #connecting = new Set<Redis>()
+  readonly #connectTimeout: number
 
-  constructor (url: string, clientPassword: string | undefined, logger: Logger) {
+  constructor (url: string, clientPassword: string | undefined, logger: Logger, connectTimeout = 5_000) {
     this.address = redactUrl(url)
     this.#logger = logger
+    this.#connectTimeout = connectTimeout
     const secrets = [clientPassword]
     try {
       const password = new URL(url).password
@@ -40,28 +44,60 @@ export class RedisConnections {
     return this.#down.size > 0
   }
 
+  /** Disconnects the clients still connecting (the broker is closing). */
+  abort (): void {
+    for (const client of this.#connecting) client.disconnect()
+  }
+
   /**
-   * Connects a lazy client. On failure the client is disconnected, so it does not keep
-   * retrying in the background, and the error names the masked address and the reason.
+   * Connects a lazy client, within the connect timeout (ioredis bounds only the TCP
+   * connect: a server that accepts and never answers would hold the ready check forever),
+   * then checks the database the client selects exists (ioredis would only emit the SELECT
+   * error and stay on database 0). On failure the client is disconnected, so it does not
+   * keep retrying in the background, and the error names the masked address and the reason.
    */
   async connect (client: Redis, what: string): Promise<void> {
     // ioredis rejects `connect()` with a bare "Connection is closed."; the reason comes as an 'error' event first.
     let reason: string | undefined
     const onError = (err: unknown): void => { reason ??= this.reason(err) }
     client.on('error', onError)
+    this.#connecting.add(client)
+    let timedOut = false
+    const timer = setTimeout(() => {
+      timedOut = true
+      client.disconnect()
+    }, this.#connectTimeout)
     try {
       await client.connect()
+      await this.#checkDatabase(client)
     } catch (err) {
       client.disconnect()
+      if (err instanceof BrokerError) throw err
+      if (timedOut) {
+        throw new BrokerError(`Redis at ${this.address} (${what}) did not answer within ${this.#connectTimeout} ms (connectTimeout): check the address and port, or raise connectTimeout`, { code: 'HERALD_CONNECT_TIMEOUT' })
+      }
       const text = reason ?? this.reason(err)
       // A refused credential will not pass by itself: say so, so that a send fails at once instead of being retried or spooled.
-      const refused = /\b(WRONGPASS|NOAUTH|NOPERM)\b/.test(text)
-      const hint = refused ? '; Redis refused the credentials: check the user name and password in the URL (or redis.client.username / password) and the user\'s ACL' : ''
-      throw new BrokerError(`could not reach Redis at ${this.address} (${what}): ${text}${hint}`, { code: 'HERALD_BROKER_UNREACHABLE', retriable: !refused })
+      if (/\b(WRONGPASS|NOAUTH|NOPERM)\b/.test(text)) {
+        throw new BrokerError(`Redis at ${this.address} refused the login (${what}): ${text}; check the user name and password in the URL (or redis.client.username / password) and the user's ACL`, { code: 'HERALD_BROKER_AUTH', retriable: false })
+      }
+      throw new BrokerError(`could not reach Redis at ${this.address} (${what}): ${text}`, { code: 'HERALD_BROKER_UNREACHABLE' })
     } finally {
+      clearTimeout(timer)
+      this.#connecting.delete(client)
       client.off('error', onError)
     }
     this.#watch(client)
+  }
+
+  async #checkDatabase (client: Redis): Promise<void> {
+    const db = Number(client.options.db ?? 0)
+    if (db === 0) return
+    try {
+      await client.select(db)
+    } catch (err) {
+      throw new BrokerError(`Redis at ${this.address} has no database ${db} (${this.reason(err)}): the URL path (or redis.client.db) is the database number, from 0 to the server's "databases" setting minus 1 (16 databases by default)`, { code: 'HERALD_UNKNOWN_DATABASE', retriable: false, cause: err })
+    }
   }
 
   /** Logs a lost connection once per outage, not once per failed command or reconnect attempt. */
