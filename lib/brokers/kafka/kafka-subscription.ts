@@ -296,7 +296,9 @@ export class KafkaSubscription implements Subscription {
     if (this.#suspects.size > 0) {
       // After a worker died: one message that was in hand then at a time, nothing beside it.
       if ([...this.#suspects].some(p => p.inHand.size > 0) || !room()) return
-      for (const p of this.#suspects) {
+      // The one whose delivery is being counted, if one is: only one is ever counted at a time.
+      const counting = [...this.#suspects].find(p => p.wantMark)
+      for (const p of counting === undefined ? this.#suspects : [counting]) {
         const entry = p.flow.peek()
         if (!p.isLoaded || entry === undefined) continue
         this.#handOverIfCounted(p, entry)
@@ -373,7 +375,10 @@ export class KafkaSubscription implements Subscription {
         done()
         // Handed over again from here (or, after a stop, fetched again from the committed offset, which is not past it).
         p.flow.returned(entry)
-        if (!p.revoked) this.#afterSettle(p)
+        if (p.revoked || this.#abandoned) return
+        this.#afterSettle(p)
+        // Its delivery count goes back to what it was (a release uses up no attempt) before the caller moves on.
+        if (this.#stopping) await this.#commits.soon()
       },
       keepAlive: async () => {
         try {
