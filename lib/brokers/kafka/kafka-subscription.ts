@@ -7,40 +7,16 @@ import { brokerClosedError } from '../shared/closed-error.js'
 import { InFlight } from '../shared/in-flight.js'
 import type { OutageLog } from '../shared/outage-log.js'
 import { HERALD_ASSIGNER, type TopicPartitions } from './kafka-assigner.js'
-import { CommitLedger, decodeMark, encodeMark } from './kafka-commit-ledger.js'
-import { COMMIT_WAIT_MS, CommitRounds, type PartitionCommit } from './kafka-commit-rounds.js'
+import { COMMIT_WAIT_MS, CommitRounds } from './kafka-commit-rounds.js'
 import { isConnectionTrouble, kafkaError, kafkaReason } from './kafka-errors.js'
-import { decodeHeaders } from './kafka-headers.js'
-import { PartitionFlow, type Entry } from './kafka-partition-flow.js'
+import { kafkaDelivery } from './kafka-delivery.js'
+import type { Entry } from './kafka-partition-flow.js'
+import { collectCommits, Part, PartitionControl, readMarks } from './kafka-part.js'
 import { isRebalanceAnswer, readHandBack, rebalanceRequest } from './kafka-rebalance.js'
 import { watchConsumer } from './kafka-consumer-events.js'
 
 /** Fetched and not handed over, per partition, before its fetching pauses (and resumes at half). */
 const MAX_BUFFERED = 1_000
-
-/** One assigned partition: its lanes, its ledger, and what its commits said. */
-class Part {
-  readonly tp: string
-  readonly flow = new PartitionFlow<KafkaMessage>()
-  readonly ledger = new CommitLedger()
-  /** Offsets handed over and not settled. */
-  readonly inHand = new Set<number>()
-  loaded: Promise<void> = Promise.resolve()
-  isLoaded = false
-  revoked = false
-  paused = false
-  /** Its head was in hand when a worker stopped without settling it: handed over alone (see #pump). */
-  suspect = false
-  /** The head offset whose delivery a landed commit counted: it may be handed over. */
-  markedHead = -1
-  /** The head waits for a commit counting its delivery. */
-  wantMark = false
-  /** Offset and metadata of the last commit that landed. */
-  landed = ''
-  /** Asked by the leader to give it back once nothing of it is in hand. */
-  handBack = false
-  constructor (readonly topic: string, readonly partition: number) { this.tp = `${topic}/${partition}` }
-}
 
 export interface KafkaSubscriptionOptions {
   consumer: Consumer
@@ -56,22 +32,16 @@ export interface KafkaSubscriptionOptions {
 }
 
 /**
- * One kafkajs consumer in a group. kafkajs's `eachBatch` only files the fetched messages
- * into their partition's lanes (kafka-partition-flow.ts) and returns, so fetching and
- * heartbeats never wait for a handler; messages are handed over from the lanes, up to
- * `maxInFlight`: one key in order, different keys side by side. Acks are committed in
- * coalesced rounds (kafka-commit-rounds.ts); the offset committed is the lowest one not
- * settled, with what the ledger (kafka-commit-ledger.ts) says in its metadata: the
- * deliveries of that message so far and the offsets above it already acked.
- *
- * Delivery counting (a message that kills its worker every time): a partition's lowest
- * unsettled message is handed over only once a commit has counted that delivery. After a
- * restart, messages whose count is not zero (in hand when a worker died) are handed over
- * one at a time, nothing else beside them, so another death is theirs alone.
- *
- * Rebalances: the member reports the partitions it holds a message of (`claims()`), and
- * Herald's assigner (kafka-assigner.ts) leaves them with it; one it keeps beyond its share
- * only for that is handed back (a new rebalance) once nothing of it is in hand.
+ * One kafkajs consumer in a group. `eachBatch` only files fetched messages into their
+ * partition's lanes (kafka-partition-flow.ts) and returns, so fetching and heartbeats never
+ * wait for a handler; messages go from the lanes up to `maxInFlight`. Acks are committed in
+ * coalesced rounds (kafka-commit-rounds.ts) at the lowest unsettled offset, with the
+ * ledger's metadata (kafka-commit-ledger.ts): delivery count of that message, acked offsets
+ * above it. A partition's lowest unsettled message goes only once a commit counted that
+ * delivery; after a restart, the messages in hand when a worker died go one at a time,
+ * nothing beside them, so another death is theirs alone. Rebalances: kafka-assigner.ts
+ * leaves partitions with a message in hand here (`claims()`); one kept beyond this member's
+ * share only for that is handed back (a new rebalance) once nothing of it is in hand.
  */
 export class KafkaSubscription implements Subscription {
   readonly #o: KafkaSubscriptionOptions
@@ -90,6 +60,7 @@ export class KafkaSubscription implements Subscription {
   #lastCommitRetry = 0
   #heartbeat: (() => Promise<void>) | undefined
   readonly #commits: CommitRounds
+  readonly #control: PartitionControl
   readonly #who: string
   /** Settles `start()`'s wait for the first join. */
   joinWait: { resolve: () => void, reject: (err: unknown) => void } | undefined
@@ -99,12 +70,11 @@ export class KafkaSubscription implements Subscription {
     this.#o = o
     this.#group = o.options.group
     this.#who = `group "${o.options.group}" (${Math.random().toString(36).slice(2, 8)})`
-    this.#commits = new CommitRounds(() => this.#collect(), async offsets => await this.#o.consumer.commitOffsets(offsets), err => this.#commitFailed(err), () => this.#pump())
+    this.#control = new PartitionControl(o.consumer, o.options.topics, o.logger, o.secrets, o.options.group, () => this.#stopping)
+    this.#commits = new CommitRounds(() => collectCommits(this.#parts.values(), this.#abandoned, this.#stopping, () => { this.#commitFailing = false }), async offsets => await this.#o.consumer.commitOffsets(offsets), err => this.#commitFailed(err), () => this.#pump())
   }
 
   get who (): string { return this.#who }
-  get joins (): number { return this.#joins }
-  get abandoned (): boolean { return this.#abandoned }
 
   /** What this member reports when it joins: partitions it holds a message of, and those it would rather keep. */
   claims (): { held: TopicPartitions, owned: TopicPartitions } {
@@ -157,7 +127,7 @@ export class KafkaSubscription implements Subscription {
 
   async pause (): Promise<void> {
     this.#stopping = true
-    this.#pauseAll()
+    this.#control.pauseAll()
   }
 
   close (): Promise<void> {
@@ -177,7 +147,7 @@ export class KafkaSubscription implements Subscription {
     this.#stopping = true
     this.#abandoned = true
     this.joinWait?.reject(brokerClosedError('Kafka'))
-    this.#pauseAll()
+    this.#control.pauseAll()
     this.#inFlight.abandon()
     await this.close()
   }
@@ -221,49 +191,22 @@ export class KafkaSubscription implements Subscription {
     void this.#commits.soon()
     if (groupProtocol === HERALD_ASSIGNER && holding > 0 && !this.#stopping) void this.#readHandBack(memberId, this.#joins)
     // Pausing survives a rebalance in kafkajs but not a consumer restart: state it again.
-    if (this.#stopping) this.#pauseAll()
-    else for (const p of this.#parts.values()) if (p.paused) this.#pausePartition(p)
+    if (this.#stopping) this.#control.pauseAll()
+    else for (const p of this.#parts.values()) if (p.paused) this.#control.pause(p)
     this.joinWait?.resolve()
   }
 
-  /** What the group's last commits said of partitions just assigned: delivery counts and acked offsets. */
   async #readMarks (parts: Part[]): Promise<void> {
-    const topics = [...new Set(parts.map(p => p.topic))]
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const answer = await this.#o.admin.fetchOffsets({ groupId: this.#group, topics })
-        for (const { topic, partitions } of answer) {
-          for (const { partition, offset, metadata } of partitions) {
-            const p = parts.find(x => x.topic === topic && x.partition === partition)
-            if (p === undefined) continue
-            const committed = Number(offset)
-            const mark = decodeMark(metadata, committed)
-            p.ledger.recover(committed, mark)
-            p.landed = mark === undefined ? '' : `${committed}|${metadata ?? ''}`
-            if (mark !== undefined && mark.deliveries > 0 && !p.revoked) {
-              p.suspect = true
-              this.#suspects.add(p)
-            }
-          }
-        }
-        break
-      } catch (err) {
-        if (attempt >= 3) {
-          // Without them nothing is lost: a message in hand when a worker died is not counted once more, that is all.
-          this.#o.logger.warn({ group: this.#group, err: kafkaReason(err, this.#o.secrets) }, 'could not read the group\'s committed offsets; delivery counts from before this start are not known')
-          break
-        }
-        await new Promise(resolve => setTimeout(resolve, 200 * attempt))
-      }
-    }
-    for (const p of parts) p.isLoaded = true
+    // Without them nothing is lost: a message in hand when a worker died is not counted once more, that is all.
+    const suspects = await readMarks(this.#o.admin, this.#group, parts, err => this.#o.logger.warn({ group: this.#group, err: kafkaReason(err, this.#o.secrets) }, 'could not read the group\'s committed offsets; delivery counts from before this start are not known'))
+    for (const p of suspects) if (!p.revoked) this.#suspects.add(p)
     this.#pump()
   }
 
   async #eachBatch ({ batch, heartbeat }: EachBatchPayload): Promise<void> {
     this.#heartbeat = heartbeat
     if (this.#stopping) {
-      this.#pauseAll()
+      this.#control.pauseAll()
       return
     }
     const part = this.#parts.get(`${batch.topic}/${batch.partition}`)
@@ -284,7 +227,7 @@ export class KafkaSubscription implements Subscription {
     }
     if (part.flow.buffered >= MAX_BUFFERED && !part.paused) {
       part.paused = true
-      this.#pausePartition(part)
+      this.#control.pause(part)
     }
     this.#pump()
   }
@@ -313,7 +256,7 @@ export class KafkaSubscription implements Subscription {
       }
       if (p.paused && p.flow.buffered < MAX_BUFFERED / 2) {
         p.paused = false
-        this.#resumePartition(p)
+        this.#control.resume(p)
       }
     }
   }
@@ -333,158 +276,66 @@ export class KafkaSubscription implements Subscription {
   }
 
   #handOver (p: Part, entry: Entry<KafkaMessage>): void {
-    const { offset, item: message } = entry
-    const id = `${p.tp}@${offset}`
     const settle = this.#inFlight.add()
-    p.inHand.add(offset)
-    let settled = false
-    let waiting = false
-    const done = (): void => {
-      settled = true
-      settle()
-      p.inHand.delete(offset)
-      if (waiting) this.#waiting--
-      waiting = false
-    }
-    const delivery: Delivery = {
-      topic: p.topic,
-      value: message.value ?? Buffer.alloc(0),
-      key: entry.key,
-      headers: decodeHeaders(message.headers),
-      redeliveries: p.ledger.recoveredDeliveries(offset),
-      id,
-      ack: async () => {
-        if (settled) return
-        done()
-        if (this.#abandoned) throw new BrokerError(`could not commit ${id} for group "${this.#group}": the Kafka subscription was closed, the group will get the message again`, { retriable: true })
-        p.flow.settled(entry)
-        if (p.revoked) {
-          this.#o.logger.debug({ group: this.#group, id }, 'not committing: the partition moved to another member, which will deliver the message again')
-          return
-        }
-        p.ledger.ack(offset)
-        if (p.suspect && p.ledger.headOrNext() > offset) {
+    const delivery = kafkaDelivery(p, entry, {
+      group: this.#group,
+      logger: this.#o.logger,
+      secrets: this.#o.secrets,
+      settled: () => settle(),
+      waiting: on => {
+        this.#waiting += on ? 1 : -1
+        // Its key waits in its lane; the room it leaves lets other keys and partitions go.
+        if (on) this.#pump()
+      },
+      abandoned: () => this.#abandoned,
+      acked: async () => {
+        if (p.suspect && p.ledger.headOrNext() > entry.offset) {
           p.suspect = false
           this.#suspects.delete(p)
         }
         this.#afterSettle(p)
         await this.#commits.soon()
       },
-      release: async () => {
-        if (settled) return
-        done()
-        // Handed over again from here (or, after a stop, fetched again from the committed offset, which is not past it).
-        p.flow.returned(entry)
+      released: async () => {
         if (p.revoked || this.#abandoned) return
         this.#afterSettle(p)
         // Its delivery count goes back to what it was (a release uses up no attempt) before the caller moves on.
         if (this.#stopping) await this.#commits.soon()
       },
-      keepAlive: async () => {
-        try {
-          await this.#heartbeat?.()
-        } catch (err) {
-          // A rebalance or a restart answers the heartbeat with an error; kafkajs's loop rejoins.
-          this.#o.logger.debug({ group: this.#group, err: kafkaReason(err, this.#o.secrets) }, 'Kafka heartbeat failed')
-        }
-      },
-      waiting: (on) => {
-        if (settled || waiting === on) return
-        waiting = on
-        this.#waiting += on ? 1 : -1
-        // Its key waits in its lane; the room it leaves lets other keys and partitions go.
-        if (on) this.#pump()
-      }
-    }
+      heartbeat: async () => await this.#heartbeat?.()
+    })
     Promise.resolve()
       .then(() => this.#o.onDelivery(delivery))
-      .catch((err: unknown) => this.#o.logger.error({ group: this.#group, id, err }, 'the delivery handler failed; the message stays unsettled'))
+      .catch((err: unknown) => this.#o.logger.error({ group: this.#group, id: delivery.id, err }, 'the delivery handler failed; the message stays unsettled'))
   }
 
   #afterSettle (p: Part): void {
     if (p.handBack && p.inHand.size === 0 && !this.#stopping) {
       // Fetch it again (from what is not settled) so that a batch comes and asks for the rebalance.
-      this.#seek(p, p.ledger.headOrNext())
-      this.#resumePartition(p)
+      this.#control.seek(p, p.ledger.headOrNext())
+      this.#control.resume(p)
     }
     setImmediate(() => this.#pump())
-  }
-
-  /** What the next commit round sends: each partition whose head, count or acked offsets changed. */
-  #collect (): { offsets: PartitionCommit[], landed: () => void } {
-    const offsets: PartitionCommit[] = []
-    const notes: Array<() => void> = []
-    if (this.#abandoned) return { offsets, landed: () => {} }
-    for (const p of this.#parts.values()) {
-      if (!p.isLoaded) continue
-      const head = p.ledger.head()
-      const counted = head !== undefined && (p.inHand.has(head) || (p.wantMark && !this.#stopping))
-      const mark = p.ledger.mark(counted)
-      if (mark === undefined) continue
-      const metadata = encodeMark(mark)
-      const key = `${mark.offset}|${metadata}`
-      if (key === p.landed) continue
-      offsets.push({ topic: p.topic, partition: p.partition, offset: String(mark.offset), metadata })
-      notes.push(() => {
-        p.landed = key
-        if (counted) p.markedHead = mark.offset
-        if (p.markedHead === mark.offset) p.wantMark = false
-      })
-    }
-    return { offsets, landed: () => { this.#commitFailing = false; for (const note of notes) note() } }
   }
 
   #commitFailed (err: unknown): void {
     const reason = kafkaReason(err, this.#o.secrets)
     const quiet = this.#commitFailing || this.#o.outage.active || this.crashed || isConnectionTrouble(reason) || isRebalanceAnswer(err)
     this.#commitFailing = true
-    const line = 'could not commit offsets yet; committing them again once Kafka answers'
-    if (quiet) this.#o.logger.debug({ group: this.#group, err: reason }, line)
-    else this.#o.logger.warn({ group: this.#group, err: reason }, line)
+    this.#o.logger[quiet ? 'debug' : 'warn']({ group: this.#group, err: reason }, 'could not commit offsets yet; committing them again once Kafka answers')
   }
 
   async #readHandBack (memberId: string, join: number): Promise<void> {
     try {
       const partitions = await readHandBack(this.#o.consumer, memberId, this.#assignment)
       if (join !== this.#joins || partitions.length === 0) return
-      for (const tp of partitions) { const p = this.#parts.get(tp); if (p !== undefined) p.handBack = true }
+      const parts = partitions.flatMap(tp => this.#parts.get(tp) ?? [])
+      for (const p of parts) p.handBack = true
       this.#o.logger.info({ group: this.#group, partitions, assigned: this.#parts.size }, 'keeping Kafka partitions beyond this member\'s share only to finish their messages; each is handed back once its message is settled')
-      for (const tp of partitions) { const p = this.#parts.get(tp); if (p !== undefined) this.#afterSettle(p) }
+      for (const p of parts) this.#afterSettle(p)
     } catch (err) {
       // Without the note the partitions stay here until the next rebalance: nothing is lost, the load is only uneven.
       this.#o.logger.debug({ group: this.#group, err: kafkaReason(err, this.#o.secrets) }, 'could not read the Kafka group description')
-    }
-  }
-
-  #pauseAll (): void {
-    try {
-      this.#o.consumer.pause(this.#o.options.topics.map(topic => ({ topic })))
-    } catch {
-      // Not running (not started yet, or restarting after a crash): nothing is fetched, and a join pauses again.
-    }
-  }
-
-  #pausePartition (p: Part): void {
-    // kafkajs forgets a whole-topic pause when one partition of the topic is paused.
-    if (this.#stopping) return this.#pauseAll()
-    this.#quietly(p, 'pause', () => this.#o.consumer.pause([{ topic: p.topic, partitions: [p.partition] }]))
-  }
-
-  #resumePartition (p: Part): void {
-    if (this.#stopping) return
-    this.#quietly(p, 'resume', () => this.#o.consumer.resume([{ topic: p.topic, partitions: [p.partition] }]))
-  }
-
-  #seek (p: Part, offset: number): void {
-    if (offset >= 0) this.#quietly(p, 'seek', () => this.#o.consumer.seek({ topic: p.topic, partition: p.partition, offset: String(offset) }))
-  }
-
-  #quietly (p: Part, what: string, act: () => void): void {
-    try {
-      act()
-    } catch (err) {
-      // Not running: a (re)start fetches from the committed offset, and a join restates pauses.
-      this.#o.logger.debug({ group: this.#group, partition: p.tp, err: kafkaReason(err, this.#o.secrets) }, `could not ${what} a Kafka partition`)
     }
   }
 
