@@ -1,8 +1,9 @@
 import type { Channel, ConsumeMessage, MessageProperties } from 'amqplib'
 import type { Logger } from '../../logger.js'
+import type { Delivery } from '../broker.js'
 import { InFlight } from '../shared/in-flight.js'
 import { rabbitMqReason } from './rabbitmq-errors.js'
-import { deliveryCounts, withRedeliveries } from './rabbitmq-headers.js'
+import { decodeHeaders, deliveryCounts, withRedeliveries } from './rabbitmq-headers.js'
 
 /** Puts a copy of a consumed message back on its queue; resolves `undefined` once confirmed, or the error. */
 export type PutBack = (queue: string, content: Buffer, properties: MessageProperties, headers: Record<string, unknown>) => Promise<Error | undefined>
@@ -101,5 +102,59 @@ export function nackQuietly ({ channel, msg }: Held): void {
     channel.nack(msg, false, true)
   } catch {
     // The channel is gone, and the message with it back to the queue.
+  }
+}
+
+/** What the subscription does when a handed-over message is settled or waits. */
+export interface DeliveryHooks {
+  ack: () => void
+  release: () => Promise<void>
+  /** Once, after the ack or release: `wasWaiting` when it was marked waiting until then. */
+  settled: (wasWaiting: boolean) => void
+  /** Each time the message starts or stops waiting for a retry, until settled. */
+  waiting: (on: boolean) => void
+  log: Logger
+  secrets: string[]
+}
+
+/** The `Delivery` of a held message: settled once, by ack or release, whichever comes first. */
+export function toDelivery (held: Held, hooks: DeliveryHooks): Delivery {
+  const { topic, queue, msg } = held
+  const { headers, key } = decodeHeaders(msg.properties.headers as Record<string, unknown> | undefined)
+  const id = `${queue}#${msg.fields.deliveryTag}`
+  let settled = false
+  let retrying = false
+  const settle = async (how: 'ack' | 'release'): Promise<void> => {
+    if (settled) return
+    settled = true
+    try {
+      if (how === 'ack') hooks.ack()
+      else await hooks.release()
+    } catch (err) {
+      // The channel it came on is gone, and RabbitMQ requeued the message with it: it is
+      // delivered again, which is all an ack can still get. The channel's loss was logged
+      // once; one line per message would only repeat it.
+      hooks.log.debug({ messageId: id, err: rabbitMqReason(err, hooks.secrets) }, 'could not acknowledge the message: its channel is closed; RabbitMQ delivers it again')
+    } finally {
+      hooks.settled(retrying)
+    }
+  }
+  return {
+    // The subscribed topic: the one the queue is bound to, whatever routing key a message
+    // reached it with (a raw sendToQueue uses the queue's name).
+    topic,
+    value: msg.content,
+    key,
+    headers,
+    redeliveries: held.redeliveries,
+    redeliveriesCounted: true,
+    id,
+    ack: async () => await settle('ack'),
+    release: async () => await settle('release'),
+    waiting: (on) => {
+      if (settled || retrying === on) return
+      retrying = on
+      hooks.waiting(on)
+    }
   }
 }

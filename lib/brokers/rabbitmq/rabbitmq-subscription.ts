@@ -3,13 +3,13 @@ import type { Channel } from 'amqplib'
 import { BrokerError } from '../../errors.js'
 import type { Logger } from '../../logger.js'
 import { Backoff, sleep } from '../../time.js'
-import type { Delivery, DeliveryHandler, SubscribeOptions, Subscription } from '../broker.js'
+import type { DeliveryHandler, SubscribeOptions, Subscription } from '../broker.js'
 import { InFlight } from '../shared/in-flight.js'
 import type { RabbitMqConnection } from './rabbitmq-connection.js'
-import { channelClosedError, rabbitMqReason, replyCode, topologyError } from './rabbitmq-errors.js'
-import { decodeHeaders } from './rabbitmq-headers.js'
+import { channelClosedError, channelLossReason, rabbitMqReason, topologyError } from './rabbitmq-errors.js'
 import { groupQueueName } from './rabbitmq-names.js'
-import { nackQuietly, Redeliveries, type Held, type PutBack } from './rabbitmq-redeliveries.js'
+import { declareTopology } from './rabbitmq-topology.js'
+import { nackQuietly, Redeliveries, toDelivery, type Held, type PutBack } from './rabbitmq-redeliveries.js'
 
 /** RabbitMQ's largest prefetch count (a 16-bit field). */
 const MAX_PREFETCH = 65_535
@@ -33,24 +33,20 @@ type State = 'running' | 'paused' | 'closed'
 
 /**
  * One group consuming its topics: one channel, one consumer per topic on the queue
- * `<topic>.<group>`, manual acknowledgement.
- *
- * RabbitMQ applies the prefetch count to each consumer (a channel-wide "global" prefetch is
- * deprecated and refused by RabbitMQ 4.3), so with several topics it may push up to
- * `maxInFlight` per topic; messages beyond `maxInFlight` wait here, unacknowledged and in
- * arrival order, until earlier ones settle. With one topic the server does all the limiting.
+ * `<topic>.<group>`, manual acknowledgement. RabbitMQ applies the prefetch count per
+ * consumer (a "global" one is refused by RabbitMQ 4.3), so with several topics messages
+ * beyond `maxInFlight` wait here, unacknowledged and in arrival order.
  *
  * Redeliveries are counted on every queue type (see {@link Redeliveries}). A message
- * delivered before without a verdict (a worker may have died on it) runs alone: it is handed
- * over once nothing else is running, the consumers are cancelled and what this holds besides
- * is requeued first, so that if it kills the worker again only its own count grows; once it
- * settled (or its handler returned and it waits for a retry) consuming resumes.
+ * delivered before without a verdict (a worker may have died on it) runs alone: once nothing
+ * else runs, the consumers are cancelled and what this holds besides is put back, so that if
+ * it kills the worker again only its own count grows; consuming resumes once it settled (or
+ * its handler returned and it waits for a retry).
  *
- * If the channel closes under it (a lost connection, a delivery left unacknowledged past
- * the server's `consumer_timeout`) or the server cancels a consumer (its queue was deleted,
- * its node went down), this is logged and it declares its queues and consumes again, with a
- * growing pause, until it is paused or closed. Messages that were out on a lost channel are
- * requeued by the server; settling them afterwards fails (and they come again, counted).
+ * If the channel closes under it (a lost connection, `consumer_timeout`) or the server
+ * cancels a consumer (its queue was deleted), this is logged and it declares its queues and
+ * consumes again, with a growing pause, until paused or closed. Messages that were out on a
+ * lost channel are requeued by the server, and come again, counted.
  */
 export class RabbitMqSubscription implements Subscription {
   readonly #options: SubscribeOptions
@@ -162,23 +158,11 @@ export class RabbitMqSubscription implements Subscription {
 
   /** Declares the exchange, the group queues of `topics` bound to it, and (with `deadLetters`) the dead-letter queues. */
   async #declare (channel: Channel, topics: string[], deadLetters: boolean): Promise<void> {
-    const { exchange, queueArguments, connection } = this.#deps
-    const declareQueue = async (queue: string, routingKey: string): Promise<void> => {
-      try {
-        await channel.assertQueue(queue, { durable: true, arguments: queueArguments })
-        await channel.bindQueue(queue, exchange, routingKey)
-      } catch (err) {
-        throw topologyError(`could not declare the queue "${queue}" bound to "${routingKey}" on exchange "${exchange}"`, err, connection.secrets)
-      }
-    }
-    try {
-      await channel.assertExchange(exchange, 'topic', { durable: true })
-    } catch (err) {
-      throw topologyError(`could not declare the topic exchange "${exchange}"`, err, connection.secrets)
-    }
-    for (const topic of topics) await declareQueue(this.#queues.get(topic)!, topic)
+    const bindings = topics.map(topic => ({ queue: this.#queues.get(topic)!, routingKey: topic }))
     // The dead-letter queues exist from now on, so a dead letter is kept even before anyone reads it.
-    if (deadLetters) for (const topic of this.#options.deadLetterTopics) await declareQueue(topic, topic)
+    if (deadLetters) bindings.push(...this.#options.deadLetterTopics.map(topic => ({ queue: topic, routingKey: topic })))
+    const { exchange, queueArguments, connection } = this.#deps
+    await declareTopology(channel, { exchange, queueArguments, secrets: connection.secrets }, bindings)
   }
 
   async #consume (channel: Channel, topic: string): Promise<void> {
@@ -196,12 +180,14 @@ export class RabbitMqSubscription implements Subscription {
     }
   }
 
-  /** Consumes every topic that has no consumer on the live channel. */
-  async #consumeMissing (): Promise<void> {
+  /** Consumes every topic that has no consumer on the live channel (declaring its queue first, after the server cancelled one). */
+  async #consumeMissing (declare = false): Promise<void> {
     const channel = this.#channel
     if (channel === undefined) return
     const consumed = new Set(this.#consumers.values())
-    for (const topic of this.#queues.keys()) if (!consumed.has(topic)) await this.#consume(channel, topic)
+    const missing = [...this.#queues.keys()].filter(topic => !consumed.has(topic))
+    if (declare) await this.#declare(channel, missing, false)
+    for (const topic of missing) await this.#consume(channel, topic)
   }
 
   #received (held: Held): void {
@@ -216,7 +202,7 @@ export class RabbitMqSubscription implements Subscription {
     if (held.channel !== this.#channel) return
     if (this.#state !== 'running') {
       // Sent before the server took our basic.cancel: give it back, its count unchanged.
-      this.#giveBack(held)
+      void this.#redeliveries.giveBack(held)
     } else if (this.#alone !== undefined) {
       this.#clearing.push(this.#redeliveries.giveBack(held, 'run a message alone'))
     } else {
@@ -274,71 +260,39 @@ export class RabbitMqSubscription implements Subscription {
   }
 
   #handOver (held: Held, onRunAloneOver?: () => void): void {
-    const { channel, topic, queue, msg } = held
     const counted = this.#inFlight.add()
-    const { headers, key } = decodeHeaders(msg.properties.headers as Record<string, unknown> | undefined)
-    const id = `${queue}#${msg.fields.deliveryTag}`
-    let settled = false
-    let retrying = false
-    const settle = async (how: 'ack' | 'release'): Promise<void> => {
-      if (settled) return
-      settled = true
-      if (retrying) this.#retrying--
-      try {
-        if (how === 'release') {
-          // Put back with its count unchanged: a release uses up no attempt (a requeue would come back as a crash).
-          if (!await this.#redeliveries.putBack(held, held.redeliveries, 'release it')) nackQuietly(held)
-        } else {
-          channel.ack(msg)
-        }
-      } catch (err) {
-        // The channel it came on is gone, and RabbitMQ requeued the message with it: it is
-        // delivered again, which is all an ack can still get. The channel's loss was logged
-        // once; one line per message would only repeat it.
-        this.#log.debug({ messageId: id, err: rabbitMqReason(err, this.#deps.connection.secrets) }, 'could not acknowledge the message: its channel is closed; RabbitMQ delivers it again')
-      } finally {
+    const delivery = toDelivery(held, {
+      ack: () => held.channel.ack(held.msg),
+      // Put back with its count unchanged: a release uses up no attempt (a requeue would come back as a crash).
+      release: async () => { if (!await this.#redeliveries.putBack(held, held.redeliveries, 'release it')) nackQuietly(held) },
+      settled: (wasWaiting) => {
+        if (wasWaiting) this.#retrying--
         counted()
         onRunAloneOver?.()
         this.#handOverWaiting()
-      }
-    }
-    const delivery: Delivery = {
-      // The subscribed topic: the one the queue is bound to, whatever routing key a message
-      // reached it with (a raw sendToQueue uses the queue's name).
-      topic,
-      value: msg.content,
-      key,
-      headers,
-      redeliveries: held.redeliveries,
-      redeliveriesCounted: true,
-      id,
-      ack: async () => await settle('ack'),
-      release: async () => await settle('release'),
+      },
       waiting: (on) => {
-        if (settled || retrying === on) return
-        retrying = on
         this.#retrying += on ? 1 : -1
         // Its handler returned: it did not stop the worker this time.
         if (on) onRunAloneOver?.()
         if (on) this.#handOverWaiting()
-      }
+      },
+      log: this.#log,
+      secrets: this.#deps.connection.secrets
+    })
+    const failed = (err: unknown): void => {
+      this.#log.error({ err: rabbitMqReason(err, []), messageId: delivery.id }, 'the delivery handler failed; the message will be delivered again')
     }
     try {
-      this.#onDelivery(delivery).catch((err: unknown) => {
-        this.#log.error({ err: rabbitMqReason(err, []), messageId: id }, 'the delivery handler failed; the message will be delivered again')
-      })
+      this.#onDelivery(delivery).catch(failed)
     } catch (err) {
-      this.#log.error({ err: rabbitMqReason(err, []), messageId: id }, 'the delivery handler failed; the message will be delivered again')
+      failed(err)
     }
   }
 
-  /** Gives back, count unchanged, a message received and never handed over. */
-  #giveBack (held: Held): void {
-    void this.#redeliveries.giveBack(held)
-  }
-
+  /** Gives back, count unchanged, what was received and never handed over. */
   #giveBackWaiting (): void {
-    for (const held of this.#waiting.splice(0)) if (held.channel === this.#channel) this.#giveBack(held)
+    for (const held of this.#waiting.splice(0)) if (held.channel === this.#channel) void this.#redeliveries.giveBack(held)
   }
 
   #channelLost (channel: Channel, err: unknown): void {
@@ -348,20 +302,13 @@ export class RabbitMqSubscription implements Subscription {
     this.#waiting = this.#waiting.filter(w => w.channel !== channel)
     if (this.#alone?.channel === channel) this.#alone = undefined
     if (this.#state === 'closed') return
-    const reason = err === undefined ? 'the channel or its connection closed' : rabbitMqReason(err, this.#deps.connection.secrets)
-    const timedOut = replyCode(err) === 406 && /acknowledgement/i.test(reason)
-    const hint = timedOut
-      ? " (a message stayed unacknowledged longer than RabbitMQ's consumer_timeout: raise it on the server, or shorten the handler's retries and timeout)"
-      : ''
-    const inFlight = this.#inFlight.count
-    const held = inFlight > 0 ? `; the ${inFlight} message(s) being handled can no longer be acknowledged and will be delivered again` : ''
+    const { reason, text } = channelLossReason(err, this.#deps.connection.secrets, this.#inFlight.count)
     if (this.#state === 'paused') {
-      this.#log.warn({ group: this.#options.group, err: reason }, `the consumer channel closed while stopping${hint}${held}`)
+      this.#log.warn({ group: this.#options.group, err: reason }, `the consumer channel closed while stopping${text}`)
       return
     }
     // Without a channel error the connection went, and the connection logs that once.
-    const log = err === undefined ? this.#log.info.bind(this.#log) : this.#log.error.bind(this.#log)
-    log({ group: this.#options.group, topics: this.#options.topics, err: reason }, `the consumer channel closed${hint}${held}; subscribing again`)
+    this.#log[err === undefined ? 'info' : 'error']({ group: this.#options.group, topics: this.#options.topics, err: reason }, `the consumer channel closed${text}; subscribing again`)
     this.#repair()
   }
 
@@ -379,15 +326,8 @@ export class RabbitMqSubscription implements Subscription {
       for (let attempt = 1; this.#state === 'running'; attempt++) {
         if (!await sleep(backoff.next(), this.#stop.signal)) return
         try {
-          const channel = this.#channel
-          if (channel === undefined) {
-            await this.#setUp()
-          } else {
-            const consumed = new Set(this.#consumers.values())
-            const missing = [...this.#queues.keys()].filter(topic => !consumed.has(topic))
-            await this.#declare(channel, missing, false)
-            if (this.#alone === undefined) await this.#consumeMissing()
-          }
+          if (this.#channel === undefined) await this.#setUp()
+          else if (this.#alone === undefined) await this.#consumeMissing(true)
           if (this.#state !== 'running') {
             // Paused while subscribing again: stop the consumers just made.
             await this.#cancelAll()
