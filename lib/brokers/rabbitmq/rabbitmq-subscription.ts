@@ -82,9 +82,7 @@ export class RabbitMqSubscription implements Subscription {
   }
 
   /** Declares the queues (and the dead-letter queues) and starts consuming. Rejects if any of it fails. */
-  async start (): Promise<void> {
-    await this.#setUp()
-  }
+  async start (): Promise<void> { await this.#setUp() }
 
   async pause (): Promise<void> {
     if (this.#state !== 'running') return
@@ -280,9 +278,7 @@ export class RabbitMqSubscription implements Subscription {
       log: this.#log,
       secrets: this.#deps.connection.secrets
     })
-    const failed = (err: unknown): void => {
-      this.#log.error({ err: rabbitMqReason(err, []), messageId: delivery.id }, 'the delivery handler failed; the message will be delivered again')
-    }
+    const failed = (err: unknown): void => this.#log.error({ err: rabbitMqReason(err, []), messageId: delivery.id }, 'the delivery handler failed; the message will be delivered again')
     try {
       this.#onDelivery(delivery).catch(failed)
     } catch (err) {
