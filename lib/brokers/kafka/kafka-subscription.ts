@@ -91,7 +91,10 @@ export class KafkaSubscription implements Subscription {
   async start (joinTimeoutMs: number): Promise<void> {
     const { consumer } = this.#o
     const { topics } = this.#o.options
+    const run = async (): Promise<void> => await consumer.run({ autoCommit: false, eachBatch: async payload => await this.#eachBatch(payload) })
     const events = watchConsumer(this, consumer, this.#o, {
+      restart: async () => { await consumer.connect(); await run() },
+      running: () => this.#joins > 0 && !this.#stopping,
       joined: event => this.#joined(event),
       fetched: () => {
         if (this.#commitFailing && Date.now() - this.#lastCommitRetry > COMMIT_WAIT_MS) {
@@ -103,7 +106,7 @@ export class KafkaSubscription implements Subscription {
     try {
       await consumer.connect()
       await consumer.subscribe({ topics, fromBeginning: true })
-      await consumer.run({ autoCommit: false, eachBatch: async payload => await this.#eachBatch(payload) })
+      await run()
     } catch (err) {
       await this.#disconnect()
       throw kafkaError(`could not start a Kafka consumer for group "${this.#group}" at ${this.#o.brokers}`, err, this.#o.secrets)
@@ -282,11 +285,8 @@ export class KafkaSubscription implements Subscription {
       logger: this.#o.logger,
       secrets: this.#o.secrets,
       settled: () => settle(),
-      waiting: on => {
-        this.#waiting += on ? 1 : -1
-        // Its key waits in its lane; the room it leaves lets other keys and partitions go.
-        if (on) this.#pump()
-      },
+      // Its key waits in its lane; the room it leaves lets other keys and partitions go.
+      waiting: on => { this.#waiting += on ? 1 : -1; if (on) this.#pump() },
       abandoned: () => this.#abandoned,
       acked: async () => {
         if (p.suspect && p.ledger.headOrNext() > entry.offset) {
