@@ -1,6 +1,6 @@
 // The runner's view of the brokers, through the raw clients: create a run's topic before
 // the contenders start, count what reached it afterwards (the verification), delete it.
-import amqplib from 'amqplib'
+import amqplib, { type Channel } from './amqplib.js'
 import { Redis } from 'ioredis'
 import { Kafka, logLevel } from 'kafkajs'
 import { HERALD_EXCHANGE, KAFKA_BROKERS, RABBITMQ_URL, REDIS_URL, type BrokerName } from './common.js'
@@ -76,7 +76,7 @@ export async function cleanup (broker: BrokerName, topics: string[], queues: str
   }
 }
 
-async function withChannel<T> (fn: (ch: amqplib.Channel) => Promise<T>): Promise<T> {
+async function withChannel<T> (fn: (ch: Channel) => Promise<T>): Promise<T> {
   const connection = await amqplib.connect(RABBITMQ_URL)
   try {
     const ch = await connection.createChannel()

@@ -4,6 +4,17 @@ import { readTask } from './common.js'
 
 const task = readTask()
 const [kind] = task.contender.split(':')
+try {
+  await runContender()
+} catch (err) {
+  // Some peers log nothing (their logger is off): the runner shows this stderr on failure.
+  console.error(err)
+  process.exit(1)
+}
+// Clients that keep a timer or a socket must not keep a finished contender alive.
+process.exit(0)
+
+async function runContender (): Promise<void> {
 switch (kind) {
   case 'herald':
     await (await import('./contenders/herald.js')).run(task)
@@ -27,5 +38,4 @@ switch (kind) {
   default:
     throw new Error(`unknown contender "${task.contender}"`)
 }
-// Clients that keep a timer or a socket must not keep a finished contender alive.
-process.exit(0)
+}

@@ -108,6 +108,17 @@ export async function publishLevels (levels: Array<{ inFlight: number, n: number
   return { levels: out, sent: base }
 }
 
+/**
+ * The producer of the end-to-end scenario: message 0 connects (not timed), then the rest at
+ * 100 in flight; `start` is when the timed part began (wall clock, comparable with a consumer's).
+ */
+export async function produce (n: number, send: (i: number) => Promise<unknown>): Promise<{ acked: number, failed: number, start: number }> {
+  await send(0)
+  const start = now()
+  const out = await sendAll(n - 1, 100, async i => await send(i + 1))
+  return { ...out, acked: out.acked + 1, start }
+}
+
 /** Sends `n` messages with `inFlight` at once at most; resolves with how many were acknowledged and the time taken. */
 export async function sendAll (n: number, inFlight: number, send: (i: number) => Promise<unknown>): Promise<{ acked: number, failed: number, ms: number, firstError?: string }> {
   let next = 0

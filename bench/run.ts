@@ -62,10 +62,9 @@ async function e2eScenario (broker: BrokerName, contender: string): Promise<void
     const consumer = startChild(base)
     await consumer.ready
     const producer = startChild({ ...base, role: 'produce' })
-    const start = Date.now()
-    const sent = await producer.result as { acked: number, failed: number }
+    const sent = await producer.result as { acked: number, failed: number, start: number }
     const seen = await consumer.result as { unique: number, duplicates: number, lost: number, last: number }
-    const seconds = (seen.last - start) / 1000
+    const seconds = (seen.last - sent.start) / 1000
     record({ scenario: 'e2e', broker, contender, value: seen.unique / seconds, lost: Math.max(0, sent.acked - seen.unique), duplicates: seen.duplicates, failed: sent.failed })
   } finally {
     await cleanup(broker, [topic], [countQueueOf(topic), `${topic}.${group}`, `${topic}.${group}.dlq`, `${group}.${topic}`, topic], [topic])

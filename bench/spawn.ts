@@ -25,9 +25,10 @@ export function startChild (task: Task): Child {
   let stderr = ''
   let buffer = ''
   let onReady: (v: unknown) => void = () => {}
+  let notReady: (err: Error) => void = () => {}
   let onResult: (v: unknown) => void = () => {}
   let result: unknown
-  const ready = new Promise<unknown>(resolve => { onReady = resolve })
+  const ready = new Promise<unknown>((resolve, reject) => { onReady = resolve; notReady = reject })
   child.stderr.on('data', (chunk: Buffer) => { stderr = (stderr + chunk.toString()).slice(-4000) })
   child.stdout.on('data', (chunk: Buffer) => {
     buffer += chunk.toString()
@@ -47,12 +48,14 @@ export function startChild (task: Task): Child {
       const what = `${task.contender} (${task.role}, ${task.broker}) exited with ${signal ?? code}`
       if (result === undefined) {
         const err = new Error(`${what} without a result:\n${stderr}`)
-        onReady(Promise.reject(err))
+        notReady(err)
         reject(err)
       }
     })
   })
-  // A consumer that dies before it is ready must not leave the runner waiting.
+  // Whoever awaits these sees the failure; one nobody awaits (a consumer whose producer never
+  // started) must not end the runner as an unhandled rejection.
   void ready.catch(() => {})
+  void resultPromise.catch(() => {})
   return { ready, result: resultPromise, process: child }
 }

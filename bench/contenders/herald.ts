@@ -1,7 +1,7 @@
 // Herald at its defaults: `publishEvent` to publish, `startConsumers` with a `messageHandler`
 // to consume. Imported from the built `dist/`, so the bench measures what the repo holds.
 import { createMessaging, messageHandler, startConsumers, type Messaging, type MessagingOptions } from '../../dist/lib/index.js'
-import { answer, publishLevels, EVENT_NAME, KAFKA_BROKERS, keyOf, order, RABBITMQ_URL, ready, REDIS_URL, sendAll, sendAtRate, SOURCE, Tally, type BrokerName, type Task } from '../common.js'
+import { answer, produce, publishLevels, EVENT_NAME, KAFKA_BROKERS, keyOf, order, RABBITMQ_URL, ready, REDIS_URL, sendAll, sendAtRate, SOURCE, Tally, type BrokerName, type Task } from '../common.js'
 
 /** Herald's options for a broker: only where it is and who is sending; everything else at its default. */
 export function heraldOptions (broker: BrokerName): MessagingOptions {
@@ -18,7 +18,7 @@ export async function run (task: Task): Promise<void> {
     if (task.role === 'publish') {
       answer(await publishLevels(task.levels ?? [], publish))
     } else if (task.role === 'produce') {
-      answer(await sendAll(task.n, 100, publish))
+      answer(await produce(task.n, publish))
     } else if (task.role === 'consume' || task.role === 'latency') {
       const tally = new Tally(task.n)
       const handler = messageHandler({ topic: task.topic, group: task.group }, async (data) => { tally.record(data) })

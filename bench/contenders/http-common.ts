@@ -1,6 +1,6 @@
 // What the HTTP contenders share: the naive per-request send, and counting the embedded
 // broker's topic (it lives in the server process) when the runner asks.
-import amqplib from 'amqplib'
+import amqplib from '../amqplib.js'
 import { Redis } from 'ioredis'
 import { Kafka, logLevel, Partitioners } from 'kafkajs'
 import { messageHandler, startConsumers, type Messaging } from '../../dist/lib/index.js'

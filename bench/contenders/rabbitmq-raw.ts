@@ -2,17 +2,17 @@
 // persistent and mandatory on Herald's exchange (the same properties Herald sets), confirms
 // awaited per message while others are in flight. Consumer: prefetch 100, ack after the handler.
 import { randomUUID } from 'node:crypto'
-import amqplib from 'amqplib'
+import amqplib, { type ChannelModel, type ConfirmChannel, type Options } from '../amqplib.js'
 import { HERALD_EXCHANGE, RABBITMQ_URL, SOURCE } from '../common.js'
 import type { RawClient } from './raw-client.js'
 
 const PREFETCH = 100
 
 export function rabbitmqRaw (): RawClient {
-  let connection: Promise<amqplib.ChannelModel> | undefined
-  let confirm: Promise<amqplib.ConfirmChannel> | undefined
-  const open = async (): Promise<amqplib.ChannelModel> => await (connection ??= amqplib.connect(RABBITMQ_URL))
-  const confirmChannel = async (): Promise<amqplib.ConfirmChannel> => await (confirm ??= (async () => {
+  let connection: Promise<ChannelModel> | undefined
+  let confirm: Promise<ConfirmChannel> | undefined
+  const open = async (): Promise<ChannelModel> => await (connection ??= amqplib.connect(RABBITMQ_URL))
+  const confirmChannel = async (): Promise<ConfirmChannel> => await (confirm ??= (async () => {
     const ch = await (await open()).createConfirmChannel()
     await ch.assertExchange(HERALD_EXCHANGE, 'topic', { durable: true })
     return ch
@@ -21,7 +21,7 @@ export function rabbitmqRaw (): RawClient {
   return {
     async send (topic, key, body, headers) {
       const ch = await confirmChannel()
-      const options: amqplib.Options.Publish = headers === undefined
+      const options: Options.Publish = headers === undefined
         ? { persistent: true, mandatory: true }
         : { persistent: true, mandatory: true, contentType: 'application/json', messageId: randomUUID(), timestamp: Math.floor(Date.now() / 1000), appId: SOURCE, headers: { ...headers, key } }
       await new Promise<void>((resolve, reject) => {

@@ -1,6 +1,6 @@
 // The raw-client contenders: `raw` sends Herald's bytes (envelope + headers, built by hand),
 // `raw-bare` sends the order alone. Both consume with the careful raw loop of their broker.
-import { answer, publishLevels, envelope, keyOf, order, ready, sendAll, sendAtRate, Tally, type Task } from '../common.js'
+import { answer, produce, publishLevels, envelope, keyOf, order, ready, sendAll, sendAtRate, Tally, type Task } from '../common.js'
 import { kafkaRaw } from './kafka-raw.js'
 import { rabbitmqRaw } from './rabbitmq-raw.js'
 import { redisRaw } from './redis-raw.js'
@@ -36,7 +36,7 @@ export async function run (task: Task, bare: boolean): Promise<void> {
       const send = sender(raw, task, bare)
       answer(await publishLevels(task.levels ?? [], send))
     } else if (task.role === 'produce') {
-      answer(await sendAll(task.n, 100, sender(raw, task, bare)))
+      answer(await produce(task.n, sender(raw, task, bare)))
     } else if (task.role === 'consume') {
       const tally = new Tally(task.n)
       await raw.consume(task.topic, task.group, body => tally.record(payloadOf(body)))

@@ -1,4 +1,4 @@
-// The part of autocannon's API the bench uses (the package ships no types).
+// Types for the packages the bench uses that ship none (only the parts it uses).
 declare module 'autocannon' {
   interface Options {
     url: string
@@ -12,4 +12,10 @@ declare module 'autocannon' {
   interface Result { '2xx': number, non2xx: number, errors: number, timeouts: number, duration: number }
   function autocannon (options: Options): Promise<Result>
   export default autocannon
+}
+
+// @moleculer/channels ships no types: the middleware factory is all the bench uses.
+declare module '@moleculer/channels' {
+  import type { Middleware } from 'moleculer'
+  export function Middleware (options: Record<string, unknown>): Middleware
 }
