@@ -89,15 +89,21 @@ function version (name: string): string {
   return 'not installed'
 }
 
+/** amqplib twice: Herald and the raw loops use the repo's, the peers the older one they support. */
+function amqplibVersions (): string {
+  const read = (dir: string): string => existsSync(`${dir}/package.json`) ? (JSON.parse(readFileSync(`${dir}/package.json`, 'utf8')) as { version: string }).version : 'not installed'
+  return `amqplib ${read(`${ROOT}node_modules/amqplib`)} (Herald, raw) and ${read(`${ROOT}bench/node_modules/amqplib`)} (peers)`
+}
+
 function machine (): string {
   let commit = 'unknown'
   try {
     commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim()
     if (execFileSync('git', ['status', '--porcelain', '--', 'lib', 'plugins'], { cwd: ROOT, encoding: 'utf8' }).trim() !== '') commit += ' + uncommitted changes in lib/ or plugins/'
   } catch {}
-  const names = ['kafkajs', 'amqplib', 'ioredis', 'fastify', 'express', 'moleculer', '@moleculer/channels', '@nestjs/core', '@nestjs/microservices', 'amqp-connection-manager', 'autocannon']
+  const names = ['kafkajs', 'ioredis', 'fastify', 'express', 'moleculer', '@moleculer/channels', '@nestjs/core', '@nestjs/microservices', 'amqp-connection-manager', 'autocannon']
   return [
     `Machine: ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, load average ${os.loadavg().map(l => l.toFixed(1)).join(' ')} at the end, Node ${process.version}, ${os.platform()} ${os.release()}.`,
-    `Herald at commit ${commit}. Versions: ${names.map(n => `${n} ${version(n)}`).join(', ')}.`
+    `Herald at commit ${commit}. Versions: ${names.map(n => `${n} ${version(n)}`).join(', ')}, ${amqplibVersions()}.`
   ].join('\n')
 }

@@ -95,9 +95,11 @@ async function httpScenario (broker: BrokerName, framework: 'fastify' | 'express
     const load = await loadHttp(port, amount)
     const expected = route === 'bare' ? 0 : load.ok
     // The embedded broker lives in the server process: it counts its own topic when asked.
-    const held = broker === 'memory'
-      ? (await (await fetch(`http://127.0.0.1:${port}/bench/count?expect=${expected}`)).json() as { count: number }).count
-      : route === 'bare' ? 0 : await count(broker, topic)
+    const held = route === 'bare'
+      ? 0
+      : broker === 'memory'
+        ? (await (await fetch(`http://127.0.0.1:${port}/bench/count?expect=${expected}`)).json() as { count: number }).count
+        : await count(broker, topic)
     record({ scenario: `http-${framework}-${route}`, broker, contender: framework, value: load.rps, lost: Math.max(0, expected - held) + load.errors, duplicates: Math.max(0, held - expected), failed: load.non2xx })
   } finally {
     server.process.kill('SIGTERM')
