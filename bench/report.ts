@@ -44,7 +44,7 @@ export async function printReport (measures: Measure[], ctx: Context): Promise<v
       const best = peers.reduce((a, x) => x.v > a.v ? x : a)
       return `${ratio(med('e2e', b, 'herald'), best.v)} ${best.p === 'nest' ? 'NestJS' : 'Moleculer'}`
     }],
-    ['same, Moleculer channels (msg/s)', b => k(med('e2e', b, 'moleculer'))],
+    ['same, Moleculer channels (msg/s)', b => { const v = med('e2e', b, 'moleculer'); return Number.isFinite(v) ? k(v) : '—' }],
     ['same, NestJS microservices (msg/s)', b => { const v = med('e2e', b, 'nest'); return Number.isFinite(v) ? k(v) + (b === 'redis' ? ' (pub/sub, not durable)' : '') : '—' }],
     [`publish→handle latency p50 at ${ctx.rate} msg/s: Herald ÷ raw loop`, b => ratio(med('latency50', b, 'herald'), med('latency50', b, 'raw'), ms)],
     ['same, p99', b => ratio(med('latency99', b, 'herald'), med('latency99', b, 'raw'), ms)],

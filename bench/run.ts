@@ -28,6 +28,21 @@ const fresh = (what: string): string => `bench-${runId}-${what}-${++seq}`
 const measures: Measure[] = []
 const failures: string[] = []
 
+/** What the run created, deleted at its end in one go per broker (deleting Kafka topics one by one costs seconds each). */
+const created = new Map<BrokerName, { topics: string[], queues: string[], exchanges: string[] }>()
+function forget (broker: BrokerName, topics: string[], queues: string[] = [], exchanges: string[] = []): void {
+  const c = created.get(broker) ?? { topics: [], queues: [], exchanges: [] }
+  c.topics.push(...topics)
+  c.queues.push(...queues)
+  c.exchanges.push(...exchanges)
+  created.set(broker, c)
+}
+async function cleanupAll (): Promise<void> {
+  for (const [broker, c] of created) await cleanup(broker, c.topics, c.queues, c.exchanges).catch((err: unknown) => { process.stderr.write(`cleanup ${broker}: ${(err as Error).message}\n`) })
+  created.clear()
+}
+process.once('SIGINT', () => { void cleanupAll().finally(() => process.exit(130)) })
+
 function rotate<T> (list: T[], by: number): T[] {
   return list.map((_, i) => list[(i + by) % list.length]!)
 }
@@ -49,7 +64,7 @@ async function publishScenario (broker: BrokerName, contender: string): Promise<
       record({ scenario: `publish${l.inFlight}`, broker, contender, value: l.acked / (l.ms / 1000), lost: Math.max(0, acked - held), duplicates: Math.max(0, held - acked), failed: l.failed })
     }
   } finally {
-    await cleanup(broker, [topic], [countQueueOf(topic)])
+    forget(broker, [topic], [countQueueOf(topic)])
   }
 }
 
@@ -67,7 +82,7 @@ async function e2eScenario (broker: BrokerName, contender: string): Promise<void
     const seconds = (seen.last - sent.start) / 1000
     record({ scenario: 'e2e', broker, contender, value: seen.unique / seconds, lost: Math.max(0, sent.acked - seen.unique), duplicates: seen.duplicates, failed: sent.failed })
   } finally {
-    await cleanup(broker, [topic], [countQueueOf(topic), `${topic}.${group}`, `${topic}.${group}.dlq`, `${group}.${topic}`, topic], [topic])
+    forget(broker, [topic], [countQueueOf(topic), `${topic}.${group}`, `${topic}.${group}.dlq`, `${group}.${topic}`, topic], [topic])
   }
 }
 
@@ -81,13 +96,13 @@ async function latencyScenario (broker: BrokerName, contender: string): Promise<
     record({ scenario: 'latency50', value: percentile(out.latencies, 50), ...common })
     record({ scenario: 'latency99', value: percentile(out.latencies, 99), ...common })
   } finally {
-    await cleanup(broker, [topic], [countQueueOf(topic), `${topic}.${group}`, `${topic}.${group}.dlq`])
+    forget(broker, [topic], [countQueueOf(topic), `${topic}.${group}`, `${topic}.${group}.dlq`])
   }
 }
 
 async function httpScenario (broker: BrokerName, framework: 'fastify' | 'express', route: 'bare' | 'event' | 'naive'): Promise<void> {
   const topic = fresh('http')
-  await prepare(broker, topic)
+  if (route !== 'bare') await prepare(broker, topic)
   const amount = broker === 'memory' ? Math.min(size.http, MEMORY_HTTP_MAX) : size.http
   const server = startChild({ contender: `${framework}:${route}`, broker, role: 'serve', topic, group: 'bench', n: amount, framework, route })
   try {
@@ -104,7 +119,7 @@ async function httpScenario (broker: BrokerName, framework: 'fastify' | 'express
   } finally {
     server.process.kill('SIGTERM')
     await server.result.catch(() => {})
-    await cleanup(broker, [topic], [countQueueOf(topic)])
+    if (route !== 'bare') forget(broker, [topic], [countQueueOf(topic)])
   }
 }
 
@@ -146,6 +161,7 @@ for (let round = 0; round < rounds; round++) {
   }
 }
 
+await cleanupAll()
 await printReport(measures, { rounds, quick, sizes: size, rate: RATE, seconds: (Date.now() - started) / 1000, median })
 if (failures.length > 0) {
   console.log('\n**Failures**\n')
