@@ -190,12 +190,17 @@ export class Tally {
     }
   }
 
-  /** Waits until every message came, or until nothing new came for `idleMs` (then some are lost). */
-  async settle (idleMs = 15_000): Promise<void> {
+  /**
+   * Waits until every message came, or until nothing new came for `idleMs` (then some are
+   * lost). The first message may take longer: the producer process is still starting.
+   */
+  async settle (idleMs = 15_000, firstMs = 60_000): Promise<void> {
     let seen = -1
     while (this.unique < this.expected && seen !== this.total) {
       seen = this.total
-      await Promise.race([this.done, new Promise(resolve => setTimeout(resolve, idleMs))])
+      let timer: NodeJS.Timeout | undefined
+      await Promise.race([this.done, new Promise(resolve => { timer = setTimeout(resolve, seen === 0 ? firstMs : idleMs) })])
+      clearTimeout(timer)
     }
   }
 

@@ -49,6 +49,8 @@ function rotate<T> (list: T[], by: number): T[] {
 
 function record (m: Measure): void {
   measures.push(m)
+  // Progress on stderr, so a long run shows its figures before the table.
+  process.stderr.write(`  ${m.scenario} ${m.broker} ${m.contender}: ${m.value.toFixed(m.scenario.startsWith('latency') ? 2 : 0)} (lost ${m.lost}, dup ${m.duplicates}, failed ${m.failed})\n`)
   if (m.lost > 0) failures.push(`${m.scenario} ${m.broker} ${m.contender}: ${m.lost} acknowledged message(s) missing at the destination`)
 }
 
