@@ -22,6 +22,17 @@ export async function prepare (broker: BrokerName, topic: string): Promise<void>
     await admin.connect()
     try {
       await admin.createTopics({ topics: [{ topic, numPartitions: KAFKA_PARTITIONS, replicationFactor: 1 }], waitForLeaders: true })
+      // Right after creation a broker may still answer "does not host this topic-partition":
+      // wait until the partitions answer, so no contender starts on a topic not yet there.
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await admin.fetchTopicOffsets(topic)
+          break
+        } catch (err) {
+          if (attempt >= 20) throw err
+          await new Promise(resolve => setTimeout(resolve, 250))
+        }
+      }
     } finally {
       await admin.disconnect()
     }

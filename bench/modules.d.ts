@@ -8,6 +8,8 @@ declare module 'autocannon' {
     connections?: number
     amount?: number
     duration?: number
+    /** Seconds before a request counts as timed out. */
+    timeout?: number
   }
   interface Result { '2xx': number, non2xx: number, errors: number, timeouts: number, duration: number }
   function autocannon (options: Options): Promise<Result>
