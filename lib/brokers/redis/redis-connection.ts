@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis'
-import { BrokerError } from '../../errors.js'
+import { BrokerError, ErrorCode } from '../../errors.js'
 import type { Logger } from '../../logger.js'
 import { redactText, redactUrl, rememberSecrets } from '../../redact.js'
 
@@ -57,7 +57,7 @@ export class RedisConnections {
       // A refused credential will not pass by itself: say so, so that a send fails at once instead of being retried or spooled.
       const refused = /\b(WRONGPASS|NOAUTH|NOPERM)\b/.test(text)
       const hint = refused ? '; Redis refused the credentials: check the user name and password in the URL (or redis.client.username / password) and the user\'s ACL' : ''
-      throw new BrokerError(`could not reach Redis at ${this.address} (${what}): ${text}${hint}`, { code: 'HERALD_BROKER_UNREACHABLE', retriable: !refused })
+      throw new BrokerError(`could not reach Redis at ${this.address} (${what}): ${text}${hint}`, { code: ErrorCode.BrokerUnreachable, retriable: !refused })
     } finally {
       client.off('error', onError)
     }
