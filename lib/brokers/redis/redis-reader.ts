@@ -30,12 +30,18 @@ export class RedisReader {
   readonly #p: RedisReaderParams
   readonly #newOnly: string[]
   #reading: Promise<unknown> | undefined
+  /** The blocking connection's CLIENT ID, asked once per connection (a reconnect makes a new one). */
   #blockingId: number | undefined
+  #askedId = false
   #canUnblock = true
 
   constructor (params: RedisReaderParams) {
     this.#p = params
     this.#newOnly = params.streams.map(() => '>')
+    params.blocking.on('close', () => {
+      this.#blockingId = undefined
+      this.#askedId = false
+    })
   }
 
   /** True while a read is on its way. */
@@ -46,8 +52,11 @@ export class RedisReader {
   /** One read of at most `count` new entries per stream, waiting up to `blockMs` for the first. */
   async read (count: number, blockMs: number): Promise<Array<{ stream: string, entries: RawEntry[] }>> {
     const { blocking, group, consumer, streams, logger } = this.#p
-    // Sent just before the read on the same connection, so an unblock targets the connection that blocks.
-    blocking.call('CLIENT', 'ID').then(id => { this.#blockingId = parseClientId(id) }, () => {})
+    if (!this.#askedId) {
+      // Sent just before the read on the same connection, so an unblock targets the connection that blocks.
+      this.#askedId = true
+      blocking.call('CLIENT', 'ID').then(id => { this.#blockingId = parseClientId(id) }, () => { this.#askedId = false })
+    }
     const started = Date.now()
     this.#reading = blocking.callBuffer('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count, 'BLOCK', blockMs, 'STREAMS', ...streams, ...this.#newOnly)
     let reply: unknown

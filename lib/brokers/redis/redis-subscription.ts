@@ -5,6 +5,7 @@ import { Backoff, sleep } from '../../time.js'
 import type { Delivery, DeliveryHandler, SubscribeOptions, Subscription } from '../broker.js'
 import { InFlight } from '../shared/in-flight.js'
 import type { RedisConnections } from './redis-connection.js'
+import { RedisAcks } from './redis-acks.js'
 import { RedisHolds } from './redis-holds.js'
 import { RedisReader } from './redis-reader.js'
 import { RedisReclaim, type Claimed } from './redis-reclaim.js'
@@ -61,10 +62,14 @@ export class RedisSubscription implements Subscription {
   readonly #reader: RedisReader
   readonly #reclaim: RedisReclaim
   readonly #holds: RedisHolds
+  readonly #acks: RedisAcks
   /** Handed over and unsettled, per stream. */
   readonly #inFlight = new Map<string, Map<string, Held>>()
+  /** Handed over and not settled yet, Redis' answer to a settle included: what `close()` waits for. */
   readonly #unsettled = new InFlight()
-  /** Of the unsettled, those waiting for a retry: not counted against `maxInFlight`. */
+  /** Handed over and neither acked nor released yet: what `maxInFlight` limits (an XACK on its way takes no room). */
+  #handling = 0
+  /** Of `#handling`, those waiting for a retry: not counted against `maxInFlight`. */
   #retrying = 0
   /** Read or reclaimed, not yet handed over (XREADGROUP's COUNT is per stream, so a read can bring more than there is room for). */
   readonly #backlog: Held[] = []
@@ -93,6 +98,7 @@ export class RedisSubscription implements Subscription {
     this.#reader = new RedisReader({ blocking, client, connections, logger, group, consumer, streams: this.#streams })
     this.#reclaim = new RedisReclaim({ client, logger, group, consumer, claimIdleMs, streams: this.#streams, topicOf: this.#topicOf })
     this.#holds = new RedisHolds({ client, connections, logger, group, consumer, topicOf: this.#topicOf })
+    this.#acks = new RedisAcks(client, group)
   }
 
   get consumer (): string {
@@ -155,7 +161,17 @@ export class RedisSubscription implements Subscription {
   }
 
   #room (): number {
-    return this.#p.options.maxInFlight - (this.#unsettled.count - this.#retrying) - this.#backlog.length
+    return this.#p.options.maxInFlight - (this.#handling - this.#retrying) - this.#backlog.length
+  }
+
+  /**
+   * A read waits until half of `maxInFlight` is free (or all of it, below 2): reads of one
+   * or two entries as each handler finishes cost a round trip each, while the handlers
+   * still running keep the consumer busy meanwhile.
+   */
+  #roomToRead (): boolean {
+    const room = this.#room()
+    return room > 0 && room >= Math.ceil(this.#p.options.maxInFlight / 2)
   }
 
   async #run (): Promise<void> {
@@ -164,7 +180,7 @@ export class RedisSubscription implements Subscription {
     while (!this.#isStopping) {
       try {
         this.#handOverBacklog()
-        if (this.#room() <= 0) {
+        if (!this.#roomToRead()) {
           await new Promise<void>(resolve => { this.#wake = resolve })
           this.#wake = undefined
           continue
@@ -243,26 +259,36 @@ export class RedisSubscription implements Subscription {
 
   #handOverBacklog (): void {
     const { maxInFlight } = this.#p.options
-    while (this.#backlog.length > 0 && this.#unsettled.count - this.#retrying < maxInFlight && !this.#isStopping && this.#suspect === undefined) {
+    while (this.#backlog.length > 0 && this.#handling - this.#retrying < maxInFlight && !this.#isStopping && this.#suspect === undefined) {
       const next = this.#backlog[0]!
       if (next.redeliveries > 0 && this.#unsettled.count > 0) return
-      this.#handOver(this.#backlog.shift()!)
+      // Marked before it is handed over: a handler that settles at once hands over the next from inside.
       if (next.redeliveries > 0) this.#suspect = next.entry.id
+      this.#handOver(this.#backlog.shift()!)
     }
   }
 
   #handOver (held: Held): void {
     const { entry, topic, redeliveries } = held
-    const { client, options, logger } = this.#p
+    const { logger } = this.#p
     const inFlight = this.#inFlight.get(entry.stream)!
     inFlight.set(entry.id, held)
     const settle = this.#unsettled.add()
+    this.#handling++
     if (entry.problem !== undefined) logger.warn({ topic, id: entry.id }, `stream entry is not as Herald writes it: ${entry.problem}`)
     let settled = false
     let retrying = false
-    const done = (): void => {
+    /** Acked or released: its room goes to the next entry now, while Redis is told. */
+    const settling = (): void => {
+      settled = true
+      held.settling = true
+      this.#handling--
       if (retrying) this.#retrying--
       retrying = false
+      this.#handOverBacklog()
+      this.#wake?.()
+    }
+    const done = (): void => {
       inFlight.delete(entry.id)
       settle()
       if (this.#suspect === entry.id) {
@@ -281,10 +307,9 @@ export class RedisSubscription implements Subscription {
       id: `${topic}@${entry.id}`,
       ack: async () => {
         if (settled) return
-        settled = true
-        held.settling = true
+        settling()
         try {
-          await client.call('XACK', entry.stream, options.group, entry.id)
+          await this.#acks.ack(entry.stream, entry.id)
         } catch (err) {
           // Still pending in the group: once this consumer stops refreshing it, it is reclaimed and delivered again.
           throw new BrokerError(`could not acknowledge stream entry ${topic}@${entry.id} on Redis: ${this.#p.connections.reason(err)}`, { cause: err })
@@ -294,8 +319,7 @@ export class RedisSubscription implements Subscription {
       },
       release: async () => {
         if (settled) return
-        settled = true
-        held.settling = true
+        settling()
         try {
           await this.#holds.giveBack([entry], 'release')
         } finally {
