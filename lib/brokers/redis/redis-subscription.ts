@@ -160,18 +160,22 @@ export class RedisSubscription implements Subscription {
     await this.#stopped
   }
 
+  /**
+   * How many more entries this consumer may take: up to `maxInFlight` handed over (retries
+   * waiting aside) plus up to `maxInFlight` read ahead in the backlog, so the next entries
+   * are here when a handler finishes instead of one read round trip later.
+   */
   #room (): number {
-    return this.#p.options.maxInFlight - (this.#handling - this.#retrying) - this.#backlog.length
+    return 2 * this.#p.options.maxInFlight - (this.#handling - this.#retrying) - this.#backlog.length
   }
 
   /**
-   * A read waits until half of `maxInFlight` is free (or all of it, below 2): reads of one
-   * or two entries as each handler finishes cost a round trip each, while the handlers
-   * still running keep the consumer busy meanwhile.
+   * A read waits until it can ask for a full `maxInFlight`: reads of one or two entries as
+   * each handler finishes cost a round trip each, while what is held (at most
+   * `maxInFlight` then) keeps the handlers busy meanwhile.
    */
   #roomToRead (): boolean {
-    const room = this.#room()
-    return room > 0 && room >= Math.ceil(this.#p.options.maxInFlight / 2)
+    return this.#room() >= this.#p.options.maxInFlight
   }
 
   async #run (): Promise<void> {
@@ -213,7 +217,7 @@ export class RedisSubscription implements Subscription {
   }
 
   async #read (): Promise<void> {
-    const count = Math.max(1, Math.ceil(this.#room() / this.#streams.length))
+    const count = Math.max(1, Math.ceil(Math.min(this.#room(), this.#p.options.maxInFlight) / this.#streams.length))
     const block = Math.max(1, Math.min(BLOCK_MS, this.#reclaim.dueAt - Date.now()))
     const read: Held[] = []
     for (const { stream, entries } of await this.#reader.read(count, block)) {
@@ -244,7 +248,7 @@ export class RedisSubscription implements Subscription {
       return
     }
     const mine = (stream: string): Set<string> => new Set([...this.#inFlight.get(stream)!.keys(), ...this.#backlog.filter(h => h.entry.stream === stream).map(h => h.entry.id)])
-    const room = (): number => this.#isStopping ? 0 : this.#room()
+    const room = (): number => this.#isStopping ? 0 : Math.min(this.#room(), this.#p.options.maxInFlight)
     await this.#reclaim.pass(room, mine, async (stream: string, claimed: Claimed[]) => {
       const taken = claimed.map(c => this.#toHeld(stream, c.raw, c.redeliveries)).filter((h): h is Held => h !== undefined)
       // Entries delivered before come one at a time (see #suspect): keep the first, give the
