@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto'
 import type { Redis } from 'ioredis'
 import type { Logger } from '../../logger.js'
 import type { RedisConnections } from './redis-connection.js'
-import { isNoScript, parseHoldStates } from './redis-replies.js'
-import type { StreamEntry } from './redis-stream.js'
+import { isNoScript, parseHoldStates, type RawEntry } from './redis-replies.js'
+import { decodeEntry, type StreamEntry } from './redis-stream.js'
 
 /** What {@link HOLD_SCRIPT} did with an entry. */
 export const HOLD_STATE = { notHeld: 0, held: 1, deleted: 2 } as const
@@ -110,7 +110,7 @@ export class RedisHolds {
    * idle since long ago, so the next XAUTOCLAIM of any consumer of the group takes them.
    * If Redis cannot be told, they are reclaimed once `claimIdleMs` has passed.
    */
-  async giveBack (entries: readonly StreamEntry[], mode: 'release' | 'unread'): Promise<void> {
+  async giveBack (entries: ReadonlyArray<{ stream: string, id: string }>, mode: 'release' | 'unread'): Promise<void> {
     const byStream = new Map<string, string[]>()
     for (const e of entries) {
       const ids = byStream.get(e.stream)
@@ -156,5 +156,62 @@ export class RedisHolds {
     } finally {
       this.#refreshing = false
     }
+  }
+}
+
+/** An entry this consumer holds: read into its pending list, handed over or waiting for room. */
+export interface Held {
+  entry: StreamEntry
+  topic: string
+  redeliveries: number
+  /** Being acked or released: no longer refreshed, so a release is not undone by a refresh racing it. */
+  settling?: boolean
+}
+
+/** The entries one subscription holds: handed over (per stream), and read but not handed over yet (the backlog). */
+export class HeldEntries {
+  /** Read or reclaimed, not yet handed over, in stream order. */
+  readonly backlog: Held[] = []
+  readonly #handedOver = new Map<string, Map<string, Held>>()
+  readonly #topicOf: ReadonlyMap<string, string>
+
+  constructor (topicOf: ReadonlyMap<string, string>) {
+    this.#topicOf = topicOf
+    for (const stream of topicOf.keys()) this.#handedOver.set(stream, new Map())
+  }
+
+  /** Adds a read or reclaimed entry to the backlog (an entry deleted from the stream, with no fields, is skipped). */
+  add (stream: string, raw: RawEntry, redeliveries: number): void {
+    const topic = this.#topicOf.get(stream)
+    if (topic === undefined || raw.fields === null) return
+    this.backlog.push({ entry: decodeEntry(stream, raw.id, raw.fields), topic, redeliveries })
+  }
+
+  handedOver (held: Held): void {
+    this.#handedOver.get(held.entry.stream)!.set(held.entry.id, held)
+  }
+
+  /** Settled, and Redis answered. */
+  forget (held: Held): void {
+    this.#handedOver.get(held.entry.stream)!.delete(held.entry.id)
+  }
+
+  /** Every id held on a stream (its own entries come back from a reclaim if a refresh came late). */
+  ids (stream: string): Set<string> {
+    return new Set([...this.#handedOver.get(stream)!.keys(), ...this.backlog.filter(h => h.entry.stream === stream).map(h => h.entry.id)])
+  }
+
+  /** What the refresh keeps held on a stream: handed over and not settling, or in the backlog. */
+  refreshable (stream: string): string[] {
+    const ids: string[] = []
+    for (const held of this.#handedOver.get(stream)!.values()) if (held.settling !== true) ids.push(held.entry.id)
+    for (const held of this.backlog) if (held.entry.stream === stream) ids.push(held.entry.id)
+    return ids
+  }
+
+  /** True while the entry is still worked on or waiting here. */
+  stillHeld (stream: string, id: string): boolean {
+    const held = this.#handedOver.get(stream)!.get(id)
+    return (held !== undefined && held.settling !== true) || this.backlog.some(h => h.entry.stream === stream && h.entry.id === id)
   }
 }

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis'
 import type { Logger } from '../../logger.js'
+import type { RedisHolds } from './redis-holds.js'
 import { parseAutoclaimReply, parseDeliveryCount, type RawEntry } from './redis-replies.js'
 
 /** Longest pause between two passes over the group's pending entries. */
@@ -13,6 +14,7 @@ export interface RedisReclaimParams {
   claimIdleMs: number
   streams: readonly string[]
   topicOf: ReadonlyMap<string, string>
+  holds: RedisHolds
 }
 
 /** An entry taken over, with how often it was delivered before this delivery. */
@@ -58,8 +60,12 @@ export class RedisReclaim {
    * One pass over the streams, claiming at most `room()` entries per call. `mine(stream)`
    * lists what this consumer holds already (its own entries come back if a refresh came
    * late); `take` receives each stream's claims with their delivery counts.
+   *
+   * Entries delivered before come one at a time (the subscription hands such an entry over
+   * alone): the first is taken, the others given back with their count taken back, to be
+   * taken over once it is settled.
    */
-  async pass (room: () => number, mine: (stream: string) => Set<string>, take: (stream: string, claimed: Claimed[]) => Promise<void>): Promise<void> {
+  async pass (room: () => number, mine: (stream: string) => Set<string>, take: (stream: string, claimed: Claimed[]) => void): Promise<void> {
     const { client, group, consumer, claimIdleMs, logger, topicOf } = this.#p
     let more = false
     for (const stream of this.#p.streams) {
@@ -87,7 +93,11 @@ export class RedisReclaim {
       logger.info({ topic: topicOf.get(stream), group, consumer, count: claimed.length },
         'took over entries left pending by another consumer or given back')
       // XAUTOCLAIM counted this delivery; what came before it are redeliveries.
-      await take(stream, claimed.map((raw, i) => ({ raw, redeliveries: Math.max(parseDeliveryCount(results[i]?.[1]) - 1, 0) })))
+      const taken = claimed.map((raw, i) => ({ raw, redeliveries: Math.max(parseDeliveryCount(results[i]?.[1]) - 1, 0) }))
+      const first = taken.findIndex(c => c.redeliveries > 0)
+      const later = first < 0 ? [] : taken.filter((c, i) => i > first && c.redeliveries > 0)
+      if (later.length > 0) await this.#p.holds.giveBack(later.map(c => ({ stream, id: c.raw.id })), 'unread')
+      take(stream, taken.filter(c => !later.includes(c)))
     }
     this.#dueAt = more ? Date.now() : Date.now() + this.#intervalMs
   }

@@ -6,12 +6,11 @@ import type { Delivery, DeliveryHandler, SubscribeOptions, Subscription } from '
 import { InFlight } from '../shared/in-flight.js'
 import type { RedisConnections } from './redis-connection.js'
 import { RedisAcks } from './redis-acks.js'
-import { RedisHolds } from './redis-holds.js'
+import { HeldEntries, RedisHolds, type Held } from './redis-holds.js'
 import { RedisReader } from './redis-reader.js'
 import { RedisReclaim, type Claimed } from './redis-reclaim.js'
 import { ensureGroups, leaveGroup } from './redis-group.js'
-import { isNoGroup, type RawEntry } from './redis-replies.js'
-import { decodeEntry, type StreamEntry } from './redis-stream.js'
+import { isNoGroup } from './redis-replies.js'
 
 /** Longest a blocking read waits before the loop looks again (reclaim due, pause asked). */
 const BLOCK_MS = 1000
@@ -33,26 +32,19 @@ export interface RedisSubscriptionParams {
   onClosed: () => void
 }
 
-/** A held entry: read into this consumer's pending list, handed over or waiting for room. */
-interface Held {
-  entry: StreamEntry
-  topic: string
-  redeliveries: number
-  /** Being acked or released: no longer refreshed, so a release is not undone by a refresh racing it. */
-  settling?: boolean
-}
-
 /**
  * One consumer (a unique name) of a Redis stream group, reading the group's topics.
  *
- * - A loop reads (redis-reader.ts) only while fewer than `maxInFlight` entries are handed
- *   over and unsettled, and hands entries to `onDelivery` in stream order without waiting.
+ * - A loop reads (redis-reader.ts) a full `maxInFlight` at a time into a backlog of at
+ *   most `maxInFlight` entries read ahead, and hands entries to `onDelivery` in stream
+ *   order without waiting, never more than `maxInFlight` unsettled.
  * - Before reading, and every `claimIdleMs` (at most every 5 s), it takes over the entries
  *   other consumers of the group left pending too long (redis-reclaim.ts).
  * - While it holds entries it refreshes their idle time every third of `claimIdleMs`
  *   (redis-holds.ts), so a slow handler or a long retry delay never lets another consumer
  *   take them.
- * - `ack()` is `XACK`. `release()` marks the entry idle since the epoch: the next
+ * - `ack()` is `XACK`, one per stream for the acks of one tick (redis-acks.ts); its room
+ *   goes to the next entry at once. `release()` marks the entry idle since the epoch: the next
  *   reclaim of any consumer of the group, this one included, delivers it again.
  */
 export class RedisSubscription implements Subscription {
@@ -63,16 +55,13 @@ export class RedisSubscription implements Subscription {
   readonly #reclaim: RedisReclaim
   readonly #holds: RedisHolds
   readonly #acks: RedisAcks
-  /** Handed over and unsettled, per stream. */
-  readonly #inFlight = new Map<string, Map<string, Held>>()
+  readonly #held: HeldEntries
   /** Handed over and not settled yet, Redis' answer to a settle included: what `close()` waits for. */
   readonly #unsettled = new InFlight()
   /** Handed over and neither acked nor released yet: what `maxInFlight` limits (an XACK on its way takes no room). */
   #handling = 0
   /** Of `#handling`, those waiting for a retry: not counted against `maxInFlight`. */
   #retrying = 0
-  /** Read or reclaimed, not yet handed over (XREADGROUP's COUNT is per stream, so a read can bring more than there is room for). */
-  readonly #backlog: Held[] = []
   readonly #stopping = new AbortController()
   #loop: Promise<void> | undefined
   #wake: (() => void) | undefined
@@ -92,12 +81,12 @@ export class RedisSubscription implements Subscription {
     this.#streams = topics.map(t => params.prefix + t)
     topics.forEach((t, i) => {
       this.#topicOf.set(this.#streams[i]!, t)
-      this.#inFlight.set(this.#streams[i]!, new Map())
     })
     const { client, blocking, connections, logger, consumer, claimIdleMs, options: { group } } = params
     this.#reader = new RedisReader({ blocking, client, connections, logger, group, consumer, streams: this.#streams })
-    this.#reclaim = new RedisReclaim({ client, logger, group, consumer, claimIdleMs, streams: this.#streams, topicOf: this.#topicOf })
+    this.#held = new HeldEntries(this.#topicOf)
     this.#holds = new RedisHolds({ client, connections, logger, group, consumer, topicOf: this.#topicOf })
+    this.#reclaim = new RedisReclaim({ client, logger, group, consumer, claimIdleMs, streams: this.#streams, topicOf: this.#topicOf, holds: this.#holds })
     this.#acks = new RedisAcks(client, group)
   }
 
@@ -113,7 +102,7 @@ export class RedisSubscription implements Subscription {
   async start (): Promise<void> {
     await ensureGroups(this.#p.client, this.#streams, this.#p.options.group)
     this.#holds.startRefreshing(Math.max(Math.floor(this.#p.claimIdleMs / 3), 10), this.#streams,
-      stream => [...this.#refreshable(stream)], (stream, id) => this.#stillHeld(stream, id))
+      stream => this.#held.refreshable(stream), (stream, id) => this.#held.stillHeld(stream, id))
     this.#loop = this.#run()
   }
 
@@ -155,7 +144,7 @@ export class RedisSubscription implements Subscription {
       this.#wake?.()
       await this.#reader.interrupt()
       await this.#reader.stop(this.#loop ?? Promise.resolve(), STOP_READ_MS)
-      await this.#holds.giveBack(this.#backlog.splice(0).map(h => h.entry), 'unread')
+      await this.#holds.giveBack(this.#held.backlog.splice(0).map(h => h.entry), 'unread')
     })()
     await this.#stopped
   }
@@ -166,7 +155,7 @@ export class RedisSubscription implements Subscription {
    * are here when a handler finishes instead of one read round trip later.
    */
   #room (): number {
-    return 2 * this.#p.options.maxInFlight - (this.#handling - this.#retrying) - this.#backlog.length
+    return 2 * this.#p.options.maxInFlight - (this.#handling - this.#retrying) - this.#held.backlog.length
   }
 
   /**
@@ -219,64 +208,42 @@ export class RedisSubscription implements Subscription {
   async #read (): Promise<void> {
     const count = Math.max(1, Math.ceil(Math.min(this.#room(), this.#p.options.maxInFlight) / this.#streams.length))
     const block = Math.max(1, Math.min(BLOCK_MS, this.#reclaim.dueAt - Date.now()))
-    const read: Held[] = []
-    for (const { stream, entries } of await this.#reader.read(count, block)) {
-      for (const raw of entries) {
-        const held = this.#toHeld(stream, raw, 0)
-        if (held !== undefined) read.push(held)
-      }
-    }
-    if (this.#isStopping) {
-      await this.#holds.giveBack(read.map(h => h.entry), 'unread')
-      return
-    }
-    this.#backlog.push(...read)
+    const reply = await this.#reader.read(count, block)
+    for (const { stream, entries } of reply) for (const raw of entries) this.#held.add(stream, raw, 0)
+    // Stopped while reading: #stop gives the backlog back once the loop ended.
     this.#handOverBacklog()
   }
 
-  #toHeld (stream: string, raw: RawEntry, redeliveries: number): Held | undefined {
-    const topic = this.#topicOf.get(stream)
-    if (topic === undefined || raw.fields === null) return undefined
-    return { entry: decodeEntry(stream, raw.id, raw.fields), topic, redeliveries }
-  }
 
   /** Takes over entries left pending too long by any consumer of the group (a crashed one, or given back). */
   async #takeOver (): Promise<void> {
-    if (this.#suspect !== undefined || this.#backlog.some(h => h.redeliveries > 0)) {
+    if (this.#suspect !== undefined || this.#held.backlog.some(h => h.redeliveries > 0)) {
       // Nothing more until the entry delivered before is settled (which reclaims at once).
       this.#reclaim.later()
       return
     }
-    const mine = (stream: string): Set<string> => new Set([...this.#inFlight.get(stream)!.keys(), ...this.#backlog.filter(h => h.entry.stream === stream).map(h => h.entry.id)])
     const room = (): number => this.#isStopping ? 0 : Math.min(this.#room(), this.#p.options.maxInFlight)
-    await this.#reclaim.pass(room, mine, async (stream: string, claimed: Claimed[]) => {
-      const taken = claimed.map(c => this.#toHeld(stream, c.raw, c.redeliveries)).filter((h): h is Held => h !== undefined)
-      // Entries delivered before come one at a time (see #suspect): keep the first, give the
-      // others back with their count taken back, to be taken over once it is settled.
-      const first = taken.findIndex(h => h.redeliveries > 0)
-      const later = first < 0 ? [] : taken.filter((h, i) => i > first && h.redeliveries > 0)
-      if (later.length > 0) await this.#holds.giveBack(later.map(h => h.entry), 'unread')
-      this.#backlog.push(...taken.filter(h => !later.includes(h)))
+    await this.#reclaim.pass(room, stream => this.#held.ids(stream), (stream: string, claimed: Claimed[]) => {
+      for (const c of claimed) this.#held.add(stream, c.raw, c.redeliveries)
       this.#handOverBacklog()
     })
   }
 
   #handOverBacklog (): void {
     const { maxInFlight } = this.#p.options
-    while (this.#backlog.length > 0 && this.#handling - this.#retrying < maxInFlight && !this.#isStopping && this.#suspect === undefined) {
-      const next = this.#backlog[0]!
+    while (this.#held.backlog.length > 0 && this.#handling - this.#retrying < maxInFlight && !this.#isStopping && this.#suspect === undefined) {
+      const next = this.#held.backlog[0]!
       if (next.redeliveries > 0 && this.#unsettled.count > 0) return
       // Marked before it is handed over: a handler that settles at once hands over the next from inside.
       if (next.redeliveries > 0) this.#suspect = next.entry.id
-      this.#handOver(this.#backlog.shift()!)
+      this.#handOver(this.#held.backlog.shift()!)
     }
   }
 
   #handOver (held: Held): void {
     const { entry, topic, redeliveries } = held
     const { logger } = this.#p
-    const inFlight = this.#inFlight.get(entry.stream)!
-    inFlight.set(entry.id, held)
+    this.#held.handedOver(held)
     const settle = this.#unsettled.add()
     this.#handling++
     if (entry.problem !== undefined) logger.warn({ topic, id: entry.id }, `stream entry is not as Herald writes it: ${entry.problem}`)
@@ -293,7 +260,7 @@ export class RedisSubscription implements Subscription {
       this.#wake?.()
     }
     const done = (): void => {
-      inFlight.delete(entry.id)
+      this.#held.forget(held)
       settle()
       if (this.#suspect === entry.id) {
         this.#suspect = undefined
@@ -352,16 +319,5 @@ export class RedisSubscription implements Subscription {
     } catch (err) {
       logger.error({ err, id: delivery.id }, 'delivery handler threw; it must settle the message instead')
     }
-  }
-
-  /** What the refresh keeps held on a stream: handed over and not settling, or waiting in the backlog. */
-  * #refreshable (stream: string): Iterable<string> {
-    for (const held of this.#inFlight.get(stream)!.values()) if (held.settling !== true) yield held.entry.id
-    for (const held of this.#backlog) if (held.entry.stream === stream) yield held.entry.id
-  }
-
-  #stillHeld (stream: string, id: string): boolean {
-    const held = this.#inFlight.get(stream)!.get(id)
-    return (held !== undefined && held.settling !== true) || this.#backlog.some(h => h.entry.stream === stream && h.entry.id === id)
   }
 }
