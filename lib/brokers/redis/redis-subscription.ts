@@ -173,7 +173,8 @@ export class RedisSubscription implements Subscription {
     while (!this.#isStopping) {
       try {
         this.#handOverBacklog()
-        if (!this.#roomToRead()) {
+        // No read while an entry delivered before runs alone: if it kills this worker, what was read meanwhile would be redelivered with it.
+        if (!this.#roomToRead() || this.#suspect !== undefined) {
           await new Promise<void>(resolve => { this.#wake = resolve })
           this.#wake = undefined
           continue
