@@ -285,6 +285,66 @@ describe('redis broker', function () {
     expect(byTopic(t2), 'stream order').to.deep.equal([...Array(10).keys()].map(n => ({ n })))
   })
 
+  /** Records the commands Redis runs (MONITOR) until stopped; Lua's own calls are left out. */
+  async function monitor (): Promise<{ commands: Array<{ args: string[], source: string }>, stop: () => void }> {
+    const commands: Array<{ args: string[], source: string }> = []
+    const m = await raw.monitor()
+    m.on('monitor', (_time: string, args: string[], source: string) => {
+      if (source !== 'lua') commands.push({ args, source })
+    })
+    return { commands, stop: () => m.disconnect() }
+  }
+
+  const named = (name: string) => (c: { args: string[] }): boolean => c.args[0]?.toUpperCase() === name
+
+  it('entries settled in the same tick are acknowledged with one XACK per stream, and ack() resolves once Redis took it', async function () {
+    const b = await broker()
+    const t1 = topic()
+    const t2 = topic()
+    const g = group()
+    const { got } = await collect(b, { topics: [t1, t2], group: g, maxInFlight: 50 }, 'hold')
+    await publish(b, [...Array(25).keys()].flatMap(n => [message(t1, { n }), message(t2, { n })]))
+    await eventually(() => got.length === 50, 'all 50 handed over')
+    const m = await monitor()
+    try {
+      await Promise.all(got.map(async d => await d.ack()))
+      // Resolved acks mean Redis took them: nothing of either stream is pending any more.
+      for (const t of [t1, t2]) expect(((await raw.xpending(PREFIX + t, g)) as [number])[0], t).to.equal(0)
+      const xacks = (t: string): Array<{ args: string[] }> => m.commands.filter(named('XACK')).filter(c => c.args[1] === PREFIX + t)
+      await eventually(() => xacks(t1).length + xacks(t2).length >= 2, 'the XACKs in the MONITOR feed')
+      expect(xacks(t1).map(c => c.args.length - 3), 'one XACK for t1, with its 25 ids').to.deep.equal([25])
+      expect(xacks(t2).map(c => c.args.length - 3), 'one XACK for t2, with its 25 ids').to.deep.equal([25])
+    } finally {
+      m.stop()
+    }
+  })
+
+  it('reads ask for maxInFlight entries at a time (the next ones wait read ahead), and the blocking connection asks CLIENT ID once, not before every read', async function () {
+    const b = await broker()
+    const t = topic()
+    await publish(b, [...Array(200).keys()].map(n => message(t, { n })))
+    const m = await monitor()
+    try {
+      // Handlers that finish a few at a time, as real ones do.
+      const { got } = await collect(b, { topics: [t], group: group(), maxInFlight: 20 }, async d => {
+        for (let i = 0; i < (body(d) as { n: number }).n % 7; i++) await new Promise(resolve => setImmediate(resolve))
+        await d.ack()
+      })
+      await eventually(() => got.length === 200, 'all 200 delivered')
+      const acked = (): number => m.commands.filter(named('XACK')).filter(c => c.args[1] === PREFIX + t).reduce((n, c) => n + c.args.length - 3, 0)
+      await eventually(() => acked() === 200, 'every XACK in the MONITOR feed')
+      const reads = m.commands.filter(named('XREADGROUP')).filter(c => c.args.includes(PREFIX + t))
+      const counts = reads.map(c => Number(c.args[c.args.findIndex(a => a.toUpperCase() === 'COUNT') + 1]))
+      expect(counts.filter(n => n !== 20), `reads of other than maxInFlight among ${counts.join(',')}`).to.deep.equal([])
+      const readers = new Set(reads.map(c => c.source))
+      expect(readers.size, 'one blocking connection').to.equal(1)
+      const clientIds = m.commands.filter(named('CLIENT')).filter(c => c.args[1]?.toUpperCase() === 'ID' && readers.has(c.source))
+      expect(clientIds.length, `CLIENT ID asked ${clientIds.length} times for ${reads.length} reads`).to.be.at.most(1)
+    } finally {
+      m.stop()
+    }
+  })
+
   it('pause() stops delivering; close() waits for handed-over deliveries and leaves the group', async function () {
     const b = await broker()
     const t = topic()

@@ -2,14 +2,19 @@ import type { Broker, BrokerDeps } from '../broker.js'
 import { RedisBroker } from './redis-broker.js'
 import type { RedisSettings } from './redis-config.js'
 
-export { RedisBroker } from './redis-broker.js'
+export { RedisBroker, NOT_A_STREAM } from './redis-broker.js'
+export { resolveRedisSettings, resolveRedisSettings as resolveSettings, type RedisOptions, type RedisSettings } from './redis-config.js'
+
+/** The broker kind this adapter serves (`broker: 'redis'`). */
+export const kind = 'redis' as const
 
 /**
- * The Redis Streams adapter, loaded lazily by `createMessaging({ broker: 'redis' })`.
+ * The Redis Streams adapter, loaded lazily by `createMessaging({ broker: 'redis' })`, so
+ * ioredis loads only for Redis users.
  *
  * @example
  * ```ts
- * const broker = createBroker(resolveRedisSettings('redis://localhost:6379', process.env, {}), { logger, clientId: 'orders' })
+ * const broker = createBroker(resolveSettings('redis://localhost:6379', process.env, {}), { logger, clientId: 'orders' })
  * await broker.connect()
  * ```
  */

@@ -1,17 +1,20 @@
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import { Redis, type RedisOptions as IORedisOptions } from 'ioredis'
-import { BrokerError } from '../../errors.js'
+import { BrokerError, ErrorCode } from '../../errors.js'
 import { childLogger, type Logger } from '../../logger.js'
 import type { Broker, BrokerDeps, BrokerHealth, DeliveryHandler, OutgoingMessage, SubscribeOptions, Subscription } from '../broker.js'
+import { withTimeout } from '../../time.js'
 import { checkOutgoing } from '../outgoing-checks.js'
+import { brokerClosedError } from '../shared/closed-error.js'
 import { DEFAULT_CLAIM_IDLE_MS, type RedisSettings } from './redis-config.js'
 import { RedisConnections } from './redis-connection.js'
-import { STALE_READ_GRACE_MS, RedisSubscription } from './redis-subscription.js'
+import { STALE_READ_GRACE_MS } from './redis-reader.js'
+import { RedisSubscription } from './redis-subscription.js'
 import { xaddArguments } from './redis-stream.js'
 
 /** `code` of the error of a message whose topic's key holds another Redis type than a stream. */
-export const NOT_A_STREAM = 'HERALD_NOT_A_STREAM'
+export const NOT_A_STREAM = ErrorCode.NotAStream
 
 /** How long `health()` waits for PING. */
 const HEALTH_TIMEOUT_MS = 5000
@@ -55,13 +58,13 @@ export class RedisBroker implements Broker {
   }
 
   async #connected (): Promise<Redis> {
-    if (this.#closed) throw this.#closedError()
+    if (this.#closed) throw brokerClosedError('Redis')
     this.#connecting ??= (async () => {
       const client = new Redis(this.#settings.url, this.#clientOptions())
       await this.#connections.connect(client, 'connection')
       if (this.#closed) {
         client.disconnect()
-        throw this.#closedError()
+        throw brokerClosedError('Redis')
       }
       this.#client = client
       return client
@@ -144,13 +147,13 @@ export class RedisBroker implements Broker {
       // close() drops the connections still being made: that is the broker closing, not Redis away.
       if (this.#closed) {
         blocking.disconnect()
-        throw this.#closedError()
+        throw brokerClosedError('Redis')
       }
       throw err
     }
     if (this.#closed) {
       blocking.disconnect()
-      throw this.#closedError()
+      throw brokerClosedError('Redis')
     }
     const sub = new RedisSubscription({
       client,
@@ -169,31 +172,25 @@ export class RedisBroker implements Broker {
     } catch (err) {
       blocking.disconnect()
       // Closed while creating the group: the broker's closing is the reason, as on the other brokers.
-      if (this.#closed) throw this.#closedError()
+      if (this.#closed) throw brokerClosedError('Redis')
       throw new BrokerError(`could not create consumer group "${options.group}" on Redis at ${this.#connections.address}: ${this.#connections.reason(err)}`, { cause: err })
     }
     this.#subscriptions.add(sub)
     if (this.#closed) {
-      await sub.abort()
-      throw this.#closedError()
+      await sub.abandon()
+      throw brokerClosedError('Redis')
     }
     return sub
   }
 
   async health (): Promise<BrokerHealth> {
     if (this.#closed) return { ok: false, broker: 'redis', detail: `${this.#connections.address}: closed` }
-    let timer: NodeJS.Timeout | undefined
     try {
       const client = await this.#connected()
-      const timeout = new Promise<never>((_resolve, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer to PING within ${HEALTH_TIMEOUT_MS} ms`)), HEALTH_TIMEOUT_MS)
-      })
-      await Promise.race([client.ping(), timeout])
+      await withTimeout(client.ping(), HEALTH_TIMEOUT_MS, () => new BrokerError(`${this.#connections.address}: no answer to PING within ${HEALTH_TIMEOUT_MS} ms`))
       return { ok: true, broker: 'redis', detail: this.#connections.address }
     } catch (err) {
       return { ok: false, broker: 'redis', detail: err instanceof BrokerError ? err.message : `${this.#connections.address}: ${this.#connections.reason(err)}` }
-    } finally {
-      clearTimeout(timer)
     }
   }
 
@@ -205,7 +202,7 @@ export class RedisBroker implements Broker {
   async close (): Promise<void> {
     this.#closed = true
     this.#connections.abort()
-    await Promise.all([...this.#subscriptions].map(async s => await s.abort()))
+    await Promise.all([...this.#subscriptions].map(async s => await s.abandon()))
     const client = this.#client ?? await this.#connecting?.catch(() => undefined)
     this.#client = undefined
     if (client === undefined) return
@@ -214,9 +211,5 @@ export class RedisBroker implements Broker {
     } catch {
       client.disconnect()
     }
-  }
-
-  #closedError (): BrokerError {
-    return new BrokerError('the Redis broker is closed; create a new Messaging instance', { retriable: false })
   }
 }

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis'
-import { BrokerError } from '../../errors.js'
+import { BrokerError, ErrorCode } from '../../errors.js'
 import type { Logger } from '../../logger.js'
 import { redactText, redactUrl, rememberSecrets } from '../../redact.js'
 
@@ -74,14 +74,14 @@ export class RedisConnections {
       client.disconnect()
       if (err instanceof BrokerError) throw err
       if (timedOut) {
-        throw new BrokerError(`Redis at ${this.address} (${what}) did not answer within ${this.#connectTimeout} ms (connectTimeout): check the address and port, or raise connectTimeout`, { code: 'HERALD_CONNECT_TIMEOUT' })
+        throw new BrokerError(`Redis at ${this.address} (${what}) did not answer within ${this.#connectTimeout} ms (connectTimeout): check the address and port, or raise connectTimeout`, { code: ErrorCode.ConnectTimeout })
       }
       const text = reason ?? this.reason(err)
       // A refused credential will not pass by itself: say so, so that a send fails at once instead of being retried or spooled.
       if (/\b(WRONGPASS|NOAUTH|NOPERM)\b/.test(text)) {
-        throw new BrokerError(`Redis at ${this.address} refused the login (${what}): ${text}; check the user name and password in the URL (or redis.client.username / password) and the user's ACL`, { code: 'HERALD_BROKER_AUTH', retriable: false })
+        throw new BrokerError(`Redis at ${this.address} refused the login (${what}): ${text}; check the user name and password in the URL (or redis.client.username / password) and the user's ACL`, { code: ErrorCode.BrokerAuth, retriable: false })
       }
-      throw new BrokerError(`could not reach Redis at ${this.address} (${what}): ${text}`, { code: 'HERALD_BROKER_UNREACHABLE' })
+      throw new BrokerError(`could not reach Redis at ${this.address} (${what}): ${text}`, { code: ErrorCode.BrokerUnreachable })
     } finally {
       clearTimeout(timer)
       this.#connecting.delete(client)

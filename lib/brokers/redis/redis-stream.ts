@@ -1,10 +1,10 @@
 /**
- * How a message sits in a Redis stream entry, and how the stream commands' replies are
- * read. An entry has the fields `data` (the body), `key` (when set) and `headers` (a JSON
- * object of strings); other fields are ignored, so an entry written by another producer
- * with only `data` is an ordinary message.
+ * How a message sits in a Redis stream entry. An entry has the fields `data` (the body),
+ * `key` (when set) and `headers` (a JSON object of strings); other fields are ignored, so
+ * an entry written by another producer with only `data` is an ordinary message.
  */
 import type { OutgoingMessage } from '../broker.js'
+import { text } from './redis-replies.js'
 
 export const DATA_FIELD = 'data'
 export const KEY_FIELD = 'key'
@@ -66,113 +66,4 @@ function decodeHeaders (json: string): Record<string, string> | undefined {
     headers[name] = typeof v === 'string' ? v : JSON.stringify(v)
   }
   return headers
-}
-
-export function text (value: unknown): string {
-  if (Buffer.isBuffer(value)) return value.toString('utf8')
-  return String(value)
-}
-
-/** An entry in a reply: `[id, fields]`, where fields are nil for an entry deleted from the stream (Redis < 7). */
-export interface RawEntry {
-  id: string
-  fields: unknown[] | null
-}
-
-function rawEntries (list: unknown): RawEntry[] {
-  if (!Array.isArray(list)) return []
-  const out: RawEntry[] = []
-  for (const item of list) {
-    if (!Array.isArray(item) || item.length < 1) continue
-    out.push({ id: text(item[0]), fields: Array.isArray(item[1]) ? item[1] as unknown[] : null })
-  }
-  return out
-}
-
-/**
- * `XREADGROUP` reply, or nil when the block timed out. RESP2 sends `[[stream, entries], …]`;
- * RESP3 sends a map, which ioredis gives a raw command as a flat `[stream, entries, …]`
- * (its reply transformer applies only to the named `xreadgroup` method).
- */
-export function parseReadReply (reply: unknown): Array<{ stream: string, entries: RawEntry[] }> {
-  if (!Array.isArray(reply)) return []
-  const pairs: unknown[][] = []
-  if (reply.length > 0 && !Array.isArray(reply[0])) {
-    for (let i = 0; i + 1 < reply.length; i += 2) pairs.push([reply[i], reply[i + 1]])
-  } else {
-    for (const item of reply) if (Array.isArray(item) && item.length >= 2) pairs.push(item)
-  }
-  return pairs.map(([stream, entries]) => ({ stream: text(stream), entries: rawEntries(entries) }))
-}
-
-/** `XAUTOCLAIM` reply: `[next cursor, [[id, fields], …], [deleted id, …]]` (the third element since Redis 7). */
-export function parseAutoclaimReply (reply: unknown): { cursor: string, entries: RawEntry[], deleted: string[] } {
-  if (!Array.isArray(reply)) return { cursor: '0-0', entries: [], deleted: [] }
-  return {
-    cursor: reply[0] === undefined ? '0-0' : text(reply[0]),
-    entries: rawEntries(reply[1]),
-    deleted: Array.isArray(reply[2]) ? reply[2].map(text) : []
-  }
-}
-
-/** Extended `XPENDING` reply for one entry: `[[id, consumer, idle ms, delivery count]]`; 0 when not pending. */
-export function parseDeliveryCount (reply: unknown): number {
-  if (!Array.isArray(reply) || !Array.isArray(reply[0])) return 0
-  const count = Number(reply[0][3])
-  return Number.isFinite(count) ? count : 0
-}
-
-/** What {@link HOLD_SCRIPT} did with an entry. */
-export const HOLD_STATE = { notHeld: 0, held: 1, deleted: 2 } as const
-
-/**
- * Acts on entries only while this consumer still holds them (another consumer may have
- * reclaimed one meanwhile; a plain XCLAIM would steal it back). Modes:
- * - `touch`: resets the idle time, so a live consumer keeps what it is working on.
- * - `release`: marks the entry idle since the epoch, so the next XAUTOCLAIM of any
- *   consumer of the group takes it at once, and takes back the delivery count its read or
- *   claim added: a message given back unhandled (a shutdown) has not used up an attempt.
- * - `unread`: the same, for an entry read but never handed over.
- * Replies one state per id: 0 not held, 1 done, 2 the entry was deleted from the stream
- * (Redis 7 then drops it from the pending list).
- */
-export const HOLD_SCRIPT = `
-local stream, group, consumer, mode = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
-local states = {}
-for i = 4, #ARGV do
-  local id = ARGV[i]
-  local pending = redis.call('XPENDING', stream, group, id, id, 1, consumer)[1]
-  local state = 0
-  if pending then
-    local args = { 'XCLAIM', stream, group, consumer, 0, id }
-    if mode ~= 'touch' then
-      args[#args + 1] = 'TIME'
-      args[#args + 1] = 0
-    end
-    if mode ~= 'touch' and pending[4] > 0 then
-      args[#args + 1] = 'RETRYCOUNT'
-      args[#args + 1] = pending[4] - 1
-    end
-    args[#args + 1] = 'JUSTID'
-    local claimed = redis.call(unpack(args))
-    if #claimed > 0 then state = 1 else state = 2 end
-  end
-  states[#states + 1] = state
-end
-return states
-`
-
-export type HoldMode = 'touch' | 'release' | 'unread'
-
-/** Error replies Redis gives for a missing group or stream, and for a group that exists. */
-export function isNoGroup (err: unknown): boolean {
-  return err instanceof Error && err.message.startsWith('NOGROUP')
-}
-
-export function isBusyGroup (err: unknown): boolean {
-  return err instanceof Error && err.message.startsWith('BUSYGROUP')
-}
-
-export function isNoScript (err: unknown): boolean {
-  return err instanceof Error && err.message.startsWith('NOSCRIPT')
 }
