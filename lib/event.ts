@@ -136,14 +136,6 @@ export function decodeBody (value: Uint8Array): DecodedBody {
   }
 }
 
-/**
- * Parses a message body. Throws an `InvalidMessageError` (never retried, dead-lettered)
- * when the body is empty, not UTF-8 or not JSON; drops keys that could pollute prototypes.
- */
-export function decodeJson (value: Uint8Array): unknown {
-  return decodeBody(value).value
-}
-
 /** True when a decoded body has the shape of a Herald event envelope. */
 export function isEvent (body: unknown): body is Event {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) return false

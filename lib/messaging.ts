@@ -255,7 +255,7 @@ export class Messaging {
     this.#outbox = resolved.outbox === undefined
       ? undefined
       : Outbox.open(resolved.outbox, {
-        logger: childLogger(this.logger, { component: 'herald-outbox' }),
+        logger: childLogger(this.logger, { component: 'herald.outbox' }),
         publish: async (messages) => await (await this.broker()).publish(messages),
         publishTimeout: resolved.publishTimeout,
         maxBatchSize: resolved.maxBatchSize

@@ -10,7 +10,7 @@ import { failureReason } from './failure-reason.js'
 import { KeyQueue, Semaphore } from './key-queue.js'
 import { setMaxListeners } from 'node:events'
 import { RetryWaits, retryDelayFor, wait } from './retry.js'
-import { schemaErrors } from './schema.js'
+import { schemaErrors } from '../handlers/schema.js'
 
 export type ContextFactory = () => object | Promise<object>
 
