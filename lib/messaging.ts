@@ -1,21 +1,27 @@
 import { BROKER_KINDS, type Broker, type BrokerDeps, type BrokerHealth, type BrokerKind } from './brokers/broker.js'
-import { resolveKafkaSettings, type KafkaOptions } from './brokers/kafka/kafka-config.js'
-import { resolveMemorySettings, type MemoryOptions } from './brokers/memory/memory-config.js'
-import { resolveRabbitMqSettings, type RabbitMqOptions } from './brokers/rabbitmq/rabbitmq-config.js'
-import { resolveRedisSettings, type RedisOptions } from './brokers/redis/redis-config.js'
+import type { KafkaOptions } from './brokers/kafka/kafka-config.js'
+import type { MemoryOptions } from './brokers/memory/memory-config.js'
+import type { RabbitMqOptions } from './brokers/rabbitmq/rabbitmq-config.js'
+import type { RedisOptions } from './brokers/redis/redis-config.js'
+import { resolveAdapter } from './brokers/registry.js'
 import { checkKnownKeys, checkPositiveInt } from './brokers/config-checks.js'
-import { BrokerError, ConfigError, HeraldError, isRetriable } from './errors.js'
+import { BrokerError, ConfigError, ErrorCode, HeraldError, isRetriable } from './errors.js'
 import type { Event, EventData } from './event.js'
 import { childLogger, createDefaultLogger, type Logger } from './logger.js'
 import { resolveOutboxSettings, type OutboxOptions, type OutboxSettings } from './outbox/outbox-config.js'
 import { Outbox, type OutboxStats } from './outbox/outbox.js'
 import { Producer, type PublishOptions } from './producer.js'
 import { redactText, redactUrl } from './redact.js'
+import { withTimeout } from './time.js'
 
 /** Options of `createMessaging` / `configureMessaging`, the Fastify plugin and the Express middleware. */
 export interface MessagingOptions {
-  /** Which broker. Default: `MESSAGING_BROKER`, else the broker whose variable is set, else `memory`. */
-  broker?: BrokerKind
+  /**
+   * Which broker. Default: `MESSAGING_BROKER`, else the broker whose variable is set, else
+   * `memory`. Or a `Broker` instance: an adapter of your own (see the README, "Writing an
+   * adapter"); Herald connects and closes it, and the other broker options do not apply.
+   */
+  broker?: BrokerKind | Broker
   /** Kafka brokers, `host:port` (a string with commas, or an array). Default `KAFKA_BOOTSTRAP_SERVERS`, else `localhost:9092`. */
   bootstrapServers?: string | string[]
   /** RabbitMQ (`amqp://`, `amqps://`) or Redis (`redis://`, `rediss://`) URL. Default `RABBITMQ_URL` / `REDIS_URL`, else localhost. */
@@ -61,7 +67,8 @@ export interface MessagingOptions {
 
 /** Options after defaults and validation. */
 export interface ResolvedMessagingOptions {
-  broker: BrokerKind
+  /** A built-in broker's kind, or the `kind` of the `Broker` instance given. */
+  broker: BrokerKind | (string & {})
   source: string
   defaultTopic: string
   connectTimeout: number
@@ -127,9 +134,24 @@ function brokerOfUrl (url: unknown): BrokerKind {
   return broker
 }
 
+/** The methods a `Broker` instance passed as `broker` must have. */
+const BROKER_METHODS = ['connect', 'publish', 'subscribe', 'health', 'close'] as const
+
+function isBrokerInstance (value: unknown): value is Broker {
+  if (value === null || typeof value !== 'object') return false
+  const missing = BROKER_METHODS.filter(m => typeof (value as Record<string, unknown>)[m] !== 'function')
+  if (missing.length > 0) {
+    throw new ConfigError('broker', `an object given as broker must implement the Broker contract, but it has no ${missing.join(', ')} method${missing.length > 1 ? 's' : ''}; see the README, "Writing an adapter", or give a broker name (${BROKER_KINDS.map(b => `"${b}"`).join(', ')})`)
+  }
+  if (typeof (value as Broker).kind !== 'string' || (value as Broker).kind === '') {
+    throw new ConfigError('broker.kind', 'the Broker instance must have a non-empty string kind naming it in logs and health, e.g. "nats"')
+  }
+  return true
+}
+
 function pickBroker (options: MessagingOptions, env: NodeJS.ProcessEnv): BrokerKind {
   const option = options.broker !== undefined ? 'broker' : 'MESSAGING_BROKER'
-  const chosen = options.broker ?? (env.MESSAGING_BROKER !== undefined && env.MESSAGING_BROKER !== '' ? env.MESSAGING_BROKER : undefined)
+  const chosen = (options.broker as BrokerKind | undefined) ?? (env.MESSAGING_BROKER !== undefined && env.MESSAGING_BROKER !== '' ? env.MESSAGING_BROKER : undefined)
   if (chosen !== undefined) {
     if (!(BROKER_KINDS as readonly string[]).includes(chosen)) {
       throw new ConfigError(option, `unknown broker "${String(chosen)}"; use one of ${BROKER_KINDS.map(b => `"${b}"`).join(', ')}`)
@@ -151,7 +173,6 @@ function pickBroker (options: MessagingOptions, env: NodeJS.ProcessEnv): BrokerK
 export function resolveMessagingOptions (options: MessagingOptions = {}, env: NodeJS.ProcessEnv = process.env): { resolved: ResolvedMessagingOptions, connect: Connector } {
   if (options === null || typeof options !== 'object') throw new ConfigError('options', 'must be an object')
   checkKnownKeys('', options, MESSAGING_OPTION_KEYS)
-  const broker = pickBroker(options, env)
   const source = options.source ?? (env.SERVICE_NAME !== undefined && env.SERVICE_NAME !== '' ? env.SERVICE_NAME : 'herald')
   if (typeof source !== 'string' || source === '') throw new ConfigError('source', 'must be a non-empty string naming the service, e.g. "orders-service"')
   const defaultTopic = options.defaultTopic ?? 'events'
@@ -163,35 +184,16 @@ export function resolveMessagingOptions (options: MessagingOptions = {}, env: No
   const maxMessageBytes = checkPositiveInt('maxMessageBytes', options.maxMessageBytes ?? 1024 * 1024)
   const outbox = resolveOutboxSettings(options.outbox)
 
-  let connect: Connector
-  let address: string
-  switch (broker) {
-    case 'kafka': {
-      const settings = { ...resolveKafkaSettings(options.bootstrapServers, env, source, options.kafka), connectTimeout }
-      address = settings.brokers.join(',')
-      connect = async (deps) => (await import('./brokers/kafka/index.js')).createBroker(settings, deps)
-      break
-    }
-    case 'rabbitmq': {
-      const settings = { ...resolveRabbitMqSettings(options.url, env, options.rabbitmq), connectTimeout }
-      address = redactUrl(settings.url)
-      connect = async (deps) => (await import('./brokers/rabbitmq/index.js')).createBroker(settings, deps)
-      break
-    }
-    case 'redis': {
-      const settings = { ...resolveRedisSettings(options.url, env, options.redis), connectTimeout }
-      address = redactUrl(settings.url)
-      connect = async (deps) => (await import('./brokers/redis/index.js')).createBroker(settings, deps)
-      break
-    }
-    case 'memory': {
-      const settings = resolveMemorySettings(options.memory)
-      address = 'in-process'
-      connect = async (deps) => (await import('./brokers/memory/index.js')).createBroker(settings, deps)
-      break
-    }
+  const resolved = { source, defaultTopic, connectTimeout, publishTimeout, linger, maxBatchSize, maxMessageBytes, outbox }
+  if (isBrokerInstance(options.broker)) {
+    const instance = options.broker
+    const others = (['bootstrapServers', 'url', 'kafka', 'rabbitmq', 'redis', 'memory'] as const).filter(k => options[k] !== undefined)
+    if (others.length > 0) throw new ConfigError(others[0]!, `cannot be given with a Broker instance as broker: the instance has its own settings; remove ${others.map(k => `"${k}"`).join(', ')}`)
+    return { resolved: { ...resolved, broker: instance.kind, address: instance.kind }, connect: async () => instance }
   }
-  return { resolved: { broker, source, defaultTopic, connectTimeout, publishTimeout, linger, maxBatchSize, maxMessageBytes, outbox, address }, connect }
+  const broker = pickBroker(options, env)
+  const adapter = resolveAdapter(broker, { ...options, source, connectTimeout }, env)
+  return { resolved: { ...resolved, broker, address: adapter.address }, connect: adapter.create }
 }
 
 /**
@@ -270,27 +272,21 @@ export class Messaging {
 
   /** The connected broker adapter. Loads the adapter and connects on first call. */
   broker (): Promise<Broker> {
-    if (this.#closed) return Promise.reject(new BrokerError('this Messaging instance is closed', { retriable: false }))
+    if (this.#closed) return Promise.reject(new BrokerError('this Messaging instance is closed; create a new one with createMessaging()', { code: ErrorCode.BrokerClosed, retriable: false }))
     this.#broker ??= (async () => {
       const broker = await this.#connect({ logger: this.logger, clientId: this.options.source })
       this.#adapter = broker
       const { connectTimeout } = this.options
-      let timer: NodeJS.Timeout | undefined
-      const late = new Promise<never>((_resolve, reject) => {
-        timer = setTimeout(() => reject(new BrokerError(
-          `${this.options.broker} at ${this.options.address} did not answer within ${connectTimeout} ms (connectTimeout): check the address and port (something there accepts connections but does not speak ${this.options.broker}), or raise connectTimeout`,
-          { code: 'HERALD_CONNECT_TIMEOUT' }
-        )), connectTimeout)
-      })
       try {
-        await Promise.race([broker.connect(), late])
+        await withTimeout(broker.connect(), connectTimeout, () => new BrokerError(
+          `${this.options.broker} at ${this.options.address} did not answer within ${connectTimeout} ms (connectTimeout): check the address and port (something there accepts connections but does not speak ${this.options.broker}), or raise connectTimeout`,
+          { code: ErrorCode.ConnectTimeout }
+        ))
       } catch (err) {
         // Closing the half-open client leaves no socket or timer that keeps the process up.
         await broker.close().catch(() => {})
         if (this.#adapter === broker) this.#adapter = undefined
         throw err instanceof HeraldError ? err : new BrokerError(`could not connect to ${this.options.broker} at ${this.options.address}: ${redactText((err as Error).message ?? String(err))}`, { cause: err })
-      } finally {
-        clearTimeout(timer)
       }
       return broker
     })()
@@ -311,19 +307,16 @@ export class Messaging {
       await this.broker()
       return
     }
-    let timer: NodeJS.Timeout | undefined
-    const late = new Promise<'late'>(resolve => { timer = setTimeout(() => resolve('late'), this.options.publishTimeout) })
+    const late = new BrokerError(`no answer within publishTimeout (${this.options.publishTimeout} ms)`, { code: ErrorCode.ConnectTimeout })
     try {
-      const connecting = this.broker()
-      connecting.catch(() => {})
-      if (await Promise.race([connecting, late]) === 'late') {
-        this.logger.warn({ address: this.options.address, publishTimeout: this.options.publishTimeout }, 'the broker did not answer at start-up; sends go to the outbox until it does')
-      }
+      await withTimeout(this.broker(), this.options.publishTimeout, () => late)
     } catch (err) {
+      if (err === late) {
+        this.logger.warn({ address: this.options.address, publishTimeout: this.options.publishTimeout }, 'the broker did not answer at start-up; sends go to the outbox until it does')
+        return
+      }
       if (!isRetriable(err)) throw err
       this.logger.warn({ address: this.options.address, err: redactText(err instanceof Error ? err.message : String(err)) }, 'the broker is unreachable at start-up; sends go to the outbox until it answers')
-    } finally {
-      clearTimeout(timer)
     }
   }
 
@@ -344,16 +337,11 @@ export class Messaging {
   async health (): Promise<MessagingHealth> {
     let health: BrokerHealth
     const bound = Math.min(this.options.connectTimeout, HEALTH_TIMEOUT_MS)
-    let timer: NodeJS.Timeout | undefined
-    const late = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new Error(`${this.options.broker} at ${this.options.address} did not answer within ${bound} ms`)), bound)
-    })
     try {
-      health = await Promise.race([this.broker().then(async broker => await broker.health()), late])
+      health = await withTimeout(this.broker().then(async broker => await broker.health()), bound,
+        () => new BrokerError(`${this.options.broker} at ${this.options.address} did not answer within ${bound} ms`, { code: ErrorCode.ConnectTimeout }))
     } catch (err) {
       health = { ok: false, broker: this.options.broker, detail: redactText(err instanceof Error ? err.message : String(err)) }
-    } finally {
-      clearTimeout(timer)
     }
     const outbox = this.#outbox?.stats()
     if (outbox === undefined) return health

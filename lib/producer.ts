@@ -1,4 +1,4 @@
-import type { Broker, BrokerKind, OutgoingMessage } from './brokers/broker.js'
+import { BROKER_KINDS, type Broker, type BrokerKind, type OutgoingMessage } from './brokers/broker.js'
 import { checkOutgoing } from './brokers/outgoing-checks.js'
 import { BrokerError, PublishError, isRetriable } from './errors.js'
 import { createEvent, encodeJson, eventHeaders, HEADER_CONTENT_TYPE, JSON_CONTENT_TYPE, type Event, type EventData } from './event.js'
@@ -19,8 +19,8 @@ export interface PublishOptions extends SendOptions {
 }
 
 export interface ProducerSettings {
-  /** The broker sends go to: its rules for topic names are checked before a send joins a batch. */
-  broker?: BrokerKind
+  /** The broker sends go to: a built-in broker's rules for topic names are checked before a send joins a batch. */
+  broker?: BrokerKind | (string & {})
   source: string
   defaultTopic: string
   /** How long a send may wait for the broker's acknowledgement, in ms. */
@@ -74,6 +74,8 @@ export class Producer {
   readonly #broker: () => Promise<Broker>
   readonly #settings: ProducerSettings
   readonly #spool: ProducerSpool | undefined
+  /** The built-in broker whose rules apply; undefined for an adapter of the user's own. */
+  readonly #kind: BrokerKind | undefined
   #queue: Pending[] = []
   /** The batch on its way to the broker. */
   #inFlight: Pending[] = []
@@ -88,6 +90,7 @@ export class Producer {
     this.#broker = broker
     this.#settings = settings
     this.#spool = spool
+    this.#kind = (BROKER_KINDS as readonly string[]).includes(settings.broker ?? '') ? settings.broker as BrokerKind : undefined
   }
 
   /**
@@ -128,7 +131,7 @@ export class Producer {
     if (this.#closed) return Promise.reject(new PublishError(raw.topic, eventName, new BrokerError('the producer is closed', { retriable: false })))
     // Checked before it joins a batch or the outbox: a message the broker can never take
     // fails alone and at once, rather than failing its batch-mates or blocking the outbox.
-    const checked = checkOutgoing(this.#settings.broker, raw)
+    const checked = checkOutgoing(this.#kind, raw)
     if (checked.error !== undefined) return Promise.reject(new PublishError(raw.topic, eventName, checked.error))
     const message = checked.message
     const answered = this.#spool?.active === true

@@ -2,6 +2,10 @@ import type { Broker, BrokerDeps } from '../broker.js'
 import { RedisBroker } from './redis-broker.js'
 import type { RedisSettings } from './redis-config.js'
 
+/** The adapter's shape, the same in every folder under lib/brokers: kind, settings resolver, factory. */
+export const kind = 'redis' as const
+export { resolveRedisSettings as resolveSettings } from './redis-config.js'
+
 export { RedisBroker } from './redis-broker.js'
 
 /**
