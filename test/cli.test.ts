@@ -253,7 +253,7 @@ describe('the herald CLI', function () {
       const { code, stderr } = await herald(['consumer', '--handlers', 'test/fixtures/no-handler'], { HERALD_DEBUG: '1' }).exited()
       expect(code).to.equal(1)
       expect(stderr).to.contain('herald: handler module test/fixtures/no-handler/helpers.js exports no handler')
-      expect(stderr).to.match(/\n\s+at loadHandlers /)
+      expect(stderr).to.match(/\n\s+at loadHandler(s|Modules) /)
     })
   })
 

@@ -76,7 +76,8 @@ if (brokerSelected('kafka')) {
     it('a member joins while handlers run: each message is handled by one member at a time, none lost', async function () {
       const topic = randomName('faults-rebalance')
       const group = randomName('g')
-      const count = 12
+      // Enough that A still runs handlers when B has joined: A runs several per partition at once (lanes).
+      const count = 40
       const a = new WorkerProcess('A', workerConfig('kafka', topic, group, { delayMs: 2_500, concurrency: 5 }))
       await a.ready()
       messaging = createMessaging({ ...faultOptions('kafka'), logger: false })

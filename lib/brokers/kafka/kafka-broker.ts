@@ -1,14 +1,16 @@
 import { Kafka, PartitionAssigners, Partitioners, type Admin, type Consumer, type Producer } from 'kafkajs'
-import { BrokerError, isRetriable } from '../../errors.js'
+import { BrokerError, ErrorCode, isRetriable } from '../../errors.js'
 import type { Logger } from '../../logger.js'
 import { redactText, rememberSecrets } from '../../redact.js'
+import { sleep, withTimeout } from '../../time.js'
 import type { Broker, BrokerDeps, BrokerHealth, DeliveryHandler, OutgoingMessage, SubscribeOptions, Subscription } from '../broker.js'
 import { checkOutgoing } from '../outgoing-checks.js'
+import { brokerClosedError } from '../shared/closed-error.js'
+import { OutageLog } from '../shared/outage-log.js'
 import { heldStickyAssigner } from './kafka-assigner.js'
 import { KAFKA_CONSUMER_DEFAULTS, kafkaConsumerRetry, type KafkaSettings } from './kafka-config.js'
 import { kafkaError, kafkaErrorTypes, kafkaReason, kafkaRetriable, kafkaSecrets } from './kafka-errors.js'
 import { kafkaLogCreator } from './kafka-log.js'
-import { KafkaOutage } from './kafka-outage.js'
 import { KafkaSubscription } from './kafka-subscription.js'
 
 /** How long `subscribe` waits for the group to give the new member its partitions (ms). */
@@ -63,7 +65,7 @@ export class KafkaBroker implements Broker {
   readonly #knownTopics = new Set<string>()
   readonly #creating = new Map<string, Promise<void>>()
   readonly #subscriptions = new Set<KafkaSubscription>()
-  readonly #outage: KafkaOutage
+  readonly #outage: OutageLog
   #connecting: Promise<void> | undefined
   #connected = false
   #closed = false
@@ -74,7 +76,7 @@ export class KafkaBroker implements Broker {
     this.#secrets = kafkaSecrets(settings.options.client)
     rememberSecrets(this.#secrets)
     this.#address = settings.brokers.join(',')
-    this.#outage = new KafkaOutage(deps.logger, this.#address)
+    this.#outage = new OutageLog(deps.logger, 'Kafka', this.#address)
     this.#kafka = new Kafka({
       ...settings.options.client,
       brokers: settings.brokers,
@@ -254,13 +256,6 @@ export class KafkaBroker implements Broker {
     await this.connect()
     await this.#ensureTopics(options.topics)
     await this.#ensureTopics(options.deadLetterTopics.filter(t => !options.topics.includes(t)), true)
-    let partitions: number
-    try {
-      const { topics } = await this.#admin.fetchTopicMetadata({ topics: options.topics })
-      partitions = topics.reduce((sum, t) => sum + t.partitions.length, 0)
-    } catch (err) {
-      throw kafkaError(`could not read the partitions of ${options.topics.map(t => `"${t}"`).join(', ')} from Kafka at ${this.#address}`, err, this.#secrets)
-    }
     let consumer: Consumer
     // The subscription reports to the assigner the partitions it holds a message of; it exists once the consumer does.
     let subscription: KafkaSubscription | undefined
@@ -278,6 +273,7 @@ export class KafkaBroker implements Broker {
     }
     const sub: KafkaSubscription = subscription = new KafkaSubscription({
       consumer,
+      admin: this.#admin,
       options,
       onDelivery,
       logger: this.#logger,
@@ -288,7 +284,7 @@ export class KafkaBroker implements Broker {
     })
     this.#subscriptions.add(sub)
     try {
-      await sub.start(partitions, JOIN_TIMEOUT_MS)
+      await sub.start(JOIN_TIMEOUT_MS)
     } catch (err) {
       this.#subscriptions.delete(sub)
       throw err
@@ -303,17 +299,11 @@ export class KafkaBroker implements Broker {
   async health (): Promise<BrokerHealth> {
     const detail = `kafka ${this.#address}`
     if (this.#closed) return { ok: false, broker: 'kafka', detail: `${detail}: closed` }
-    let timer: NodeJS.Timeout | undefined
-    const timeout = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within ${HEALTH_TIMEOUT_MS / 1000} s`)), HEALTH_TIMEOUT_MS)
-    })
     try {
-      await Promise.race([this.connect().then(async () => await this.#admin.describeCluster()), timeout])
+      await withTimeout(this.connect().then(async () => await this.#admin.describeCluster()), HEALTH_TIMEOUT_MS, () => new BrokerError(`no answer within ${HEALTH_TIMEOUT_MS / 1000} s`))
       return { ok: true, broker: 'kafka', detail }
     } catch (err) {
       return { ok: false, broker: 'kafka', detail: `${detail}: ${kafkaReason(err, this.#secrets)}` }
-    } finally {
-      clearTimeout(timer)
     }
   }
 
@@ -362,7 +352,7 @@ export class KafkaBroker implements Broker {
         // the outbox keep the messages for a topic that will not appear by itself: fail now.
         const listed = await this.#admin.listTopics().catch(() => undefined)
         if (listed !== undefined && !listed.includes(topic)) {
-          throw new BrokerError(`Kafka topic "${topic}" does not exist at ${this.#address}, and this client may not create it (${types.join(', ')}): create it (or have it created), or grant this principal CREATE on it`, { code: 'HERALD_UNKNOWN_TOPIC', retriable: false, cause: err })
+          throw new BrokerError(`Kafka topic "${topic}" does not exist at ${this.#address}, and this client may not create it (${types.join(', ')}): create it (or have it created), or grant this principal CREATE on it`, { code: ErrorCode.UnknownTopic, retriable: false, cause: err })
         }
         this.#logger.warn({ topic, err: kafkaReason(err, this.#secrets) }, 'not allowed to create the Kafka topic; it exists, using it as it is')
       } else {
@@ -375,7 +365,7 @@ export class KafkaBroker implements Broker {
   /** Waits until every partition of a topic just created has a leader (up to ~10 s). */
   async #waitForLeaders (topic: string, cause: unknown): Promise<void> {
     for (let pause = 100, waited = 0; waited < 10_000; waited += pause, pause = Math.min(pause * 2, 2_000)) {
-      await new Promise(resolve => setTimeout(resolve, pause))
+      await sleep(pause)
       const metadata = await this.#admin.fetchTopicMetadata({ topics: [topic] }).catch(() => undefined)
       const partitions = metadata?.topics.find(t => t.name === topic)?.partitions ?? []
       if (partitions.length > 0 && partitions.every(p => p.leader >= 0)) return
@@ -384,7 +374,7 @@ export class KafkaBroker implements Broker {
   }
 
   #closedError (): BrokerError {
-    return new BrokerError('the Kafka broker connection is closed; create a new Messaging instance', { retriable: false })
+    return brokerClosedError('Kafka')
   }
 }
 

@@ -80,3 +80,11 @@ export function kafkaErrorTypes (err: unknown): string[] {
     return typeof type === 'string' ? type : ''
   })
 }
+
+/**
+ * Error text that says Kafka (or the way to it) is not answering, as opposed to an answer
+ * (a leader or coordinator that moved, which kafkajs retries, is an answer).
+ */
+export function isConnectionTrouble (text: string): boolean {
+  return /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EPIPE|ENOTFOUND|EAI_AGAIN|Connection error|Connection timeout|Closed connection|connection (was )?closed|No broker available|Broker not connected|Request .* timed out|Failed to connect/i.test(text)
+}

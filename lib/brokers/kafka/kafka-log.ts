@@ -1,7 +1,8 @@
 import { logLevel, type LogEntry, type logCreator } from 'kafkajs'
 import type { Logger } from '../../logger.js'
 import { redactText } from '../../redact.js'
-import { isConnectionTrouble, type KafkaOutage } from './kafka-outage.js'
+import type { OutageLog } from '../shared/outage-log.js'
+import { isConnectionTrouble } from './kafka-errors.js'
 
 /** A kafkajs error or warning repeated within this window is logged at debug: one line per outage, not per retry. */
 const REPEAT_WINDOW_MS = 60_000
@@ -19,7 +20,7 @@ const MAX_REMEMBERED = 200
  * logs a crash itself. Buffers (request payloads, which carry SASL credentials during
  * authentication) are dropped and every known secret is masked.
  */
-export function kafkaLogCreator (logger: Logger, secrets: string[], outage?: KafkaOutage): logCreator {
+export function kafkaLogCreator (logger: Logger, secrets: string[], outage?: OutageLog): logCreator {
   const lastWarned = new Map<string, number>()
 
   const isRepeat = (key: string): boolean => {

@@ -1,5 +1,6 @@
-import { BrokerError, ConfigError } from '../../errors.js'
+import { ConfigError } from '../../errors.js'
 import { childLogger, type Logger } from '../../logger.js'
+import { brokerClosedError } from '../shared/closed-error.js'
 import type { Broker, BrokerDeps, BrokerHealth, DeliveryHandler, OutgoingMessage, SubscribeOptions, Subscription } from '../broker.js'
 import type { RabbitMqSettings } from './rabbitmq-config.js'
 import { RabbitMqConnection } from './rabbitmq-connection.js'
@@ -70,7 +71,7 @@ export class RabbitMqBroker implements Broker {
    */
   async publish (messages: OutgoingMessage[]): Promise<Array<Error | undefined>> {
     if (this.#closed) {
-      const err = new BrokerError('the RabbitMQ broker is closed; create a new Messaging instance', { retriable: false })
+      const err = brokerClosedError('RabbitMQ')
       return messages.map(() => err)
     }
     if (messages.length === 0) return []
@@ -91,6 +92,7 @@ export class RabbitMqBroker implements Broker {
       connection: this.#consuming,
       exchange: this.#settings.exchange,
       queueArguments: queueType === undefined ? undefined : { 'x-queue-type': queueType },
+      putBack: async (queue, content, properties, headers) => await this.#publisher.putBack(queue, content, properties, headers),
       log: childLogger(this.#log, { group: options.group }),
       onClosed: () => this.#subscriptions.delete(subscription)
     })
@@ -129,7 +131,7 @@ export class RabbitMqBroker implements Broker {
   }
 
   #assertOpen (): void {
-    if (this.#closed) throw new BrokerError('the RabbitMQ broker is closed; create a new Messaging instance', { retriable: false })
+    if (this.#closed) throw brokerClosedError('RabbitMQ')
   }
 }
 

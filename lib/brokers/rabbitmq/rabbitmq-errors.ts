@@ -117,3 +117,14 @@ function safeDecode (text: string): string {
     return text
   }
 }
+
+/** Why a consumer channel closed, and what that means: a hint when RabbitMQ closed it over its consumer_timeout, the messages it cost. */
+export function channelLossReason (err: unknown, secrets: string[], inFlight: number): { reason: string, text: string } {
+  const reason = err === undefined ? 'the channel or its connection closed' : rabbitMqReason(err, secrets)
+  const timedOut = replyCode(err) === 406 && /acknowledgement/i.test(reason)
+  const hint = timedOut
+    ? " (a message stayed unacknowledged longer than RabbitMQ's consumer_timeout: raise it on the server, or shorten the handler's retries and timeout)"
+    : ''
+  const held = inFlight > 0 ? `; the ${inFlight} message(s) being handled can no longer be acknowledged and will be delivered again` : ''
+  return { reason, text: hint + held }
+}

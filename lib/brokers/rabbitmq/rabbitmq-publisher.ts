@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
-import type { ConfirmChannel, Message } from 'amqplib'
-import { BrokerError } from '../../errors.js'
+import type { ConfirmChannel, Message, MessageProperties, Options } from 'amqplib'
+import { BrokerError, ErrorCode } from '../../errors.js'
+import { brokerClosedError } from '../shared/closed-error.js'
 import type { OutgoingMessage } from '../broker.js'
 import { checkOutgoing } from '../outgoing-checks.js'
 import type { RabbitMqConnection } from './rabbitmq-connection.js'
@@ -9,6 +10,9 @@ import { encodeHeaders } from './rabbitmq-headers.js'
 
 /** How long `close()` lets confirms of messages already sent arrive before closing the channel. */
 const CONFIRM_GRACE_MS = 2_000
+
+/** The properties a message put back on its queue keeps (`headers` and `messageId` are set apart). */
+const COPIED_PROPERTIES = ['contentType', 'contentEncoding', 'priority', 'correlationId', 'replyTo', 'expiration', 'timestamp', 'type', 'userId', 'appId'] as const
 
 /** A confirm channel and what is known about the messages sent on it. */
 interface PublishChannel {
@@ -112,26 +116,50 @@ export class RabbitMqPublisher {
   }
 
   #send (pc: PublishChannel, message: OutgoingMessage): Promise<Error | undefined> {
+    return this.#sendRaw(pc, this.#exchange, message.topic, message.value, {
+      contentType: message.headers['content-type'] ?? 'application/json',
+      messageId: randomUUID(),
+      timestamp: Math.floor(Date.now() / 1000),
+      appId: this.#appId,
+      headers: encodeHeaders(message.headers, message.key)
+    }, `topic "${message.topic}"`)
+  }
+
+  /**
+   * Puts a copy of a consumed message back on its queue (through the default exchange,
+   * routing key = the queue), with the same properties and `headers`, persistent and
+   * confirmed. Resolves `undefined` once RabbitMQ confirmed it, or the error.
+   */
+  async putBack (queue: string, content: Buffer, properties: MessageProperties, headers: Record<string, unknown>): Promise<Error | undefined> {
+    let pc: PublishChannel
+    try {
+      pc = await this.#channel()
+    } catch (err) {
+      return err instanceof Error ? err : new BrokerError(String(err))
+    }
+    while (pc.drained !== undefined) await pc.drained
+    if (pc.closed) return this.#lostError(pc)
+    const options: Options.Publish = { headers, messageId: properties.messageId ?? randomUUID() }
+    for (const name of COPIED_PROPERTIES) {
+      const value: unknown = properties[name]
+      if (value !== undefined && value !== null) (options as Record<string, unknown>)[name] = value
+    }
+    return await this.#sendRaw(pc, '', queue, content, options, `queue "${queue}"`)
+  }
+
+  #sendRaw (pc: PublishChannel, exchange: string, routingKey: string, content: Buffer, options: Options.Publish, destination: string): Promise<Error | undefined> {
     return new Promise<Error | undefined>((resolve) => {
-      const messageId = randomUUID()
+      const messageId = options.messageId!
       try {
-        const writable = pc.channel.publish(this.#exchange, message.topic, message.value, {
-          persistent: true,
-          mandatory: true,
-          contentType: message.headers['content-type'] ?? 'application/json',
-          messageId,
-          timestamp: Math.floor(Date.now() / 1000),
-          appId: this.#appId,
-          headers: encodeHeaders(message.headers, message.key)
-        }, (err: unknown) => {
+        const writable = pc.channel.publish(exchange, routingKey, content, { ...options, persistent: true, mandatory: true }, (err: unknown) => {
           const returned = pc.returned.get(messageId)
           pc.returned.delete(messageId)
           if (err !== null && err !== undefined) {
             resolve(err instanceof Error && err.message === 'message nacked'
-              ? new BrokerError(`RabbitMQ did not take the message to topic "${message.topic}" (basic.nack: a queue it routes to could not store it, e.g. one at its max length that rejects publishes)`, { cause: err })
+              ? new BrokerError(`RabbitMQ did not take the message to ${destination} (basic.nack: a queue it routes to could not store it, e.g. one at its max length that rejects publishes)`, { cause: err })
               : this.#lostError(pc))
           } else if (returned !== undefined) {
-            resolve(unroutableError(message.topic, this.#exchange, returned))
+            resolve(exchange === '' ? new BrokerError(`the queue "${routingKey}" does not exist (RabbitMQ: ${returned})`, { code: ErrorCode.Unroutable, retriable: false }) : unroutableError(routingKey, exchange, returned))
           } else {
             resolve(undefined)
           }
@@ -143,7 +171,7 @@ export class RabbitMqPublisher {
         // TypeError): those last two are this message's, and sending it again cannot help.
         resolve(pc.closed
           ? this.#lostError(pc)
-          : new BrokerError(`could not send the message to topic "${message.topic}": ${rabbitMqReason(err, this.#connection.secrets)}`, { retriable: !(err instanceof RangeError || err instanceof TypeError), cause: err }))
+          : new BrokerError(`could not send the message to ${destination}: ${rabbitMqReason(err, this.#connection.secrets)}`, { retriable: !(err instanceof RangeError || err instanceof TypeError), cause: err }))
       }
     })
   }
@@ -167,7 +195,7 @@ export class RabbitMqPublisher {
   }
 
   async #channel (): Promise<PublishChannel> {
-    if (this.#closed) throw new BrokerError('the RabbitMQ broker is closed; create a new Messaging instance', { retriable: false })
+    if (this.#closed) throw brokerClosedError('RabbitMQ')
     if (this.#live !== undefined && !this.#live.closed) return this.#live
     this.#opening ??= this.#open().finally(() => { this.#opening = undefined })
     return await this.#opening
@@ -195,7 +223,7 @@ export class RabbitMqPublisher {
     }
     if (this.#closed) {
       await channel.close().catch(() => {})
-      throw new BrokerError('the RabbitMQ broker is closed; create a new Messaging instance', { retriable: false })
+      throw brokerClosedError('RabbitMQ')
     }
     this.#live = pc
     return pc

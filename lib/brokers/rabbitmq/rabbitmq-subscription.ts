@@ -1,12 +1,15 @@
 import { randomUUID } from 'node:crypto'
-import type { Channel, ConsumeMessage } from 'amqplib'
+import type { Channel } from 'amqplib'
 import { BrokerError } from '../../errors.js'
 import type { Logger } from '../../logger.js'
-import type { Delivery, DeliveryHandler, SubscribeOptions, Subscription } from '../broker.js'
+import { Backoff, sleep } from '../../time.js'
+import type { DeliveryHandler, SubscribeOptions, Subscription } from '../broker.js'
+import { InFlight } from '../shared/in-flight.js'
 import type { RabbitMqConnection } from './rabbitmq-connection.js'
-import { channelClosedError, rabbitMqReason, replyCode, topologyError } from './rabbitmq-errors.js'
-import { decodeHeaders, DELIVERY_COUNT_HEADER, redeliveriesOf } from './rabbitmq-headers.js'
+import { channelClosedError, channelLossReason, rabbitMqReason, topologyError } from './rabbitmq-errors.js'
 import { groupQueueName } from './rabbitmq-names.js'
+import { declareTopology } from './rabbitmq-topology.js'
+import { nackQuietly, Redeliveries, toDelivery, type Held, type PutBack } from './rabbitmq-redeliveries.js'
 
 /** RabbitMQ's largest prefetch count (a 16-bit field). */
 const MAX_PREFETCH = 65_535
@@ -19,54 +22,54 @@ export interface RabbitMqSubscriptionDeps {
   exchange: string
   /** Arguments of every queue Herald declares (`x-queue-type`), or none. */
   queueArguments: Record<string, unknown> | undefined
+  /** Puts a copy of a consumed message back on its queue (the publisher's confirm channel). */
+  putBack: PutBack
   log: Logger
   /** Called once the subscription is closed, so the broker forgets it. */
   onClosed: () => void
-}
-
-/** A message received and not yet handed over (the subscription has `maxInFlight` out already). */
-interface Waiting {
-  channel: Channel
-  topic: string
-  queue: string
-  msg: ConsumeMessage
 }
 
 type State = 'running' | 'paused' | 'closed'
 
 /**
  * One group consuming its topics: one channel, one consumer per topic on the queue
- * `<topic>.<group>`, manual acknowledgement.
+ * `<topic>.<group>`, manual acknowledgement. RabbitMQ applies the prefetch count per
+ * consumer (a "global" one is refused by RabbitMQ 4.3), so with several topics messages
+ * beyond `maxInFlight` wait here, unacknowledged and in arrival order.
  *
- * RabbitMQ applies the prefetch count to each consumer (a channel-wide "global" prefetch is
- * deprecated and refused by RabbitMQ 4.3), so with several topics it may push up to
- * `maxInFlight` per topic; messages beyond `maxInFlight` wait here, unacknowledged and in
- * arrival order, until earlier ones settle. With one topic the server does all the limiting.
+ * Redeliveries are counted on every queue type (see {@link Redeliveries}). A message
+ * delivered before without a verdict (a worker may have died on it) runs alone: once nothing
+ * else runs, the consumers are cancelled and what this holds besides is put back, so that if
+ * it kills the worker again only its own count grows; consuming resumes once it settled (or
+ * its handler returned and it waits for a retry).
  *
- * If the channel closes under it (a lost connection, a delivery left unacknowledged past
- * the server's `consumer_timeout`) or the server cancels a consumer (its queue was deleted,
- * its node went down), this is logged and it declares its queues and consumes again, with a
- * growing pause, until it is paused or closed. Messages that were out on a lost channel are
- * requeued by the server; settling them afterwards fails (and they come again).
+ * If the channel closes under it (a lost connection, `consumer_timeout`) or the server
+ * cancels a consumer (its queue was deleted), this is logged and it declares its queues and
+ * consumes again, with a growing pause, until paused or closed. Messages that were out on a
+ * lost channel are requeued by the server, and come again, counted.
  */
 export class RabbitMqSubscription implements Subscription {
   readonly #options: SubscribeOptions
   readonly #onDelivery: DeliveryHandler
   readonly #deps: RabbitMqSubscriptionDeps
   readonly #log: Logger
+  readonly #redeliveries: Redeliveries
   /** Subscribed topic → its group queue. */
   readonly #queues: Map<string, string>
   #state: State = 'running'
   #channel: Channel | undefined
   /** Consumer tag → topic, for the consumers alive on `#channel`. */
   readonly #consumers = new Map<string, string>()
-  #inFlight = 0
+  readonly #inFlight = new InFlight()
   /** Of `#inFlight`, those waiting for a retry: not counted against `maxInFlight`. */
   #retrying = 0
-  #waiting: Waiting[] = []
-  #idle: Array<() => void> = []
+  #waiting: Held[] = []
+  /** The message delivered before that runs alone, while it does (from the moment it was picked). */
+  #alone: Held | undefined
+  /** Messages given back while `#alone` waits to start: it starts once they are all put back. */
+  #clearing: Array<Promise<void>> = []
   #repairing: Promise<void> | undefined
-  #wake: (() => void) | undefined
+  readonly #stop = new AbortController()
   #closing: Promise<void> | undefined
 
   constructor (options: SubscribeOptions, onDelivery: DeliveryHandler, deps: RabbitMqSubscriptionDeps) {
@@ -74,25 +77,19 @@ export class RabbitMqSubscription implements Subscription {
     this.#onDelivery = onDelivery
     this.#deps = deps
     this.#log = deps.log
+    this.#redeliveries = new Redeliveries(deps.putBack, deps.log, deps.connection.secrets)
     this.#queues = new Map(options.topics.map(topic => [topic, groupQueueName(topic, options.group)]))
   }
 
   /** Declares the queues (and the dead-letter queues) and starts consuming. Rejects if any of it fails. */
-  async start (): Promise<void> {
-    await this.#setUp()
-  }
+  async start (): Promise<void> { await this.#setUp() }
 
   async pause (): Promise<void> {
     if (this.#state !== 'running') return
     this.#state = 'paused'
-    this.#wake?.()
-    const channel = this.#channel
-    const tags = [...this.#consumers.keys()]
-    this.#consumers.clear()
-    if (channel !== undefined) {
-      // basic.cancel: no new deliveries. Messages already out stay ackable on this channel.
-      await Promise.all(tags.map(async tag => await channel.cancel(tag).catch(() => {})))
-    }
+    this.#stop.abort()
+    // basic.cancel: no new deliveries. Messages already out stay ackable on this channel.
+    await this.#cancelAll()
     this.#giveBackWaiting()
   }
 
@@ -100,7 +97,8 @@ export class RabbitMqSubscription implements Subscription {
     this.#closing ??= (async () => {
       await this.pause()
       this.#state = 'closed'
-      if (this.#inFlight > 0) await new Promise<void>(resolve => this.#idle.push(resolve))
+      await this.#inFlight.idle()
+      await this.#redeliveries.chores.idle()
       await this.#repairing
       await this.#closeChannel()
       this.#deps.onClosed()
@@ -111,10 +109,11 @@ export class RabbitMqSubscription implements Subscription {
   /** Closes at once, settled or not (the broker is closing): unacknowledged messages are requeued by the server. */
   async abort (): Promise<void> {
     this.#state = 'closed'
-    this.#wake?.()
+    this.#stop.abort()
     this.#consumers.clear()
     this.#waiting = []
-    for (const resolve of this.#idle.splice(0)) resolve()
+    this.#inFlight.abandon()
+    this.#redeliveries.chores.abandon()
     await this.#closeChannel()
     this.#deps.onClosed()
   }
@@ -123,6 +122,11 @@ export class RabbitMqSubscription implements Subscription {
     const channel = this.#channel
     this.#channel = undefined
     if (channel !== undefined) await channel.close().catch(() => {})
+  }
+
+  /** Messages waiting for a retry stay unacknowledged: room for them, so they never stop the flow. */
+  get #prefetch (): number {
+    return Math.min(this.#options.maxInFlight + (this.#options.maxWaiting ?? 0), MAX_PREFETCH)
   }
 
   /** Opens a channel, declares every queue, and consumes each topic's queue. */
@@ -137,8 +141,7 @@ export class RabbitMqSubscription implements Subscription {
       this.#channelLost(channel, lost)
     })
     try {
-      // Messages waiting for a retry stay unacknowledged: room for them, so they never stop the flow.
-      await channel.prefetch(Math.min(this.#options.maxInFlight + (this.#options.maxWaiting ?? 0), MAX_PREFETCH))
+      await channel.prefetch(this.#prefetch)
       await this.#declare(channel, [...this.#queues.keys()], true)
       if (closed) throw channelClosedError('the channel closed while subscribing', lost, connection.secrets)
       this.#channel = channel
@@ -153,23 +156,11 @@ export class RabbitMqSubscription implements Subscription {
 
   /** Declares the exchange, the group queues of `topics` bound to it, and (with `deadLetters`) the dead-letter queues. */
   async #declare (channel: Channel, topics: string[], deadLetters: boolean): Promise<void> {
-    const { exchange, queueArguments, connection } = this.#deps
-    const declareQueue = async (queue: string, routingKey: string): Promise<void> => {
-      try {
-        await channel.assertQueue(queue, { durable: true, arguments: queueArguments })
-        await channel.bindQueue(queue, exchange, routingKey)
-      } catch (err) {
-        throw topologyError(`could not declare the queue "${queue}" bound to "${routingKey}" on exchange "${exchange}"`, err, connection.secrets)
-      }
-    }
-    try {
-      await channel.assertExchange(exchange, 'topic', { durable: true })
-    } catch (err) {
-      throw topologyError(`could not declare the topic exchange "${exchange}"`, err, connection.secrets)
-    }
-    for (const topic of topics) await declareQueue(this.#queues.get(topic)!, topic)
+    const bindings = topics.map(topic => ({ queue: this.#queues.get(topic)!, routingKey: topic }))
     // The dead-letter queues exist from now on, so a dead letter is kept even before anyone reads it.
-    if (deadLetters) for (const topic of this.#options.deadLetterTopics) await declareQueue(topic, topic)
+    if (deadLetters) bindings.push(...this.#options.deadLetterTopics.map(topic => ({ queue: topic, routingKey: topic })))
+    const { exchange, queueArguments, connection } = this.#deps
+    await declareTopology(channel, { exchange, queueArguments, secrets: connection.secrets }, bindings)
   }
 
   async #consume (channel: Channel, topic: string): Promise<void> {
@@ -179,7 +170,7 @@ export class RabbitMqSubscription implements Subscription {
     try {
       await channel.consume(queue, (msg) => {
         if (msg === null) this.#cancelledByServer(channel, consumerTag, queue)
-        else this.#received({ channel, topic, queue, msg })
+        else this.#received({ channel, topic, queue, msg, redeliveries: 0 })
       }, { noAck: false, consumerTag })
     } catch (err) {
       this.#consumers.delete(consumerTag)
@@ -187,89 +178,117 @@ export class RabbitMqSubscription implements Subscription {
     }
   }
 
-  #received (w: Waiting): void {
-    if (this.#state !== 'running' || w.channel !== this.#channel) {
-      // Sent before the server took our basic.cancel: give it back untouched.
-      nackQuietly(w)
-      return
-    }
-    if (this.#inFlight - this.#retrying >= this.#options.maxInFlight) {
-      this.#waiting.push(w)
-      return
-    }
-    this.#handOver(w)
+  /** Consumes every topic that has no consumer on the live channel (declaring its queue first, after the server cancelled one). */
+  async #consumeMissing (declare = false): Promise<void> {
+    const channel = this.#channel
+    if (channel === undefined) return
+    const consumed = new Set(this.#consumers.values())
+    const missing = [...this.#queues.keys()].filter(topic => !consumed.has(topic))
+    if (declare) await this.#declare(channel, missing, false)
+    for (const topic of missing) await this.#consume(channel, topic)
   }
 
-  #handOver ({ channel, topic, queue, msg }: Waiting): void {
-    this.#inFlight++
-    const { headers, key } = decodeHeaders(msg.properties.headers as Record<string, unknown> | undefined)
-    const id = `${queue}#${msg.fields.deliveryTag}`
-    let settled = false
-    let retrying = false
-    const settle = async (how: 'ack' | 'release'): Promise<void> => {
-      if (settled) return
-      settled = true
-      if (retrying) this.#retrying--
-      try {
-        if (how === 'ack') channel.ack(msg)
-        else channel.nack(msg, false, true)
-      } catch (err) {
-        // The channel it came on is gone, and RabbitMQ requeued the message with it: it is
-        // delivered again, which is all a release asks and all an ack can still get. The
-        // channel's loss was logged once; one line per message would only repeat it.
-        this.#log.debug({ messageId: id, err: rabbitMqReason(err, this.#deps.connection.secrets) }, `could not ${how === 'ack' ? 'acknowledge' : 'release'} the message: its channel is closed; RabbitMQ delivers it again`)
-      } finally {
-        this.#settled()
-      }
-    }
-    const delivery: Delivery = {
-      // The subscribed topic: the one the queue is bound to, whatever routing key a message
-      // reached it with (a raw sendToQueue uses the queue's name).
-      topic,
-      value: msg.content,
-      key,
-      headers,
-      redeliveries: redeliveriesOf(msg.fields.redelivered, msg.properties.headers as Record<string, unknown> | undefined),
-      // Only a quorum queue counts; a classic queue's flag is also set by a release.
-      redeliveriesCounted: (msg.properties.headers as Record<string, unknown> | undefined)?.[DELIVERY_COUNT_HEADER] !== undefined,
-      id,
-      ack: async () => await settle('ack'),
-      release: async () => await settle('release'),
-      waiting: (on) => {
-        if (settled || retrying === on) return
-        retrying = on
-        this.#retrying += on ? 1 : -1
-        if (on) this.#handOverWaiting()
-      }
-    }
-    try {
-      this.#onDelivery(delivery).catch((err: unknown) => {
-        this.#log.error({ err: rabbitMqReason(err, []), messageId: id }, 'the delivery handler failed; the message will be delivered again')
-      })
-    } catch (err) {
-      this.#log.error({ err: rabbitMqReason(err, []), messageId: id }, 'the delivery handler failed; the message will be delivered again')
+  #received (held: Held): void {
+    // From a channel that closed: the server requeued it already.
+    if (held.channel !== this.#channel) return
+    const redeliveries = this.#redeliveries.count(held, (raised) => this.#accept(raised))
+    if (redeliveries === undefined) return
+    this.#accept({ ...held, redeliveries })
+  }
+
+  #accept (held: Held): void {
+    if (held.channel !== this.#channel) return
+    if (this.#state !== 'running') {
+      // Sent before the server took our basic.cancel: give it back, its count unchanged.
+      void this.#redeliveries.giveBack(held)
+    } else if (this.#alone !== undefined) {
+      this.#clearing.push(this.#redeliveries.giveBack(held, 'run a message alone'))
+    } else {
+      this.#waiting.push(held)
+      this.#handOverWaiting()
     }
   }
 
-  #settled (): void {
-    this.#inFlight--
-    this.#handOverWaiting()
-    if (this.#inFlight === 0) for (const resolve of this.#idle.splice(0)) resolve()
-  }
-
-  /** Hands over received messages while there is room. */
+  /** Hands over received messages, in order, while there is room; one delivered before waits until nothing else runs, then runs alone. */
   #handOverWaiting (): void {
-    while (this.#inFlight - this.#retrying < this.#options.maxInFlight && this.#waiting.length > 0) {
-      const next = this.#waiting.shift()!
-      // A message from a channel that has closed was requeued by the server already.
-      if (next.channel !== this.#channel) continue
-      if (this.#state !== 'running') nackQuietly(next)
-      else this.#handOver(next)
+    while (this.#waiting.length > 0 && this.#alone === undefined && this.#state === 'running') {
+      const next = this.#waiting[0]!
+      if (next.channel !== this.#channel) {
+        this.#waiting.shift()
+        continue
+      }
+      const active = this.#inFlight.count - this.#retrying
+      if (next.redeliveries > 0) {
+        if (active > 0) return
+        this.#waiting.shift()
+        this.#runAlone(next)
+        return
+      }
+      if (active >= this.#options.maxInFlight) return
+      this.#handOver(this.#waiting.shift()!)
     }
   }
 
+  /**
+   * Cancels the consumers, puts back what else this holds (count unchanged: if `held` stops
+   * the worker, nothing else is held), then hands `held` over; consuming resumes when it
+   * settles or waits for a retry.
+   */
+  #runAlone (held: Held): void {
+    this.#alone = held
+    void (async () => {
+      await this.#cancelAll()
+      for (const other of this.#waiting.splice(0)) this.#clearing.push(this.#redeliveries.giveBack(other, 'run a message alone'))
+      while (this.#clearing.length > 0) await Promise.all(this.#clearing.splice(0))
+      // A round trip on the channel: the acknowledgements of what was put back have reached
+      // RabbitMQ (frames are handled in order) before a handler that may end the process runs.
+      await held.channel.prefetch(this.#prefetch).catch(() => {})
+      if (this.#state !== 'running' || held.channel !== this.#channel) {
+        this.#alone = undefined
+        this.#accept(held)
+        return
+      }
+      this.#log.info({ group: this.#options.group, queue: held.queue, redeliveries: held.redeliveries }, 'a message delivered before without being settled runs alone, so that if it stops the worker again only its own count grows')
+      this.#handOver(held, () => {
+        if (this.#alone !== held) return
+        this.#alone = undefined
+        if (this.#state === 'running') this.#consumeMissing().catch(() => this.#repair())
+      })
+    })()
+  }
+
+  #handOver (held: Held, onRunAloneOver?: () => void): void {
+    const counted = this.#inFlight.add()
+    const delivery = toDelivery(held, {
+      ack: () => held.channel.ack(held.msg),
+      // Put back with its count unchanged: a release uses up no attempt (a requeue would come back as a crash).
+      release: async () => { if (!await this.#redeliveries.putBack(held, held.redeliveries, 'release it')) nackQuietly(held) },
+      settled: (wasWaiting) => {
+        if (wasWaiting) this.#retrying--
+        counted()
+        onRunAloneOver?.()
+        this.#handOverWaiting()
+      },
+      waiting: (on) => {
+        this.#retrying += on ? 1 : -1
+        // Its handler returned: it did not stop the worker this time.
+        if (on) onRunAloneOver?.()
+        if (on) this.#handOverWaiting()
+      },
+      log: this.#log,
+      secrets: this.#deps.connection.secrets
+    })
+    const failed = (err: unknown): void => this.#log.error({ err: rabbitMqReason(err, []), messageId: delivery.id }, 'the delivery handler failed; the message will be delivered again')
+    try {
+      this.#onDelivery(delivery).catch(failed)
+    } catch (err) {
+      failed(err)
+    }
+  }
+
+  /** Gives back, count unchanged, what was received and never handed over. */
   #giveBackWaiting (): void {
-    for (const w of this.#waiting.splice(0)) if (w.channel === this.#channel) nackQuietly(w)
+    for (const held of this.#waiting.splice(0)) if (held.channel === this.#channel) void this.#redeliveries.giveBack(held)
   }
 
   #channelLost (channel: Channel, err: unknown): void {
@@ -277,20 +296,15 @@ export class RabbitMqSubscription implements Subscription {
     this.#channel = undefined
     this.#consumers.clear()
     this.#waiting = this.#waiting.filter(w => w.channel !== channel)
+    if (this.#alone?.channel === channel) this.#alone = undefined
     if (this.#state === 'closed') return
-    const reason = err === undefined ? 'the channel or its connection closed' : rabbitMqReason(err, this.#deps.connection.secrets)
-    const timedOut = replyCode(err) === 406 && /acknowledgement/i.test(reason)
-    const hint = timedOut
-      ? " (a message stayed unacknowledged longer than RabbitMQ's consumer_timeout: raise it on the server, or shorten the handler's retries and timeout)"
-      : ''
-    const held = this.#inFlight > 0 ? `; the ${this.#inFlight} message(s) being handled can no longer be acknowledged and will be delivered again` : ''
+    const { reason, text } = channelLossReason(err, this.#deps.connection.secrets, this.#inFlight.count)
     if (this.#state === 'paused') {
-      this.#log.warn({ group: this.#options.group, err: reason }, `the consumer channel closed while stopping${hint}${held}`)
+      this.#log.warn({ group: this.#options.group, err: reason }, `the consumer channel closed while stopping${text}`)
       return
     }
     // Without a channel error the connection went, and the connection logs that once.
-    const log = err === undefined ? this.#log.info.bind(this.#log) : this.#log.error.bind(this.#log)
-    log({ group: this.#options.group, topics: this.#options.topics, err: reason }, `the consumer channel closed${hint}${held}; subscribing again`)
+    this.#log[err === undefined ? 'info' : 'error']({ group: this.#options.group, topics: this.#options.topics, err: reason }, `the consumer channel closed${text}; subscribing again`)
     this.#repair()
   }
 
@@ -304,19 +318,12 @@ export class RabbitMqSubscription implements Subscription {
   #repair (): void {
     if (this.#repairing !== undefined) return
     this.#repairing = (async () => {
-      for (let pause = RETRY_FIRST_MS, attempt = 1; this.#state === 'running'; pause = Math.min(pause * 2, RETRY_MAX_MS), attempt++) {
-        await this.#sleep(pause)
-        if (this.#state !== 'running') return
+      const backoff = new Backoff(RETRY_FIRST_MS, RETRY_MAX_MS)
+      for (let attempt = 1; this.#state === 'running'; attempt++) {
+        if (!await sleep(backoff.next(), this.#stop.signal)) return
         try {
-          const channel = this.#channel
-          if (channel === undefined) {
-            await this.#setUp()
-          } else {
-            const consumed = new Set(this.#consumers.values())
-            const missing = [...this.#queues.keys()].filter(topic => !consumed.has(topic))
-            await this.#declare(channel, missing, false)
-            for (const topic of missing) await this.#consume(channel, topic)
-          }
+          if (this.#channel === undefined) await this.#setUp()
+          else if (this.#alone === undefined) await this.#consumeMissing(true)
           if (this.#state !== 'running') {
             // Paused while subscribing again: stop the consumers just made.
             await this.#cancelAll()
@@ -339,24 +346,5 @@ export class RabbitMqSubscription implements Subscription {
     const tags = [...this.#consumers.keys()]
     this.#consumers.clear()
     if (channel !== undefined) await Promise.all(tags.map(async tag => await channel.cancel(tag).catch(() => {})))
-  }
-
-  async #sleep (ms: number): Promise<void> {
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, ms)
-      this.#wake = () => {
-        clearTimeout(timer)
-        resolve()
-      }
-    })
-    this.#wake = undefined
-  }
-}
-
-function nackQuietly ({ channel, msg }: Waiting): void {
-  try {
-    channel.nack(msg, false, true)
-  } catch {
-    // The channel is gone, and the message with it back to the queue.
   }
 }

@@ -138,7 +138,16 @@ export class RedisBroker implements Broker {
       blockingTimeout: STALE_READ_GRACE_MS,
       blockingTimeoutGrace: STALE_READ_GRACE_MS
     })
-    await this.#connections.connect(blocking, `blocking connection of group "${options.group}"`)
+    try {
+      await this.#connections.connect(blocking, `blocking connection of group "${options.group}"`)
+    } catch (err) {
+      // close() drops the connections still being made: that is the broker closing, not Redis away.
+      if (this.#closed) {
+        blocking.disconnect()
+        throw this.#closedError()
+      }
+      throw err
+    }
     if (this.#closed) {
       blocking.disconnect()
       throw this.#closedError()

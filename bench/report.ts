@@ -1,0 +1,109 @@
+// The markdown the bench prints: ratios of medians (absolute figures in brackets), the
+// verification of every measure, the machine and the versions of every client and peer.
+import { execFileSync } from 'node:child_process'
+import { existsSync, readFileSync } from 'node:fs'
+import os from 'node:os'
+import { fileURLToPath } from 'node:url'
+import type { BrokerName } from './common.js'
+import { CONNECTIONS } from './http-load.js'
+
+export interface Measure {
+  scenario: string
+  broker: BrokerName
+  contender: string
+  /** msg/s, req/s, or ms for latency. */
+  value: number
+  lost: number
+  duplicates: number
+  failed: number
+}
+
+interface Context { rounds: number, quick: boolean, sizes: Record<string, number>, rate: number, seconds: number, median: (v: number[]) => number }
+
+const BROKERS: BrokerName[] = ['kafka', 'rabbitmq', 'redis', 'memory']
+const TITLES: Record<BrokerName, string> = { kafka: 'Kafka', rabbitmq: 'RabbitMQ', redis: 'Redis', memory: 'memory' }
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+
+const k = (v: number): string => !Number.isFinite(v) ? '?' : v >= 10_000 ? `${(v / 1000).toFixed(1)}k` : v >= 1000 ? `${(v / 1000).toFixed(2)}k` : v.toFixed(0)
+const ms = (v: number): string => `${v.toFixed(v < 10 ? 2 : 1)} ms`
+
+export async function printReport (measures: Measure[], ctx: Context): Promise<void> {
+  const med = (scenario: string, broker: BrokerName, contender: string): number => {
+    const values = measures.filter(m => m.scenario === scenario && m.broker === broker && m.contender === contender).map(m => m.value)
+    return values.length === 0 ? Number.NaN : ctx.median(values)
+  }
+  const ratio = (a: number, b: number, fmt = k): string => Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(2)}× (${fmt(a)} vs ${fmt(b)})` : '—'
+  const rows: Array<[string, (b: BrokerName) => string]> = [
+    ['publish, acknowledged, 1 in flight: Herald `publishEvent` ÷ raw producer, same bytes (msg/s)', b => ratio(med('publish1', b, 'herald'), med('publish1', b, 'raw'))],
+    ['publish, acknowledged, 100 in flight: Herald ÷ raw coalesced producer, same bytes', b => ratio(med('publish100', b, 'herald'), med('publish100', b, 'raw'))],
+    ['what the envelope costs, 100 in flight: raw with envelope + headers ÷ raw bare message', b => ratio(med('publish100', b, 'raw'), med('publish100', b, 'raw-bare'))],
+    ['end to end durable (publish at 100 in flight, one consumer process, ack after the handler): Herald ÷ raw loop (msg/s)', b => ratio(med('e2e', b, 'herald'), med('e2e', b, 'raw'))],
+    ['same, Herald ÷ best peer', (b) => {
+      const peers = (['moleculer', 'nest'] as const).map(p => ({ p, v: med('e2e', b, p) })).filter(x => Number.isFinite(x.v))
+      if (peers.length === 0) return '—'
+      const best = peers.reduce((a, x) => x.v > a.v ? x : a)
+      return `${ratio(med('e2e', b, 'herald'), best.v)} ${best.p === 'nest' ? 'NestJS' : 'Moleculer'}`
+    }],
+    ['same, Moleculer channels (msg/s)', b => { const v = med('e2e', b, 'moleculer'); return Number.isFinite(v) ? k(v) : '—' }],
+    ['same, NestJS microservices (msg/s)', b => { const v = med('e2e', b, 'nest'); return Number.isFinite(v) ? k(v) + (b === 'redis' ? ' (pub/sub, not durable)' : '') : '—' }],
+    [`publish→handle latency p50 at ${ctx.rate} msg/s: Herald ÷ raw loop`, b => ratio(med('latency50', b, 'herald'), med('latency50', b, 'raw'), ms)],
+    ['same, p99', b => ratio(med('latency99', b, 'herald'), med('latency99', b, 'raw'), ms)],
+    [`Fastify \`POST\` with \`config.event\` ÷ the same bare route (req/s, autocannon, ${CONNECTIONS} connections)`, b => ratio(med('http-fastify-event', b, 'fastify'), med('http-fastify-bare', b, 'fastify'))],
+    ['same ÷ a naive route that awaits one raw send per request', b => ratio(med('http-fastify-event', b, 'fastify'), med('http-fastify-naive', b, 'fastify'))],
+    ['Express `emit()` ÷ the same bare route', b => ratio(med('http-express-event', b, 'express'), med('http-express-bare', b, 'express'))],
+    ['same ÷ a naive route that awaits one raw send per request', b => ratio(med('http-express-event', b, 'express'), med('http-express-naive', b, 'express'))]
+  ]
+  const present = BROKERS.filter(b => measures.some(m => m.broker === b))
+  const out: string[] = []
+  out.push(`| what | ${present.map(b => TITLES[b]).join(' | ')} |`, `|---|${present.map(() => '---').join('|')}|`)
+  for (const [what, cell] of rows) {
+    const cells = present.map(cell)
+    if (cells.every(c => c === '—' || c === '?')) continue
+    out.push(`| ${what} | ${cells.join(' | ')} |`)
+  }
+  out.push('', `Medians of ${ctx.rounds} interleaved round${ctx.rounds === 1 ? '' : 's'}${ctx.quick ? ' (--quick)' : ''}; messages: ${Object.entries(ctx.sizes).map(([n, v]) => `${n} ${v}`).join(', ')}; run took ${Math.round(ctx.seconds)} s.`)
+
+  out.push('', '**Verification** (summed over rounds: acknowledged messages missing at the destination / duplicates / failed sends or non-2xx)', '')
+  out.push(`| measure | contender | ${present.map(b => TITLES[b]).join(' | ')} |`, `|---|---|${present.map(() => '---').join('|')}|`)
+  const keys = [...new Set(measures.map(m => `${m.scenario}\u0000${m.contender}`))]
+  for (const key of keys) {
+    const [scenario, contender] = key.split('\u0000') as [string, string]
+    if (scenario === 'latency99') continue
+    const cells = present.map((b) => {
+      const ms = measures.filter(m => m.scenario === scenario && m.contender === contender && m.broker === b)
+      if (ms.length === 0) return '—'
+      const sum = (f: (m: Measure) => number): number => ms.reduce((s, m) => s + f(m), 0)
+      return `${sum(m => m.lost) === 0 ? 'lost 0' : `**lost ${sum(m => m.lost)}**`} / dup ${sum(m => m.duplicates)} / failed ${sum(m => m.failed)}`
+    })
+    out.push(`| ${scenario.replace(/^latency50$/, 'latency')} | ${contender} | ${cells.join(' | ')} |`)
+  }
+
+  out.push('', machine())
+  console.log(out.join('\n'))
+}
+
+function version (name: string): string {
+  for (const dir of [`${ROOT}bench/node_modules/${name}`, `${ROOT}node_modules/${name}`]) {
+    if (existsSync(`${dir}/package.json`)) return (JSON.parse(readFileSync(`${dir}/package.json`, 'utf8')) as { version: string }).version
+  }
+  return 'not installed'
+}
+
+/** amqplib twice: Herald and the raw loops use the repo's, the peers the older one they support. */
+function amqplibVersions (): string {
+  const read = (dir: string): string => existsSync(`${dir}/package.json`) ? (JSON.parse(readFileSync(`${dir}/package.json`, 'utf8')) as { version: string }).version : 'not installed'
+  return `amqplib ${read(`${ROOT}node_modules/amqplib`)} (Herald, raw) and ${read(`${ROOT}bench/node_modules/amqplib`)} (peers)`
+}
+
+function machine (): string {
+  let commit = 'unknown'
+  try {
+    commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim()
+    if (execFileSync('git', ['status', '--porcelain', '--', 'lib', 'plugins'], { cwd: ROOT, encoding: 'utf8' }).trim() !== '') commit += ' + uncommitted changes in lib/ or plugins/'
+  } catch {}
+  const names = ['kafkajs', 'ioredis', 'fastify', 'express', 'moleculer', '@moleculer/channels', '@nestjs/core', '@nestjs/microservices', 'amqp-connection-manager', 'autocannon']
+  return [
+    `Machine: ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, load average ${os.loadavg().map(l => l.toFixed(1)).join(' ')} at the end, Node ${process.version}, ${os.platform()} ${os.release()}.`,
+    `Herald at commit ${commit}. Versions: ${names.map(n => `${n} ${version(n)}`).join(', ')}, ${amqplibVersions()}.`
+  ].join('\n')
+}

@@ -1,0 +1,172 @@
+// The benchmark runner: `npm run bench [-- --quick] [--broker kafka,redis] [--scenario e2e,http] [--rounds N]`.
+// Every contender runs in fresh child processes, rounds are interleaved (each round runs
+// every contender once, in a rotated order), every measure is verified against what the
+// destination holds, and the medians are printed as a markdown table of ratios.
+import { randomBytes } from 'node:crypto'
+import { cleanup, count, countQueueOf, prepare } from './brokers.js'
+import { median, percentile, type BrokerName, type ScenarioName, type Task } from './common.js'
+import { loadHttp } from './http-load.js'
+import { printReport, type Measure } from './report.js'
+import { startChild } from './spawn.js'
+
+const args = process.argv.slice(2)
+const option = (name: string): string | undefined => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : undefined }
+const quick = args.includes('--quick')
+const brokers = (option('--broker') ?? 'kafka,rabbitmq,redis,memory').split(',') as BrokerName[]
+const scenarios = (option('--scenario') ?? 'publish,e2e,latency,http').split(',') as ScenarioName[]
+const rounds = Number(option('--rounds') ?? (quick ? 1 : 3))
+const size = quick
+  ? { publish1: 200, publish100: 2000, e2e: 2000, latency: 1000, http: 3000 }
+  : { publish1: 1000, publish100: 10_000, e2e: 20_000, latency: 3000, http: 20_000 }
+/** The embedded broker keeps 10 000 entries per topic by default; the HTTP check reads them back. */
+const MEMORY_HTTP_MAX = 10_000
+const RATE = 500
+
+const runId = randomBytes(3).toString('hex')
+let seq = 0
+const fresh = (what: string): string => `bench-${runId}-${what}-${++seq}`
+const measures: Measure[] = []
+const failures: string[] = []
+
+/** What the run created, deleted at its end in one go per broker (deleting Kafka topics one by one costs seconds each). */
+const created = new Map<BrokerName, { topics: string[], queues: string[], exchanges: string[] }>()
+function forget (broker: BrokerName, topics: string[], queues: string[] = [], exchanges: string[] = []): void {
+  const c = created.get(broker) ?? { topics: [], queues: [], exchanges: [] }
+  c.topics.push(...topics)
+  c.queues.push(...queues)
+  c.exchanges.push(...exchanges)
+  created.set(broker, c)
+}
+async function cleanupAll (): Promise<void> {
+  for (const [broker, c] of created) await cleanup(broker, c.topics, c.queues, c.exchanges).catch((err: unknown) => { process.stderr.write(`cleanup ${broker}: ${(err as Error).message}\n`) })
+  created.clear()
+}
+process.once('SIGINT', () => { void cleanupAll().finally(() => process.exit(130)) })
+
+function rotate<T> (list: T[], by: number): T[] {
+  return list.map((_, i) => list[(i + by) % list.length]!)
+}
+
+function record (m: Measure): void {
+  measures.push(m)
+  // Progress on stderr, so a long run shows its figures before the table.
+  process.stderr.write(`  ${m.scenario} ${m.broker} ${m.contender}: ${m.value.toFixed(m.scenario.startsWith('latency') ? 2 : 0)} (lost ${m.lost}, dup ${m.duplicates}, failed ${m.failed})\n`)
+  if (m.lost > 0) failures.push(`${m.scenario} ${m.broker} ${m.contender}: ${m.lost} acknowledged message(s) missing at the destination`)
+}
+
+async function publishScenario (broker: BrokerName, contender: string): Promise<void> {
+  const topic = fresh('pub')
+  await prepare(broker, topic)
+  try {
+    const task: Task = { contender, broker, role: 'publish', topic, group: 'none', n: 0, levels: [{ inFlight: 1, n: size.publish1 }, { inFlight: 100, n: size.publish100 }] }
+    const out = await startChild(task).result as { levels: Array<{ inFlight: number, n: number, acked: number, failed: number, ms: number }>, sent: number }
+    const acked = 1 + out.levels.reduce((s, l) => s + l.acked, 0)
+    const held = await count(broker, topic)
+    for (const l of out.levels) {
+      record({ scenario: `publish${l.inFlight}`, broker, contender, value: l.acked / (l.ms / 1000), lost: Math.max(0, acked - held), duplicates: Math.max(0, held - acked), failed: l.failed })
+    }
+  } finally {
+    forget(broker, [topic], [countQueueOf(topic)])
+  }
+}
+
+async function e2eScenario (broker: BrokerName, contender: string): Promise<void> {
+  const topic = fresh('e2e')
+  const group = 'bench'
+  await prepare(broker, topic)
+  try {
+    const base: Task = { contender, broker, role: 'consume', topic, group, n: size.e2e }
+    const consumer = startChild(base)
+    await consumer.ready
+    const producer = startChild({ ...base, role: 'produce' })
+    const sent = await producer.result as { acked: number, failed: number, start: number }
+    const seen = await consumer.result as { unique: number, duplicates: number, lost: number, last: number }
+    const seconds = (seen.last - sent.start) / 1000
+    record({ scenario: 'e2e', broker, contender, value: seen.unique / seconds, lost: Math.max(0, sent.acked - seen.unique), duplicates: seen.duplicates, failed: sent.failed })
+  } finally {
+    forget(broker, [topic], [countQueueOf(topic), `${topic}.${group}`, `${topic}.${group}.dlq`, `${group}.${topic}`, topic], [topic])
+  }
+}
+
+async function latencyScenario (broker: BrokerName, contender: string): Promise<void> {
+  const topic = fresh('lat')
+  const group = 'bench'
+  await prepare(broker, topic)
+  try {
+    const out = await startChild({ contender, broker, role: 'latency', topic, group, n: size.latency, rate: RATE, warmup: Math.floor(size.latency / 10) }).result as { acked: number, failed: number, unique: number, duplicates: number, latencies: number[] }
+    const common = { broker, contender, lost: Math.max(0, out.acked - out.unique), duplicates: out.duplicates, failed: out.failed }
+    record({ scenario: 'latency50', value: percentile(out.latencies, 50), ...common })
+    record({ scenario: 'latency99', value: percentile(out.latencies, 99), ...common })
+  } finally {
+    forget(broker, [topic], [countQueueOf(topic), `${topic}.${group}`, `${topic}.${group}.dlq`])
+  }
+}
+
+async function httpScenario (broker: BrokerName, framework: 'fastify' | 'express', route: 'bare' | 'event' | 'naive'): Promise<void> {
+  const topic = fresh('http')
+  if (route !== 'bare') await prepare(broker, topic)
+  const amount = broker === 'memory' ? Math.min(size.http, MEMORY_HTTP_MAX) : size.http
+  const server = startChild({ contender: `${framework}:${route}`, broker, role: 'serve', topic, group: 'bench', n: amount, framework, route })
+  try {
+    const { port } = await server.ready as { port: number }
+    const load = await loadHttp(port, amount)
+    const expected = route === 'bare' ? 0 : load.ok
+    // The embedded broker lives in the server process: it counts its own topic when asked.
+    const held = route === 'bare'
+      ? 0
+      : broker === 'memory'
+        ? (await (await fetch(`http://127.0.0.1:${port}/bench/count?expect=${expected}`)).json() as { count: number }).count
+        : await count(broker, topic)
+    record({ scenario: `http-${framework}-${route}`, broker, contender: framework, value: load.rps, lost: Math.max(0, expected - held) + load.errors, duplicates: Math.max(0, held - expected), failed: load.non2xx })
+  } finally {
+    server.process.kill('SIGTERM')
+    await server.result.catch(() => {})
+    if (route !== 'bare') forget(broker, [topic], [countQueueOf(topic)])
+  }
+}
+
+interface Step { scenario: ScenarioName, broker: BrokerName, label: string, run: () => Promise<void> }
+
+function steps (broker: BrokerName): Step[] {
+  const out: Step[] = []
+  const real = broker !== 'memory'
+  const add = (scenario: ScenarioName, label: string, run: () => Promise<void>): void => { if (scenarios.includes(scenario)) out.push({ scenario, broker, label, run }) }
+  if (real) {
+    for (const c of ['herald', 'raw', 'raw-bare']) add('publish', c, async () => await publishScenario(broker, c))
+    for (const c of ['herald', 'raw', 'moleculer', 'nest']) add('e2e', c, async () => await e2eScenario(broker, c))
+    for (const c of ['herald', 'raw']) add('latency', c, async () => await latencyScenario(broker, c))
+  }
+  for (const framework of ['fastify', 'express'] as const) {
+    for (const route of real ? ['bare', 'event', 'naive'] as const : ['bare', 'event'] as const) {
+      add('http', `${framework}:${route}`, async () => await httpScenario(broker, framework, route))
+    }
+  }
+  return out
+}
+
+const started = Date.now()
+for (let round = 0; round < rounds; round++) {
+  for (const scenario of scenarios) {
+    for (const broker of brokers) {
+      const list = steps(broker).filter(s => s.scenario === scenario)
+      for (const step of rotate(list, round)) {
+        const t = Date.now()
+        try {
+          await step.run()
+          process.stderr.write(`round ${round + 1}/${rounds} ${scenario} ${broker} ${step.label}: ${((Date.now() - t) / 1000).toFixed(1)} s\n`)
+        } catch (err) {
+          failures.push(`${scenario} ${broker} ${step.label}: ${(err as Error).message.split('\n').slice(0, 6).join(' | ')}`)
+          process.stderr.write(`round ${round + 1}/${rounds} ${scenario} ${broker} ${step.label}: FAILED\n`)
+        }
+      }
+    }
+  }
+}
+
+await cleanupAll()
+await printReport(measures, { rounds, quick, sizes: size, rate: RATE, seconds: (Date.now() - started) / 1000, median })
+if (failures.length > 0) {
+  console.log('\n**Failures**\n')
+  for (const f of failures) console.log(`- ${f}`)
+  process.exitCode = 1
+}

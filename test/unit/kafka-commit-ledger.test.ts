@@ -1,0 +1,68 @@
+/** The Kafka commit ledger and lanes, alone: what a commit says, and who goes next. */
+import { expect } from 'chai'
+import { CommitLedger, decodeMark, encodeMark } from '../../lib/brokers/kafka/kafka-commit-ledger.js'
+import { PartitionFlow } from '../../lib/brokers/kafka/kafka-partition-flow.js'
+
+describe('unit: Kafka commit ledger', function () {
+  it('commits the lowest unsettled offset, never past it, with the acked offsets above it', function () {
+    const ledger = new CommitLedger()
+    for (const o of [10, 11, 12, 13, 15]) expect(ledger.fetched(o)).to.equal(true)
+    ledger.ack(12)
+    ledger.ack(13)
+    ledger.ack(15)
+    // 14 is not in the log (a gap, as after compaction): 12 to 15 is one acked range.
+    expect(ledger.mark(true)).to.deep.equal({ offset: 10, deliveries: 1, acked: [[12, 15]] })
+    ledger.ack(11)
+    expect(ledger.mark(true)).to.deep.equal({ offset: 10, deliveries: 1, acked: [[11, 15]] })
+    ledger.ack(10)
+    expect(ledger.mark(false)).to.deep.equal({ offset: 16, deliveries: 0, acked: [] })
+  })
+
+  it('after a restart: skips what was acked and what was fetched already, and counts the head\'s deliveries', function () {
+    const first = new CommitLedger()
+    for (const o of [0, 1, 2]) first.fetched(o)
+    first.ack(1)
+    const metadata = encodeMark(first.mark(true)!)
+    const mark = decodeMark(metadata, 0)
+    expect(mark).to.deep.equal({ offset: 0, deliveries: 1, acked: [[1, 1]] })
+    const next = new CommitLedger()
+    next.recover(0, mark)
+    expect([0, 1, 2].map(o => next.fetched(o))).to.deep.equal([true, false, true])
+    expect(next.fetched(0), 'fetched again after a rejoin').to.equal(false)
+    expect(next.recoveredDeliveries(0)).to.equal(1)
+    expect(next.recoveredDeliveries(2)).to.equal(0)
+    // A release counts nothing: the count written back is the one read.
+    expect(next.mark(false)!.deliveries).to.equal(1)
+    expect(next.mark(true)!.deliveries).to.equal(2)
+  })
+
+  it('ignores metadata that is not Herald\'s or belongs to another offset', function () {
+    expect(decodeMark('kafka-streams-stuff', 5)).to.equal(undefined)
+    expect(decodeMark(encodeMark({ offset: 4, deliveries: 3, acked: [] }), 5)).to.equal(undefined)
+    expect(encodeMark({ offset: 1e12, deliveries: 9, acked: Array.from({ length: 500 }, (_, i) => [1e12 + 2 * i + 1, 1e12 + 2 * i + 1] as [number, number]) }).length).to.be.below(4096)
+  })
+})
+
+describe('unit: Kafka partition lanes', function () {
+  const entry = (offset: number, key?: string): { offset: number, key: string | undefined, item: number } => ({ offset, key, item: offset })
+
+  it('different keys go side by side, one key in order, a keyless message on its own', function () {
+    const flow = new PartitionFlow<number>()
+    for (const e of [entry(0, 'a'), entry(1, 'a'), entry(2, 'b'), entry(3)]) flow.add(e)
+    const a0 = flow.take()!
+    expect([a0.offset, flow.take()!.offset, flow.take()!.offset]).to.deep.equal([0, 2, 3])
+    expect(flow.take(), 'a1 waits for a0').to.equal(undefined)
+    flow.settled(a0)
+    expect(flow.take()!.offset).to.equal(1)
+  })
+
+  it('a released message is the next handed over, before the rest of its key', function () {
+    const flow = new PartitionFlow<number>()
+    flow.add(entry(0, 'a'))
+    flow.add(entry(1, 'a'))
+    const a0 = flow.take()!
+    flow.returned(a0)
+    expect(flow.take()!.offset).to.equal(0)
+    expect(flow.buffered).to.equal(1)
+  })
+})
