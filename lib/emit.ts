@@ -1,7 +1,7 @@
-import { ConfigError, HeraldError, isRetriable } from './errors.js'
-import { createEvent, encodeJson, eventHeaders, type Event } from './event.js'
+import type { OutgoingMessage } from './brokers/broker.js'
+import { ConfigError, ErrorCode, HeraldError, isRetriable } from './errors.js'
+import { createEvent, encodeEvent, eventHeaders, type Event } from './event.js'
 import type { Messaging } from './messaging.js'
-import { MESSAGE_TOO_LARGE } from './producer.js'
 
 /**
  * One event a route emits: the Fastify route's `config.event` and Express's `emit()`.
@@ -64,12 +64,27 @@ export async function publishForResult (messaging: Messaging, configs: readonly 
 }
 
 /** One event of a reply, built and checked, ready to publish. */
-export interface BuiltEvent {
+interface BuiltEvent {
   name: string
   topic: string
-  data: unknown
-  key: string | undefined
+  message: OutgoingMessage
 }
+
+/**
+ * A reply body as the integrations hand it over: its value, and its JSON text when the
+ * integration has it (what the client receives, e.g. Fastify's serializer output). With the
+ * text, an event whose data is the whole body carries that text as is: no parse, no second
+ * serialisation, and the event holds exactly the bytes the client got.
+ */
+export interface ReplyBody {
+  /** The body as a value (parsed from the text on first call, when that is how it is known). */
+  value(): unknown
+  /** The body's JSON text, when it is known to be JSON. */
+  json: string | undefined
+}
+
+/** A reply body known only as a value. */
+export const bodyOfValue = (value: unknown): ReplyBody => ({ value: () => value, json: undefined })
 
 /** What became of one event of a reply. */
 export interface EventOutcome {
@@ -90,40 +105,50 @@ export type RouteEventsFailure =
 /** The size a broker sees: body, key, header names and values (as the producer counts it). */
 function messageBytes (value: Buffer, key: string | undefined, headers: Record<string, string>): number {
   let size = value.length + (key === undefined ? 0 : Buffer.byteLength(key))
-  for (const [name, v] of Object.entries(headers)) size += Buffer.byteLength(name) + Buffer.byteLength(String(v))
+  for (const name in headers) size += Buffer.byteLength(name) + Buffer.byteLength(headers[name]!)
   return size
 }
 
-async function buildEvent (messaging: Messaging, config: EventConfig, result: unknown, request: unknown): Promise<BuiltEvent> {
-  const topic = config.topic ?? messaging.options.defaultTopic
-  const fail = (message: string, code: string, cause?: unknown): never => {
-    throw new HeraldError(`event "${config.name}" (topic "${topic}"): ${message}`, { code, retriable: false, cause })
-  }
-  let data: unknown
+function buildFailure (config: EventConfig, topic: string, message: string, code: string, cause?: unknown): HeraldError {
+  return new HeraldError(`event "${config.name}" (topic "${topic}"): ${message}`, { code, retriable: false, cause })
+}
+
+/** Runs the `data()` mapper, if any: the only step of building that may wait. */
+async function mappedData (config: EventConfig, topic: string, body: ReplyBody, request: unknown): Promise<unknown> {
   try {
-    data = config.data !== undefined ? await config.data(result, request) : config.includeResult === false ? {} : result
+    return await config.data!(body.value(), request)
   } catch (err) {
-    fail(`its data() mapper threw: ${err instanceof Error ? err.message : String(err)}`, 'HERALD_EVENT_MAPPER', err)
+    throw buildFailure(config, topic, `its data() mapper threw: ${err instanceof Error ? err.message : String(err)}`, ErrorCode.EventMapper, err)
   }
-  const key = keyOf(result, config.keyField)
+}
+
+/**
+ * Builds the message of one event: key, envelope and size, checked now so that a body JSON
+ * cannot carry, or one over maxMessageBytes, fails the reply before any event is published.
+ * `mapped`: what the `data()` mapper returned, when the config has one.
+ */
+function buildEvent (messaging: Messaging, config: EventConfig, topic: string, body: ReplyBody, mapped: unknown): BuiltEvent {
+  const whole = config.data === undefined && config.includeResult !== false
+  const data = config.data !== undefined ? mapped : whole ? undefined : {}
+  const key = config.keyField === undefined ? undefined : keyOf(body.value(), config.keyField)
   if (config.keyField !== undefined && key === undefined) {
-    fail(`keyField "${config.keyField}" is missing from the reply body (or null), so the event would have no key and lose its order; reply with that field or change keyField`, 'HERALD_EVENT_KEY')
+    throw buildFailure(config, topic, `keyField "${config.keyField}" is missing from the reply body (or null), so the event would have no key and lose its order; reply with that field or change keyField`, ErrorCode.EventKey)
   }
-  // The envelope the producer will write, encoded now so that a body JSON cannot carry, or
-  // one over maxMessageBytes, fails the reply before any of its events is published.
-  const event = createEvent(config.name, data, messaging.options.source)
+  const spliced = whole ? body.json : undefined
+  const event = createEvent(config.name, whole && spliced === undefined ? body.value() : data, messaging.options.source)
   let value: Buffer
   try {
-    value = encodeJson(event)
+    value = encodeEvent(event, spliced)
   } catch (err) {
-    return fail(`its data ${(err as Error).message.replace(/^the message /, '')}`, 'HERALD_EVENT_ENCODING', err)
+    throw buildFailure(config, topic, `its data ${(err as Error).message.replace(/^the message /, '')}`, ErrorCode.EventEncoding, err)
   }
-  const size = messageBytes(value, key, eventHeaders(event))
+  const headers = eventHeaders(event)
+  const size = messageBytes(value, key, headers)
   const max = messaging.options.maxMessageBytes
   if (size > max) {
-    fail(`the message would be ${size} bytes, over maxMessageBytes (${max}); publish less (e.g. map the data with data()) or raise maxMessageBytes`, MESSAGE_TOO_LARGE)
+    throw buildFailure(config, topic, `the message would be ${size} bytes, over maxMessageBytes (${max}); publish less (e.g. map the data with data()) or raise maxMessageBytes`, ErrorCode.MessageTooLarge)
   }
-  return { name: config.name, topic, data, key }
+  return { name: config.name, topic, message: { topic, value, key, headers } }
 }
 
 /**
@@ -133,17 +158,29 @@ async function buildEvent (messaging: Messaging, config: EventConfig, result: un
  * producer batch. Resolves with `undefined` when every one was acknowledged, else with
  * what failed and, for a publish failure, which events were published and which not.
  */
-export async function publishRouteEvents (messaging: Messaging, configs: readonly EventConfig[], result: unknown, request: unknown): Promise<RouteEventsFailure | undefined> {
+export async function publishRouteEvents (messaging: Messaging, configs: readonly EventConfig[], result: ReplyBody, request: unknown): Promise<RouteEventsFailure | undefined> {
   const built: BuiltEvent[] = []
   for (const config of configs) {
+    const topic = config.topic ?? messaging.options.defaultTopic
     try {
-      built.push(await buildEvent(messaging, config, result, request))
+      const mapped = config.data === undefined ? undefined : await mappedData(config, topic, result, request)
+      built.push(buildEvent(messaging, config, topic, result, mapped))
     } catch (error) {
-      return { stage: 'build', name: config.name, topic: config.topic ?? messaging.options.defaultTopic, error }
+      return { stage: 'build', name: config.name, topic, error }
     }
   }
-  const sends = built.map(b => messaging.publishEvent(b.name, b.data, { topic: b.topic, key: b.key }))
-  const settled = await Promise.allSettled(sends)
+  const producer = messaging.producer
+  if (built.length === 1) {
+    // The usual route: one event, one promise to wait for.
+    const only = built[0]!
+    try {
+      await producer.sendRaw(only.message, only.name)
+      return undefined
+    } catch (error) {
+      return { stage: 'publish', events: [{ name: only.name, topic: only.topic, published: false, error }], retriable: isRetriable(error) }
+    }
+  }
+  const settled = await Promise.allSettled(built.map(b => producer.sendRaw(b.message, b.name)))
   const events: EventOutcome[] = built.map((b, i) => {
     const s = settled[i]!
     return s.status === 'fulfilled' ? { name: b.name, topic: b.topic, published: true } : { name: b.name, topic: b.topic, published: false, error: s.reason }

@@ -110,6 +110,28 @@ export class HandlerError extends HeraldError {
 }
 
 /**
+ * A handler attempt ran past its `timeout`: its `ctx.signal` aborts with this reason, and
+ * the attempt counts as failed (retried like any failure, then dead-lettered).
+ */
+export class HandlerTimeoutError extends HeraldError {
+  readonly timeout: number
+  constructor (timeout: number) {
+    super(`the handler did not finish within its timeout of ${timeout} ms (option timeout); its ctx.signal was aborted`, { code: ErrorCode.HandlerTimeout, retriable: true })
+    this.timeout = timeout
+  }
+}
+
+/**
+ * The consumer is shutting down and stopped waiting for a running handler: its
+ * `ctx.signal` aborts with this reason, and the message is given back to the broker.
+ */
+export class ShutdownAbortError extends HeraldError {
+  constructor () {
+    super('the consumer is shutting down and stopped waiting for this handler (shutdownTimeout passed); the message is released and will be delivered again', { code: ErrorCode.ShutdownAbort, retriable: true })
+  }
+}
+
+/**
  * Whether trying again later may help. The one rule for the producer, the outbox relay,
  * the runner and `PublishError`: a Herald error says so with `retriable`; any other error
  * that carries a boolean `retriable: false` (kafkajs's convention) is taken at its word;

@@ -57,6 +57,17 @@ export function encodeJson (value: unknown): Buffer {
   return Buffer.from(text, 'utf8')
 }
 
+/**
+ * The envelope's bytes. With `dataJson` (JSON text, e.g. the reply body a client received)
+ * that text is the envelope's `data` as is, instead of `event.data` serialised again:
+ * `{"id":…,"name":…,"data":<dataJson>,"timestamp":…,"source":…}`. The caller vouches that
+ * `dataJson` is JSON. Throws an `InvalidMessageError` for data JSON cannot carry.
+ */
+export function encodeEvent (event: Event, dataJson?: string): Buffer {
+  if (dataJson === undefined) return encodeJson(event)
+  return Buffer.from(`{"id":${JSON.stringify(event.id)},"name":${JSON.stringify(event.name)},"data":${dataJson},"timestamp":${JSON.stringify(event.timestamp)},"source":${JSON.stringify(event.source)}}`, 'utf8')
+}
+
 // JSON.parse makes a `__proto__` key an own property, harmless by itself; but a later
 // Object.assign, or a naive deep merge in a handler, turns it (or `constructor.prototype`)
 // into the prototype of an object, or of every object: prototype pollution. No producer
@@ -134,14 +145,6 @@ export function decodeBody (value: Uint8Array): DecodedBody {
     const start = text.length > 32 ? `${text.slice(0, 32)}…` : text
     throw new InvalidMessageError(`the message body is not JSON (${(err as Error).message}; it starts with ${JSON.stringify(start)}); Herald expects a JSON body: a Herald event or any JSON value`, { cause: err })
   }
-}
-
-/**
- * Parses a message body. Throws an `InvalidMessageError` (never retried, dead-lettered)
- * when the body is empty, not UTF-8 or not JSON; drops keys that could pollute prototypes.
- */
-export function decodeJson (value: Uint8Array): unknown {
-  return decodeBody(value).value
 }
 
 /** True when a decoded body has the shape of a Herald event envelope. */

@@ -20,7 +20,7 @@ export { startConsumers } from './runner/start-consumers.js'
 export type { Runner, StartConsumersOptions } from './runner/start-consumers.js'
 export { loadHandlers } from './runner/loader.js'
 export {
-  HeraldError, ConfigError, BrokerError, PublishError, NonRetriableError, InvalidMessageError, HandlerError, isRetriable, ErrorCode
+  HeraldError, ConfigError, BrokerError, PublishError, NonRetriableError, InvalidMessageError, HandlerError, HandlerTimeoutError, ShutdownAbortError, isRetriable, ErrorCode
 } from './errors.js'
 export { DLQ_HEADERS } from './runner/dead-letter.js'
 export type { Logger } from './logger.js'

@@ -1,211 +1,23 @@
-import { BROKER_KINDS, type Broker, type BrokerDeps, type BrokerHealth, type BrokerKind } from './brokers/broker.js'
-import { resolveKafkaSettings, type KafkaOptions } from './brokers/kafka/kafka-config.js'
-import { resolveMemorySettings, type MemoryOptions } from './brokers/memory/memory-config.js'
-import { resolveRabbitMqSettings, type RabbitMqOptions } from './brokers/rabbitmq/rabbitmq-config.js'
-import { resolveRedisSettings, type RedisOptions } from './brokers/redis/redis-config.js'
-import { checkKnownKeys, checkPositiveInt } from './brokers/config-checks.js'
-import { BrokerError, ConfigError, HeraldError, isRetriable } from './errors.js'
+import type { Broker, BrokerHealth } from './brokers/broker.js'
+import { BrokerError, ErrorCode, HeraldError, isRetriable } from './errors.js'
 import type { Event, EventData } from './event.js'
 import { childLogger, createDefaultLogger, type Logger } from './logger.js'
-import { resolveOutboxSettings, type OutboxOptions, type OutboxSettings } from './outbox/outbox-config.js'
+import { memoryMisfit, resolveMessagingOptions, type Connector, type MessagingOptions, type ResolvedMessagingOptions } from './messaging-options.js'
 import { Outbox, type OutboxStats } from './outbox/outbox.js'
 import { Producer, type PublishOptions } from './producer.js'
-import { redactText, redactUrl } from './redact.js'
+import { redactText } from './redact.js'
+import { withTimeout } from './time.js'
 
-/** Options of `createMessaging` / `configureMessaging`, the Fastify plugin and the Express middleware. */
-export interface MessagingOptions {
-  /** Which broker. Default: `MESSAGING_BROKER`, else the broker whose variable is set, else `memory`. */
-  broker?: BrokerKind
-  /** Kafka brokers, `host:port` (a string with commas, or an array). Default `KAFKA_BOOTSTRAP_SERVERS`, else `localhost:9092`. */
-  bootstrapServers?: string | string[]
-  /** RabbitMQ (`amqp://`, `amqps://`) or Redis (`redis://`, `rediss://`) URL. Default `RABBITMQ_URL` / `REDIS_URL`, else localhost. */
-  url?: string
-  /** The service name stamped on events as `source`, and the default consumer group. Default `SERVICE_NAME`, else `herald`. */
-  source?: string
-  /** Where events go when no topic is given. Default `events`. */
-  defaultTopic?: string
-  /** A pino-compatible logger; `false` for none. Default: one line per record on stderr from `HERALD_LOG_LEVEL` (default `warn`). */
-  logger?: Logger | false
-  /**
-   * How long connecting to the broker may take, in ms, before `connect()`,
-   * `startConsumers()`, the Fastify plugin's registration and the CLI fail with a
-   * `BrokerError` (code `HERALD_CONNECT_TIMEOUT`) naming the broker and its address: a
-   * broker that accepts the connection but never answers hangs nothing. Default 5000 (below
-   * Fastify's 10 s plugin timeout). `health()` waits at most this, and 5 s at most.
-   */
-  connectTimeout?: number
-  /** How long a publish waits for the broker's acknowledgement, in ms. Default 10000. */
-  publishTimeout?: number
-  /** How long the producer waits for more sends before sending a batch, in ms. Default 0 (what arrives in the same tick). */
-  linger?: number
-  /** The most messages the producer sends in one batch. Default 500. */
-  maxBatchSize?: number
-  /**
-   * The largest message `send` and `publishEvent` take, in bytes (body, key and headers):
-   * a bigger one fails at once, on every broker. Default 1048576 (1 MiB, Kafka's default limit).
-   */
-  maxMessageBytes?: number
-  /**
-   * A local durable spool for the sends the broker does not acknowledge within
-   * `publishTimeout` (or fails with a retriable error): they resolve once written and
-   * fsynced there, and are relayed in order when the broker answers (or on the next
-   * start). Without it, such a send rejects (the route's 503). See the README, "Publishing
-   * through outages".
-   */
-  outbox?: OutboxOptions
-  kafka?: KafkaOptions
-  rabbitmq?: RabbitMqOptions
-  redis?: RedisOptions
-  memory?: MemoryOptions
-}
-
-/** Options after defaults and validation. */
-export interface ResolvedMessagingOptions {
-  broker: BrokerKind
-  source: string
-  defaultTopic: string
-  connectTimeout: number
-  publishTimeout: number
-  linger: number
-  maxBatchSize: number
-  maxMessageBytes: number
-  outbox: OutboxSettings | undefined
-  /** Where the broker is, password masked: for logs and errors. */
-  address: string
-}
+export { DEFAULT_CONNECT_TIMEOUT_MS, MESSAGING_OPTION_KEYS, resolveMessagingOptions } from './messaging-options.js'
+export type { MessagingOptions, ResolvedMessagingOptions } from './messaging-options.js'
 
 /** `health()`: the broker's health, and the outbox's state when there is one (also summed up in `detail`). */
 export interface MessagingHealth extends BrokerHealth {
   outbox?: OutboxStats
 }
 
-type Connector = (deps: BrokerDeps) => Promise<Broker>
-
-/** Every option `createMessaging` takes (the compiler checks that none is missing): any other key is a typo. */
-const OPTION_KEYS: Record<keyof MessagingOptions, true> = {
-  broker: true,
-  bootstrapServers: true,
-  url: true,
-  source: true,
-  defaultTopic: true,
-  logger: true,
-  connectTimeout: true,
-  publishTimeout: true,
-  linger: true,
-  maxBatchSize: true,
-  maxMessageBytes: true,
-  outbox: true,
-  kafka: true,
-  rabbitmq: true,
-  redis: true,
-  memory: true
-}
-
-/** The names of the messaging options, for the integrations that take them beside their own. */
-export const MESSAGING_OPTION_KEYS: readonly string[] = Object.keys(OPTION_KEYS)
-
-/** `connectTimeout` when not given, in ms: below Fastify's 10 s plugin timeout. */
-export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000
-
 /** The most `health()` waits for an answer, in ms. */
 const HEALTH_TIMEOUT_MS = 5_000
-
-/** The broker a URL's scheme stands for. */
-const URL_SCHEMES: Record<string, BrokerKind> = { 'redis:': 'redis', 'rediss:': 'redis', 'amqp:': 'rabbitmq', 'amqps:': 'rabbitmq' }
-
-function brokerOfUrl (url: unknown): BrokerKind {
-  let protocol: string | undefined
-  try {
-    protocol = new URL(String(url)).protocol
-  } catch {
-    throw new ConfigError('url', `"${redactUrl(String(url))}" is not a valid URL; give a RabbitMQ (amqp://, amqps://) or Redis (redis://, rediss://) URL, or set broker`)
-  }
-  const broker = URL_SCHEMES[protocol]
-  if (broker === undefined) {
-    throw new ConfigError('url', `"${redactUrl(String(url))}" has scheme "${protocol}", which names no broker Herald knows: use amqp:// or amqps:// for RabbitMQ, redis:// or rediss:// for Redis (Kafka takes bootstrapServers), or set broker`)
-  }
-  return broker
-}
-
-function pickBroker (options: MessagingOptions, env: NodeJS.ProcessEnv): BrokerKind {
-  const option = options.broker !== undefined ? 'broker' : 'MESSAGING_BROKER'
-  const chosen = options.broker ?? (env.MESSAGING_BROKER !== undefined && env.MESSAGING_BROKER !== '' ? env.MESSAGING_BROKER : undefined)
-  if (chosen !== undefined) {
-    if (!(BROKER_KINDS as readonly string[]).includes(chosen)) {
-      throw new ConfigError(option, `unknown broker "${String(chosen)}"; use one of ${BROKER_KINDS.map(b => `"${b}"`).join(', ')}`)
-    }
-    return chosen as BrokerKind
-  }
-  if (options.bootstrapServers !== undefined) return 'kafka'
-  if (options.url !== undefined) return brokerOfUrl(options.url)
-  if ((env.KAFKA_BOOTSTRAP_SERVERS ?? '') !== '') return 'kafka'
-  if ((env.RABBITMQ_URL ?? '') !== '') return 'rabbitmq'
-  if ((env.REDIS_URL ?? '') !== '') return 'redis'
-  return 'memory'
-}
-
-/**
- * Checks every option and environment variable and picks the broker, without connecting.
- * Throws a `ConfigError` naming the option, the value (password masked) and the fix.
- */
-export function resolveMessagingOptions (options: MessagingOptions = {}, env: NodeJS.ProcessEnv = process.env): { resolved: ResolvedMessagingOptions, connect: Connector } {
-  if (options === null || typeof options !== 'object') throw new ConfigError('options', 'must be an object')
-  checkKnownKeys('', options, MESSAGING_OPTION_KEYS)
-  const broker = pickBroker(options, env)
-  const source = options.source ?? (env.SERVICE_NAME !== undefined && env.SERVICE_NAME !== '' ? env.SERVICE_NAME : 'herald')
-  if (typeof source !== 'string' || source === '') throw new ConfigError('source', 'must be a non-empty string naming the service, e.g. "orders-service"')
-  const defaultTopic = options.defaultTopic ?? 'events'
-  if (typeof defaultTopic !== 'string' || defaultTopic === '') throw new ConfigError('defaultTopic', 'must be a non-empty topic name, e.g. "events"')
-  const connectTimeout = checkPositiveInt('connectTimeout', options.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT_MS, { max: 600_000 })
-  const publishTimeout = checkPositiveInt('publishTimeout', options.publishTimeout ?? 10_000)
-  const linger = checkPositiveInt('linger', options.linger ?? 0, { min: 0, max: 60_000 })
-  const maxBatchSize = checkPositiveInt('maxBatchSize', options.maxBatchSize ?? 500)
-  const maxMessageBytes = checkPositiveInt('maxMessageBytes', options.maxMessageBytes ?? 1024 * 1024)
-  const outbox = resolveOutboxSettings(options.outbox)
-
-  let connect: Connector
-  let address: string
-  switch (broker) {
-    case 'kafka': {
-      const settings = { ...resolveKafkaSettings(options.bootstrapServers, env, source, options.kafka), connectTimeout }
-      address = settings.brokers.join(',')
-      connect = async (deps) => (await import('./brokers/kafka/index.js')).createBroker(settings, deps)
-      break
-    }
-    case 'rabbitmq': {
-      const settings = { ...resolveRabbitMqSettings(options.url, env, options.rabbitmq), connectTimeout }
-      address = redactUrl(settings.url)
-      connect = async (deps) => (await import('./brokers/rabbitmq/index.js')).createBroker(settings, deps)
-      break
-    }
-    case 'redis': {
-      const settings = { ...resolveRedisSettings(options.url, env, options.redis), connectTimeout }
-      address = redactUrl(settings.url)
-      connect = async (deps) => (await import('./brokers/redis/index.js')).createBroker(settings, deps)
-      break
-    }
-    case 'memory': {
-      const settings = resolveMemorySettings(options.memory)
-      address = 'in-process'
-      connect = async (deps) => (await import('./brokers/memory/index.js')).createBroker(settings, deps)
-      break
-    }
-  }
-  return { resolved: { broker, source, defaultTopic, connectTimeout, publishTimeout, linger, maxBatchSize, maxMessageBytes, outbox, address }, connect }
-}
-
-/**
- * Why running on the embedded broker looks like a mistake in this process: it is in
- * production, or a real broker's address is set in the environment.
- */
-function memoryMisfit (env: NodeJS.ProcessEnv): string | undefined {
-  if (env.NODE_ENV === 'production') return 'NODE_ENV is "production"'
-  if ((env.KAFKA_BOOTSTRAP_SERVERS ?? '') !== '') return 'KAFKA_BOOTSTRAP_SERVERS is set'
-  for (const [name, value] of Object.entries(env)) {
-    if (name.endsWith('_URL') && value !== undefined && /^(redis|rediss|amqp|amqps|kafka):\/\//i.test(value.trim())) return `${name} is set to a broker URL`
-  }
-  return undefined
-}
 
 /** Set once the embedded-broker warning was logged: once per process is enough to be seen. */
 let warnedMemory = false
@@ -255,7 +67,7 @@ export class Messaging {
     this.#outbox = resolved.outbox === undefined
       ? undefined
       : Outbox.open(resolved.outbox, {
-        logger: childLogger(this.logger, { component: 'herald-outbox' }),
+        logger: childLogger(this.logger, { component: 'herald.outbox' }),
         publish: async (messages) => await (await this.broker()).publish(messages),
         publishTimeout: resolved.publishTimeout,
         maxBatchSize: resolved.maxBatchSize
@@ -270,27 +82,21 @@ export class Messaging {
 
   /** The connected broker adapter. Loads the adapter and connects on first call. */
   broker (): Promise<Broker> {
-    if (this.#closed) return Promise.reject(new BrokerError('this Messaging instance is closed', { retriable: false }))
+    if (this.#closed) return Promise.reject(new BrokerError('this Messaging instance is closed; create a new one with createMessaging()', { code: ErrorCode.BrokerClosed, retriable: false }))
     this.#broker ??= (async () => {
       const broker = await this.#connect({ logger: this.logger, clientId: this.options.source })
       this.#adapter = broker
       const { connectTimeout } = this.options
-      let timer: NodeJS.Timeout | undefined
-      const late = new Promise<never>((_resolve, reject) => {
-        timer = setTimeout(() => reject(new BrokerError(
-          `${this.options.broker} at ${this.options.address} did not answer within ${connectTimeout} ms (connectTimeout): check the address and port (something there accepts connections but does not speak ${this.options.broker}), or raise connectTimeout`,
-          { code: 'HERALD_CONNECT_TIMEOUT' }
-        )), connectTimeout)
-      })
       try {
-        await Promise.race([broker.connect(), late])
+        await withTimeout(broker.connect(), connectTimeout, () => new BrokerError(
+          `${this.options.broker} at ${this.options.address} did not answer within ${connectTimeout} ms (connectTimeout): check the address and port (something there accepts connections but does not speak ${this.options.broker}), or raise connectTimeout`,
+          { code: ErrorCode.ConnectTimeout }
+        ))
       } catch (err) {
         // Closing the half-open client leaves no socket or timer that keeps the process up.
         await broker.close().catch(() => {})
         if (this.#adapter === broker) this.#adapter = undefined
         throw err instanceof HeraldError ? err : new BrokerError(`could not connect to ${this.options.broker} at ${this.options.address}: ${redactText((err as Error).message ?? String(err))}`, { cause: err })
-      } finally {
-        clearTimeout(timer)
       }
       return broker
     })()
@@ -311,19 +117,16 @@ export class Messaging {
       await this.broker()
       return
     }
-    let timer: NodeJS.Timeout | undefined
-    const late = new Promise<'late'>(resolve => { timer = setTimeout(() => resolve('late'), this.options.publishTimeout) })
+    const late = new BrokerError(`no answer within publishTimeout (${this.options.publishTimeout} ms)`, { code: ErrorCode.ConnectTimeout })
     try {
-      const connecting = this.broker()
-      connecting.catch(() => {})
-      if (await Promise.race([connecting, late]) === 'late') {
-        this.logger.warn({ address: this.options.address, publishTimeout: this.options.publishTimeout }, 'the broker did not answer at start-up; sends go to the outbox until it does')
-      }
+      await withTimeout(this.broker(), this.options.publishTimeout, () => late)
     } catch (err) {
+      if (err === late) {
+        this.logger.warn({ address: this.options.address, publishTimeout: this.options.publishTimeout }, 'the broker did not answer at start-up; sends go to the outbox until it does')
+        return
+      }
       if (!isRetriable(err)) throw err
       this.logger.warn({ address: this.options.address, err: redactText(err instanceof Error ? err.message : String(err)) }, 'the broker is unreachable at start-up; sends go to the outbox until it answers')
-    } finally {
-      clearTimeout(timer)
     }
   }
 
@@ -344,16 +147,11 @@ export class Messaging {
   async health (): Promise<MessagingHealth> {
     let health: BrokerHealth
     const bound = Math.min(this.options.connectTimeout, HEALTH_TIMEOUT_MS)
-    let timer: NodeJS.Timeout | undefined
-    const late = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new Error(`${this.options.broker} at ${this.options.address} did not answer within ${bound} ms`)), bound)
-    })
     try {
-      health = await Promise.race([this.broker().then(async broker => await broker.health()), late])
+      health = await withTimeout(this.broker().then(async broker => await broker.health()), bound,
+        () => new BrokerError(`${this.options.broker} at ${this.options.address} did not answer within ${bound} ms`, { code: ErrorCode.ConnectTimeout }))
     } catch (err) {
       health = { ok: false, broker: this.options.broker, detail: redactText(err instanceof Error ? err.message : String(err)) }
-    } finally {
-      clearTimeout(timer)
     }
     const outbox = this.#outbox?.stats()
     if (outbox === undefined) return health

@@ -1,6 +1,6 @@
-import type { Broker, BrokerKind, OutgoingMessage } from './brokers/broker.js'
-import { checkOutgoing } from './brokers/outgoing-checks.js'
-import { BrokerError, PublishError, isRetriable } from './errors.js'
+import { BROKER_KINDS, type Broker, type BrokerKind, type OutgoingMessage } from './brokers/broker.js'
+import { normalizeHeaders, topicProblem } from './brokers/outgoing-checks.js'
+import { BrokerError, ErrorCode, PublishError, isRetriable, type HeraldError } from './errors.js'
 import { createEvent, encodeJson, eventHeaders, HEADER_CONTENT_TYPE, JSON_CONTENT_TYPE, type Event, type EventData } from './event.js'
 
 export interface SendOptions {
@@ -19,8 +19,8 @@ export interface PublishOptions extends SendOptions {
 }
 
 export interface ProducerSettings {
-  /** The broker sends go to: its rules for topic names are checked before a send joins a batch. */
-  broker?: BrokerKind
+  /** The broker sends go to: a built-in broker's rules for topic names are checked before a send joins a batch. */
+  broker?: BrokerKind | (string & {})
   source: string
   defaultTopic: string
   /** How long a send may wait for the broker's acknowledgement, in ms. */
@@ -52,7 +52,8 @@ interface Pending {
   readonly eventName: string | undefined
   /** Answered: acknowledged, failed, or handed to the spool (which answers it then). */
   settled: boolean
-  timer: NodeJS.Timeout | undefined
+  /** When it times out (`performance.now()` ms): every send has the same publishTimeout, so deadlines follow the order of sends. */
+  readonly deadline: number
   readonly resolve: () => void
   readonly reject: (err: Error) => void
 }
@@ -74,12 +75,18 @@ export class Producer {
   readonly #broker: () => Promise<Broker>
   readonly #settings: ProducerSettings
   readonly #spool: ProducerSpool | undefined
+  /** The built-in broker whose rules apply; undefined for an adapter of the user's own. */
+  readonly #kind: BrokerKind | undefined
   #queue: Pending[] = []
   /** The batch on its way to the broker. */
   #inFlight: Pending[] = []
   #sending: Promise<void> | undefined
   /** Cancels the scheduled drain, when one is scheduled. */
   #scheduled: (() => void) | undefined
+  /** One timer for every send's publishTimeout, armed for the oldest unanswered one (a timer per send costs every send). */
+  #timer: NodeJS.Timeout | undefined
+  /** Topics the broker's rules already accepted: a name checked once is good for good. */
+  readonly #goodTopics = new Set<string>()
   /** Every send not yet answered, for `flush`. */
   readonly #unanswered = new Set<Promise<void>>()
   #closed = false
@@ -88,6 +95,7 @@ export class Producer {
     this.#broker = broker
     this.#settings = settings
     this.#spool = spool
+    this.#kind = (BROKER_KINDS as readonly string[]).includes(settings.broker ?? '') ? settings.broker as BrokerKind : undefined
   }
 
   /**
@@ -114,37 +122,82 @@ export class Producer {
     if (typeof name !== 'string' || name === '') throw new TypeError('publishEvent: the event name must be a non-empty string')
     const event = createEvent(name, data, this.#settings.source)
     const topic = options.topic ?? this.#settings.defaultTopic
-    const outgoing: OutgoingMessage = { topic, value: encodeJson(event), key: options.key, headers: { ...options.headers, ...eventHeaders(event) } }
+    const headers = options.headers === undefined ? eventHeaders(event) : { ...options.headers, ...eventHeaders(event) }
+    const outgoing: OutgoingMessage = { topic, value: encodeJson(event), key: options.key, headers }
     this.#checkSize(outgoing, name)
     await this.sendRaw(outgoing, name)
     return event
   }
 
   /**
-   * Sends a message exactly as given (body bytes and headers). Used for dead letters, so
-   * `maxMessageBytes` does not apply: the broker carried the message once already.
+   * Sends a message exactly as given (body bytes and headers). `maxMessageBytes` is not
+   * checked here: dead letters use it (the broker carried the message once already), and
+   * route events, whose size was checked when they were built.
    */
   sendRaw (raw: OutgoingMessage, eventName?: string): Promise<void> {
     if (this.#closed) return Promise.reject(new PublishError(raw.topic, eventName, new BrokerError('the producer is closed', { retriable: false })))
     // Checked before it joins a batch or the outbox: a message the broker can never take
     // fails alone and at once, rather than failing its batch-mates or blocking the outbox.
-    const checked = checkOutgoing(this.#settings.broker, raw)
-    if (checked.error !== undefined) return Promise.reject(new PublishError(raw.topic, eventName, checked.error))
-    const message = checked.message
+    const checked = this.#check(raw)
+    if (checked instanceof Error) return Promise.reject(new PublishError(raw.topic, eventName, checked))
+    const message = checked
     const answered = this.#spool?.active === true
       // The outbox holds earlier sends: this one goes behind them, not past them.
       ? this.#spool.append(message).catch((err: unknown) => { throw new PublishError(message.topic, eventName, err) })
       : new Promise<void>((resolve, reject) => {
-        const pending: Pending = { message, eventName, settled: false, timer: undefined, resolve, reject }
-        pending.timer = setTimeout(() => this.#timedOut(pending), this.#settings.publishTimeout)
-        pending.timer.unref()
-        this.#queue.push(pending)
+        this.#queue.push({ message, eventName, settled: false, deadline: performance.now() + this.#settings.publishTimeout, resolve, reject })
+        if (this.#timer === undefined) this.#arm()
         this.#schedule()
       })
     this.#unanswered.add(answered)
     const forget = (): void => { this.#unanswered.delete(answered) }
     answered.then(forget, forget)
     return answered
+  }
+
+  /**
+   * The message as the broker takes it (header values as text), or why it never will: a
+   * topic name the broker refuses, a header value that is not text. Checked once per send.
+   */
+  #check (message: OutgoingMessage): OutgoingMessage | HeraldError {
+    if (!this.#goodTopics.has(message.topic)) {
+      const problem = topicProblem(this.#kind ?? 'memory', message.topic)
+      if (problem !== undefined) return problem
+      // Bounded: a service that invents topic names keeps checking them, at worst.
+      if (this.#goodTopics.size >= 10_000) this.#goodTopics.clear()
+      this.#goodTopics.add(message.topic)
+    }
+    const headers = message.headers as Record<string, unknown>
+    for (const name in headers) {
+      if (typeof headers[name] !== 'string') {
+        try {
+          return { ...message, headers: normalizeHeaders(headers) }
+        } catch (err) {
+          return err as HeraldError
+        }
+      }
+    }
+    return message
+  }
+
+  /** Arms the publishTimeout timer for the oldest unanswered send, if any. */
+  #arm (): void {
+    const oldest = this.#inFlight.find(p => !p.settled) ?? this.#queue.find(p => !p.settled)
+    if (oldest === undefined) return
+    this.#timer = setTimeout(() => this.#expire(), Math.max(0, oldest.deadline - performance.now()))
+    this.#timer.unref()
+  }
+
+  /** Times out every send past its deadline, oldest first, then waits for the next one. */
+  #expire (): void {
+    this.#timer = undefined
+    const now = performance.now()
+    for (const pending of [...this.#inFlight, ...this.#queue]) {
+      if (pending.settled) continue
+      if (pending.deadline > now) break
+      this.#timedOut(pending)
+    }
+    this.#arm()
   }
 
   /** Fails a send at once when its message is over `maxMessageBytes`: no broker would take it, so neither does the outbox. */
@@ -163,14 +216,13 @@ export class Producer {
   #settle (pending: Pending, err?: Error): void {
     if (pending.settled) return
     pending.settled = true
-    clearTimeout(pending.timer)
     if (err === undefined) pending.resolve()
     else pending.reject(err)
   }
 
   #timedOut (pending: Pending): void {
     if (pending.settled) return
-    const reason = new BrokerError(`the broker did not acknowledge within publishTimeout (${this.#settings.publishTimeout} ms)`, { code: 'HERALD_PUBLISH_TIMEOUT' })
+    const reason = new BrokerError(`the broker did not acknowledge within publishTimeout (${this.#settings.publishTimeout} ms)`, { code: ErrorCode.PublishTimeout })
     if (this.#spool !== undefined) this.#divert(reason)
     else this.#settle(pending, new PublishError(pending.message.topic, pending.eventName, reason))
   }
@@ -187,7 +239,6 @@ export class Producer {
     for (const pending of [...this.#inFlight, ...this.#queue.splice(0)]) {
       if (pending.settled) continue
       pending.settled = true
-      clearTimeout(pending.timer)
       spool.append(pending.message, reason).then(pending.resolve, (err: unknown) => {
         pending.reject(new PublishError(pending.message.topic, pending.eventName, err))
       })

@@ -1,5 +1,5 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express'
-import { publishRouteEvents, resolveEventConfigs, type EventConfig, type RouteEventsFailure } from '../lib/emit.js'
+import { bodyOfValue, publishRouteEvents, resolveEventConfigs, type EventConfig, type ReplyBody, type RouteEventsFailure } from '../lib/emit.js'
 import { HeraldError } from '../lib/errors.js'
 import type { Messaging } from '../lib/messaging.js'
 import { redactText } from '../lib/redact.js'
@@ -110,6 +110,18 @@ export function emit (config: RouteEventConfig | RouteEventConfig[]): RequestHan
   }
 }
 
+const ESCAPED: Record<string, string> = { '<': '\\u003c', '>': '\\u003e', '&': '\\u0026' }
+
+/** The text `res.json(value)` sends: Express's own rules, with the app's json settings; undefined when JSON has no text for it. */
+function serializeLikeExpress (res: Response, value: unknown): string | undefined {
+  const app = res.app
+  const replacer = app.get('json replacer') as ((key: string, value: unknown) => unknown) | undefined
+  const spaces = app.get('json spaces') as string | number | undefined
+  let text: string | undefined = replacer !== undefined || spaces !== undefined ? JSON.stringify(value, replacer, spaces) : JSON.stringify(value)
+  if (Boolean(app.get('json escape')) && typeof text === 'string') text = text.replace(/[<>&]/g, c => ESCAPED[c]!)
+  return text
+}
+
 /** The error Node throws when a response is sent twice; a held response counts as sent. */
 function headersSentError (): Error {
   return Object.assign(new Error('Cannot set headers after they are sent to the client'), { code: 'ERR_HTTP_HEADERS_SENT' })
@@ -170,7 +182,7 @@ function holdResponseForEvents (req: Request, res: Response, next: NextFunction,
     json.call(res, answer.body)
   }
 
-  const hold = (result: unknown, sendIt: () => void): void => {
+  const hold = (result: ReplyBody, sendIt: () => void): void => {
     state = 'held'
     const status = res.statusCode
     publishRouteEvents(messaging, configs, result, req).then(failure => {
@@ -186,7 +198,22 @@ function holdResponseForEvents (req: Request, res: Response, next: NextFunction,
   res.json = function heraldJson (body: unknown): Response {
     if (!gated()) return json.call(res, body)
     if (state !== 'open') throw headersSentError()
-    hold(body, () => { json.call(res, body) })
+    // Serialized once, as res.json() would (the app's json replacer, spaces and escape
+    // settings): that text is what the client gets and what the event carries as its data.
+    let text: string | undefined
+    try {
+      text = serializeLikeExpress(res, body)
+    } catch {
+      // JSON cannot carry it (a BigInt, a cycle): building the event says so, as a 500.
+    }
+    if (text === undefined) {
+      hold(bodyOfValue(body), () => { json.call(res, body) })
+      return res
+    }
+    hold({ value: () => body, json: text }, () => {
+      if (res.get('Content-Type') === undefined) res.set('Content-Type', 'application/json')
+      send.call(res, text)
+    })
     return res
   }
 
@@ -218,7 +245,8 @@ function holdResponseForEvents (req: Request, res: Response, next: NextFunction,
     const callback = args.find(a => typeof a === 'function') as Callback | undefined
     // The whole body: what res.write() held, then the last chunk.
     const body = state === 'streaming' ? Buffer.concat(last === undefined ? chunks : [...chunks, last]) : last
-    hold(resultOfChunk(body, res.getHeader('content-type')), () => {
+    const contentType = res.getHeader('content-type')
+    hold({ value: () => resultOfChunk(body, contentType), json: undefined }, () => {
       if (body === undefined) end.call(res, callback)
       else end.call(res, body, callback)
     })

@@ -1,9 +1,9 @@
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { publishRouteEvents, resolveEventConfigs, type EventConfig } from '../lib/emit.js'
+import { publishRouteEvents, resolveEventConfigs, type EventConfig, type ReplyBody } from '../lib/emit.js'
 import { HeraldError } from '../lib/errors.js'
 import type { Messaging } from '../lib/messaging.js'
-import { answerForFailure, bodyText, isSuccess, messagingFrom, resultOfText, type IntegrationOptions } from './shared.js'
+import { answerForFailure, bodyText, isJsonType, isSuccess, messagingFrom, resultOfText, type IntegrationOptions } from './shared.js'
 
 export type { EventConfig } from '../lib/emit.js'
 export type { Messaging, MessagingOptions } from '../lib/messaging.js'
@@ -43,6 +43,19 @@ function resultOf (payload: unknown, contentType: unknown, beforeSerialization: 
   // handler returned, when Fastify serialized one.
   if (text === undefined) return beforeSerialization !== undefined ? beforeSerialization.value : null
   return resultOfText(text, contentType)
+}
+
+/**
+ * The reply body for the events. When Fastify serialized the handler's value to JSON and
+ * the payload is still that text, the text is the body's JSON as the client gets it: an
+ * event whose data is the whole body carries it as is, and it is parsed only if a mapper
+ * or a keyField needs the value.
+ */
+function replyBody (payload: unknown, contentType: unknown, beforeSerialization: { value: unknown } | undefined): ReplyBody {
+  let parsed: { value: unknown } | undefined
+  const value = (): unknown => (parsed ??= { value: resultOf(payload, contentType, beforeSerialization) }).value
+  const json = beforeSerialization !== undefined && typeof payload === 'string' && payload !== '' && isJsonType(contentType) ? payload : undefined
+  return { value, json }
 }
 
 function describeRoute (routeOptions: { method?: string | string[] | undefined, url?: string | undefined }): string {
@@ -98,8 +111,8 @@ const plugin: FastifyPluginAsync<HeraldFastifyOptions> = async (app: FastifyInst
       return replaceReply(reply, 500, { statusCode: 500, error: 'Internal Server Error', message: 'the route\'s event configuration is invalid; see the server log' })
     }
     if (configs === undefined) return payload
-    const result = resultOf(payload, reply.getHeader('content-type'), serialized.get(reply))
-    const failure = await publishRouteEvents(messaging, configs, result, request)
+    const body = replyBody(payload, reply.getHeader('content-type'), serialized.get(reply))
+    const failure = await publishRouteEvents(messaging, configs, body, request)
     if (failure === undefined) return payload
     const answer = answerForFailure(failure, `${request.method} ${request.routeOptions.url}`)
     request.log.error(answer.fields, answer.message)

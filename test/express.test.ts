@@ -8,6 +8,7 @@ import { createMessaging, Messaging, type MessagingOptions } from '../lib/messag
 import { ConfigError, PublishError } from '../lib/errors.js'
 import { expectEnvelope as expectPublishedEnvelope, published, rabbitQueueDepth, rabbitRefusingTopic, type Published } from './published.js'
 import { brokerSelected, sleep } from './helpers.js'
+import { sharedMemoryStore } from '../lib/brokers/memory/index.js'
 
 const SOURCE = 'express-test-service'
 const memory: MessagingOptions = { broker: 'memory', logger: false, source: SOURCE }
@@ -65,6 +66,26 @@ describe('Express middleware', function () {
       const events = published(topic)
       expect(events).to.have.length(1)
       expectEnvelope(events[0]!, { name: 'user.created', data: { id: 42, email: 'user@example.com' }, key: '42', topic })
+    })
+
+    it('res.json() serializes once with the app\'s json settings: the event data is the text the client received', async function () {
+      const topic = randomUUID()
+      const { app } = appWith()
+      app.set('json spaces', 2)
+      app.set('json escape', true)
+      app.set('json replacer', (key: string, value: unknown) => key === 'secret' ? undefined : value)
+      app.post('/users', emit({ name: 'user.created', topic, keyField: 'id' }), (req, res) => {
+        res.status(201).json({ id: 42, bio: '<b>&</b>', secret: 's3cr3t' })
+      })
+
+      const res = await request(app).post('/users').send({})
+
+      expect(res.status).to.equal(201)
+      expect(res.headers['content-type']).to.match(/^application\/json/)
+      expect(res.text).to.include('\\u003cb\\u003e').and.not.include('s3cr3t')
+      const wire = sharedMemoryStore().entries(topic)[0]!.value.toString('utf8')
+      expect(wire).to.include(`"data":${res.text},"timestamp":`)
+      expectEnvelope(published(topic)[0]!, { name: 'user.created', data: { id: 42, bio: '<b>&</b>' }, key: '42', topic })
     })
 
     it('works with Express 5 async handlers', async function () {

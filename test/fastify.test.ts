@@ -8,6 +8,7 @@ import { createMessaging, Messaging, type MessagingOptions } from '../lib/messag
 import { ConfigError, PublishError } from '../lib/errors.js'
 import { expectEnvelope as expectPublishedEnvelope, published, rabbitQueueDepth, rabbitRefusingTopic, type Published } from './published.js'
 import { brokerSelected } from './helpers.js'
+import { sharedMemoryStore } from '../lib/brokers/memory/index.js'
 
 const SOURCE = 'fastify-test-service'
 const memory: MessagingOptions = { broker: 'memory', logger: false, source: SOURCE }
@@ -232,6 +233,44 @@ describe('Fastify plugin', function () {
       const events = published(topic)
       expect(events).to.have.length(1)
       expectEnvelope(events[0]!, { name: 'user.created', data: { id: 8, email: 'eight@example.com' }, key: '8', topic })
+    })
+
+    it('the event data is the serialized body byte for byte, as the client received it (big integers, number spellings, spacing kept)', async function () {
+      const topic = randomUUID()
+      const a = app()
+      await a.register(herald, memory)
+      // A serializer that writes what JSON.parse + JSON.stringify would not give back.
+      const text = '{"id":12345678901234567890, "price":1.50,"tags":[ ]}'
+      a.post('/orders', { config: { event: { name: 'order.created', topic } } }, async (req, reply) => {
+        reply.code(201).type('application/json').serializer(() => text)
+        return { id: 1 }
+      })
+
+      const res = await a.inject({ method: 'POST', url: '/orders' })
+
+      expect(res.statusCode, res.body).to.equal(201)
+      expect(res.body).to.equal(text)
+      const [entry] = published(topic)
+      const wire = sharedMemoryStore().entries(topic)[0]!.value.toString('utf8')
+      expect(wire).to.include(`"data":${text},"timestamp":`)
+      expect(entry!.event.name).to.equal('order.created')
+    })
+
+    it('with a keyField, the body is parsed once for the key and the data is still the serialized text', async function () {
+      const topic = randomUUID()
+      const a = app()
+      await a.register(herald, memory)
+      a.post('/users', { config: { event: { name: 'user.created', topic, keyField: 'id' } } }, async (req, reply) => {
+        reply.code(201).type('application/json').serializer((v: unknown) => JSON.stringify(v, null, 1))
+        return { id: 7, email: 'seven@example.com' }
+      })
+
+      const res = await a.inject({ method: 'POST', url: '/users' })
+
+      expect(res.statusCode).to.equal(201)
+      const wire = sharedMemoryStore().entries(topic)[0]!.value.toString('utf8')
+      expect(wire).to.include(`"data":${res.body},`)
+      expectEnvelope(published(topic)[0]!, { name: 'user.created', data: { id: 7, email: 'seven@example.com' }, key: '7', topic })
     })
 
     it('a text reply is published as the text', async function () {

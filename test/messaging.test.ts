@@ -3,7 +3,11 @@ import {
   ConfigError, configureMessaging, createMessaging, getMessaging, getProducer, publishEvent, event, Messaging
 } from '../lib/index.js'
 import { resetDefaultMessaging, resetMemoryWarning } from '../lib/messaging.js'
-import { sharedMemoryStore } from '../lib/brokers/memory/index.js'
+import { MemoryBroker, MemoryStore, sharedMemoryStore } from '../lib/brokers/memory/index.js'
+import { spawnSync } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import type { Broker } from '../lib/index.js'
+import { startConsumers, messageHandler } from '../lib/index.js'
 import { randomName } from './helpers.js'
 
 function configError (fn: () => unknown): ConfigError {
@@ -198,6 +202,71 @@ describe('configuration', function () {
     expect(getMessaging()).to.be.instanceOf(Messaging)
     expect(getMessaging()).to.equal(getMessaging())
   })
+})
+
+describe('choosing the adapter', function () {
+  it('broker also takes a Broker instance (an adapter of your own): events go through it, health names its kind, close() closes it', async function () {
+    const store = new MemoryStore()
+    const inner = new MemoryBroker({ retain: 100 }, store)
+    let closed = false
+    // A user's adapter: any object that implements the Broker contract.
+    const custom: Broker = {
+      kind: 'nats',
+      connect: async () => await inner.connect(),
+      publish: async (messages) => await inner.publish(messages),
+      subscribe: async (options, onDelivery) => await inner.subscribe(options, onDelivery),
+      health: async () => ({ ok: true, broker: 'nats', detail: 'in-process test adapter' }),
+      close: async () => { closed = true; await inner.close() }
+    }
+    const topic = randomName('custom-adapter')
+    const m = createMessaging({ broker: custom, logger: false })
+    expect(m.options.broker).to.equal('nats')
+    const received: unknown[] = []
+    const runner = await startConsumers({ messaging: m, signals: false, handlers: [messageHandler({ topic, group: 'g' }, async (data) => { received.push(data) })] })
+    await m.publishEvent('thing.done', { n: 1 }, { topic })
+    while (received.length === 0) await new Promise(resolve => setTimeout(resolve, 5))
+    expect(received).to.deep.equal([{ n: 1 }])
+    expect(store.entries(topic)).to.have.length(1)
+    expect((await m.health()).broker).to.equal('nats')
+    await runner.stop()
+    await m.close()
+    expect(closed).to.equal(true)
+  })
+
+  it('an object given as broker that lacks a Broker method is a ConfigError naming what is missing', function () {
+    const err = configError(() => createMessaging({ broker: { kind: 'nats', connect: async () => {} } as unknown as Broker, logger: false }))
+    expect(err.option).to.equal('broker')
+    expect(err.message).to.include('publish, subscribe, health, close').and.include('Writing an adapter')
+  })
+
+  it('a Broker instance with broker options beside it is a ConfigError: those options would be ignored', function () {
+    const err = configError(() => createMessaging({ broker: new MemoryBroker({ retain: 1 }, new MemoryStore()), url: 'redis://127.0.0.1:6379', logger: false }))
+    expect(err.option).to.equal('url')
+  })
+
+  for (const [broker, pkg] of [['kafka', 'kafkajs'], ['rabbitmq', 'amqplib'], ['redis', 'ioredis']] as const) {
+    it(`a ${broker} broker whose client (${pkg}) is not installed fails connect() with a ConfigError naming the package and \`npm i ${pkg}\``, function () {
+      this.timeout(30_000)
+      // A resolve hook makes the client package unresolvable, as in a project that did not install it.
+      const hook = `export async function resolve (specifier, context, next) { if (specifier === ${JSON.stringify(pkg)} || specifier.startsWith(${JSON.stringify(pkg + '/')})) { const e = new Error("Cannot find package '${pkg}' imported from " + context.parentURL); e.code = 'ERR_MODULE_NOT_FOUND'; throw e } return next(specifier, context) }`
+      const script = `
+        import { register } from 'node:module'
+        register('data:text/javascript,' + encodeURIComponent(${JSON.stringify(hook)}))
+        const { createMessaging, ConfigError } = await import(${JSON.stringify(new URL('../lib/index.ts', import.meta.url).href)})
+        const m = createMessaging({ broker: ${JSON.stringify(broker)}, logger: false, connectTimeout: 2000 })
+        try { await m.connect(); console.log('connected') } catch (err) { console.log(JSON.stringify({ config: err instanceof ConfigError, code: err.code, message: err.message })) }
+        await m.close()
+      `
+      const out = spawnSync(process.execPath, ['--import', 'tsx/esm', '--input-type=module', '-e', script], { cwd: fileURLToPath(new URL('..', import.meta.url)), encoding: 'utf8', timeout: 25_000 })
+      const line = out.stdout.trim().split('\n').pop() ?? ''
+      expect(line, out.stderr).to.match(/^\{/)
+      const result = JSON.parse(line) as { config: boolean, code: string, message: string }
+      expect(result.config).to.equal(true)
+      expect(result.code).to.equal('HERALD_CONFIG')
+      expect(result.message).to.include(pkg).and.include(`npm i ${pkg}`)
+      expect(result.message).not.to.include('ERR_MODULE_NOT_FOUND')
+    })
+  }
 })
 
 describe('the event envelope', function () {

@@ -102,13 +102,15 @@ export interface Subscription {
 
 export interface BrokerHealth {
   ok: boolean
-  broker: BrokerKind
+  /** The adapter's `kind`. */
+  broker: BrokerKind | (string & {})
   /** A short, secret-free description: the address, or what is wrong. */
   detail: string
 }
 
 export interface Broker {
-  readonly kind: BrokerKind
+  /** The built-in adapters' kinds, or the name of your own adapter (`"nats"`), for logs and health. */
+  readonly kind: BrokerKind | (string & {})
   /** Connects; rejects with a `BrokerError` that names the broker and its (password-masked) address. Idempotent. */
   connect(): Promise<void>
   /**

@@ -118,7 +118,3 @@ export interface HandlerDefinition {
   /** Every target, to know the dead-letter destinations before the first message. */
   readonly targets: readonly Target[]
 }
-
-export function isHandlerDefinition (value: unknown): value is HandlerDefinition {
-  return (typeof value === 'object' || typeof value === 'function') && value !== null && (value as Partial<HandlerDefinition>)[HANDLER] === true
-}

@@ -1,6 +1,6 @@
 import type { TSchema } from '@sinclair/typebox'
 import { HandlerError } from '../errors.js'
-import { compiledSchema, isTypeBoxSchema } from '../runner/schema.js'
+import { compiledSchema, isTypeBoxSchema } from './schema.js'
 import type { RetryOptions, RetryPolicy } from './handler.js'
 
 /** The longest delay a Node.js timer keeps (ms); a longer one fires at once, with a warning. */

@@ -1,7 +1,8 @@
 import type { OutgoingMessage } from '../brokers/broker.js'
-import { BrokerError, isRetriable } from '../errors.js'
+import { BrokerError, ErrorCode, isRetriable } from '../errors.js'
 import type { Logger } from '../logger.js'
 import { redactText } from '../redact.js'
+import { Backoff } from '../time.js'
 import type { OutboxSpool, SpooledMessage } from './outbox-spool.js'
 
 /** Backoff between attempts while the broker does not take the outbox's messages, in ms. */
@@ -105,6 +106,7 @@ export class OutboxRelay {
     this.#hurry?.()
     let timer: NodeJS.Timeout | undefined
     const drained = new Promise<boolean>(resolve => this.#drainWaiters.push(() => resolve(true)))
+    // A referenced timer, unlike withTimeout's: close() keeps the process up while it drains.
     const late = new Promise<boolean>(resolve => { timer = setTimeout(() => resolve(false), timeout) })
     try {
       return await Promise.race([drained, late])
@@ -122,7 +124,7 @@ export class OutboxRelay {
 
   async #loop (): Promise<void> {
     const { spool, publishTimeout, maxBatchSize } = this.#deps
-    let delay = FIRST_RETRY_MS
+    const backoff = new Backoff(FIRST_RETRY_MS, MAX_RETRY_MS)
     while (!this.#stopped) {
       let attempt = this.#attempt
       if (attempt === undefined) {
@@ -144,23 +146,24 @@ export class OutboxRelay {
       if (outcome === STOPPED) return
       let failure: unknown
       if (outcome === TIMEOUT) {
-        failure = new BrokerError(`the broker did not acknowledge within publishTimeout (${publishTimeout} ms)`, { code: 'HERALD_PUBLISH_TIMEOUT' })
+        failure = new BrokerError(`the broker did not acknowledge within publishTimeout (${publishTimeout} ms)`, { code: ErrorCode.PublishTimeout })
       } else {
         this.#attempt = undefined
         failure = await this.#settle(attempt, outcome)
       }
       if (failure === undefined) {
-        delay = FIRST_RETRY_MS
+        backoff.reset()
         this.lastError = undefined
         continue
       }
       this.#startOutage(failure)
+      // A referenced timer, unlike sleep's: relaying what the outbox holds keeps the process up.
+      const delay = backoff.next()
       await this.#wait(new Promise<void>(resolve => {
         const timer = setTimeout(resolve, delay)
         this.#hurry = () => { clearTimeout(timer); resolve() }
       }))
       this.#hurry = undefined
-      delay = Math.min(delay * 2, MAX_RETRY_MS)
     }
   }
 

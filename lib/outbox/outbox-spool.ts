@@ -1,22 +1,18 @@
-import { readdirSync, readFileSync, truncateSync, unlinkSync } from 'node:fs'
-import { open, rename, unlink, type FileHandle } from 'node:fs/promises'
+import { readFileSync, unlinkSync } from 'node:fs'
+import { open, unlink, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { OutgoingMessage } from '../brokers/broker.js'
 import { BrokerError } from '../errors.js'
 import type { Logger } from '../logger.js'
-import { encodeRecord, scanSegment } from './outbox-record.js'
+import { CURSOR_FILE, FILE_MODE, listSegments, readCursor, recoverSegment, segmentPath, syncDirectory, UNDELIVERABLE_FILE, writeCursor } from './outbox-files.js'
+import { encodeRecord } from './outbox-record.js'
+
+export { UNDELIVERABLE_FILE } from './outbox-files.js'
 
 /** `code` of the error a send fails with when the outbox holds `maxBytes` already. */
 export const OUTBOX_FULL = 'HERALD_OUTBOX_FULL'
 /** `code` of the error a send fails with when the outbox could not write it to disk. */
 export const OUTBOX_WRITE_FAILED = 'HERALD_OUTBOX_WRITE'
-
-const SEGMENT = /^segment-(\d{12})\.log$/
-const CURSOR_FILE = 'cursor.json'
-/** Events carry the application's data: readable by the service's user only. */
-const FILE_MODE = 0o600
-/** Messages the broker refused for good, kept for a person to look at. */
-export const UNDELIVERABLE_FILE = 'undeliverable.log'
 
 /** A spooled message and where its line ends, which is what the cursor records once it is relayed. */
 export interface SpooledMessage {
@@ -26,12 +22,6 @@ export interface SpooledMessage {
   readonly segment: number
   readonly end: number
   readonly bytes: number
-}
-
-/** How far the relay got: every line of `segment` before byte `offset`, and every earlier segment, is relayed. */
-interface Cursor {
-  segment: number
-  offset: number
 }
 
 interface OpenSegment {
@@ -91,19 +81,21 @@ export class OutboxSpool {
     this.maxBytes = maxBytes
     this.#segmentBytes = Math.min(8 * 1024 * 1024, Math.max(64 * 1024, Math.floor(maxBytes / 8)))
     this.#logger = logger
-    const cursor = this.#readCursor()
-    const seqs = readdirSync(dir).flatMap(name => {
-      const m = SEGMENT.exec(name)
-      return m === null ? [] : [Number(m[1])]
-    }).sort((a, b) => a - b)
+    const cursor = readCursor(dir, logger)
+    const seqs = listSegments(dir)
     for (const seq of seqs) {
-      const path = this.#segmentPath(seq)
+      const path = segmentPath(dir, seq)
       if (seq < cursor.segment) {
         // Relayed entirely; a crash came before its deletion.
         unlinkSync(path)
         continue
       }
-      this.#recover(seq, path, seq === cursor.segment ? cursor.offset : 0)
+      const { records, size } = recoverSegment(path, seq === cursor.segment ? cursor.offset : 0, logger)
+      for (const r of records) {
+        this.#records.push({ ...r, segment: seq })
+        this.#bytes += r.bytes
+      }
+      this.#segments.set(seq, size)
     }
     try { unlinkSync(join(dir, `${CURSOR_FILE}.tmp`)) } catch {}
     // What earlier runs set aside still needs a person: counted until the file is removed.
@@ -181,7 +173,7 @@ export class OutboxSpool {
       this.#head = 0
     }
     try {
-      await this.#writeCursor({ segment: last.segment, offset: last.end })
+      await writeCursor(this.dir, { segment: last.segment, offset: last.end })
     } catch (err) {
       this.#logger.error({ dir: this.dir, err: (err as Error).message }, 'could not save the outbox cursor; after a crash, messages already relayed would be sent again')
       return
@@ -274,7 +266,7 @@ export class OutboxSpool {
   async #writable (): Promise<OpenSegment> {
     if (this.#current !== undefined) return this.#current
     const seq = this.#nextSeq++
-    const handle = await open(this.#segmentPath(seq), 'wx', FILE_MODE)
+    const handle = await open(segmentPath(this.dir, seq), 'wx', FILE_MODE)
     try {
       await syncDirectory(this.dir)
     } catch (err) {
@@ -298,7 +290,7 @@ export class OutboxSpool {
 
   async #deleteSegment (seq: number): Promise<void> {
     try {
-      await unlink(this.#segmentPath(seq))
+      await unlink(segmentPath(this.dir, seq))
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
         this.#logger.warn({ dir: this.dir, err: (err as Error).message }, 'could not delete a relayed outbox segment')
@@ -306,67 +298,5 @@ export class OutboxSpool {
       }
     }
     this.#segments.delete(seq)
-  }
-
-  #recover (seq: number, path: string, from: number): void {
-    const bytes = readFileSync(path)
-    let size = bytes.length
-    for (const line of scanSegment(bytes, Math.min(from, bytes.length))) {
-      if (line.entry !== undefined) {
-        this.#records.push({ message: line.entry.message, at: line.entry.at, segment: seq, end: line.end, bytes: line.end - line.start })
-        this.#bytes += line.end - line.start
-      } else if (!line.complete) {
-        // A crash during an append: the fsync never returned, so no send was acknowledged for it.
-        this.#logger.warn({ file: path, offset: line.start, bytes: line.end - line.start }, 'dropped a partly written last record of the outbox (a crash during an append; it was never acknowledged)')
-        truncateSync(path, line.start)
-        size = line.start
-      } else {
-        this.#logger.error({ file: path, offset: line.start, bytes: line.end - line.start }, 'skipped a damaged record in the outbox (checksum mismatch): it cannot be relayed')
-      }
-    }
-    this.#segments.set(seq, size)
-  }
-
-  #readCursor (): Cursor {
-    let text: string
-    try {
-      text = readFileSync(join(this.dir, CURSOR_FILE), 'utf8')
-    } catch {
-      return { segment: 0, offset: 0 }
-    }
-    try {
-      const cursor = JSON.parse(text) as Partial<Cursor>
-      if (Number.isInteger(cursor.segment) && Number.isInteger(cursor.offset)) return { segment: cursor.segment!, offset: cursor.offset! }
-    } catch {}
-    this.#logger.error({ dir: this.dir }, 'the outbox cursor is unreadable; relaying every segment from its start (messages already relayed are sent again)')
-    return { segment: 0, offset: 0 }
-  }
-
-  async #writeCursor (cursor: Cursor): Promise<void> {
-    const path = join(this.dir, CURSOR_FILE)
-    const handle = await open(`${path}.tmp`, 'w', FILE_MODE)
-    try {
-      await handle.writeFile(JSON.stringify(cursor) + '\n')
-      await handle.sync()
-    } finally {
-      await handle.close()
-    }
-    // Not fsyncing the directory: a rename lost in a crash leaves the older cursor, so duplicates, never a loss.
-    await rename(`${path}.tmp`, path)
-  }
-
-  #segmentPath (seq: number): string {
-    return join(this.dir, `segment-${String(seq).padStart(12, '0')}.log`)
-  }
-}
-
-/** Makes a new directory entry durable (a file's own fsync does not cover its name). */
-async function syncDirectory (dir: string): Promise<void> {
-  if (process.platform === 'win32') return
-  const handle = await open(dir, 'r')
-  try {
-    await handle.sync()
-  } finally {
-    await handle.close()
   }
 }

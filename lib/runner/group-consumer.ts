@@ -1,6 +1,6 @@
 import type { Broker, Delivery, Subscription } from '../brokers/broker.js'
 import type { Logger } from '../logger.js'
-import type { HandlerConsumer } from './consume.js'
+import type { HandlerConsumer } from './handler-consumer.js'
 
 /**
  * One subscription per group and process, shared by every handler of that group: Kafka

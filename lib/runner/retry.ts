@@ -10,28 +10,6 @@ export function retryDelayFor (policy: RetryPolicy, retry: number): number {
 }
 
 /**
- * Waits `ms`, calling `keepAlive` every `keepAliveEvery` ms meanwhile (Kafka heartbeats).
- * Resolves true when the time passed, false when `signal` aborted first.
- */
-export async function wait (ms: number, signal: AbortSignal, keepAlive?: () => Promise<void>, keepAliveEvery = 3000): Promise<boolean> {
-  if (signal.aborted) return false
-  return await new Promise<boolean>((resolve) => {
-    const done = (passed: boolean): void => {
-      clearTimeout(timer)
-      if (beat !== undefined) clearInterval(beat)
-      signal.removeEventListener('abort', onAbort)
-      resolve(passed)
-    }
-    const onAbort = (): void => done(false)
-    const timer = setTimeout(() => done(true), ms)
-    const beat = keepAlive === undefined || ms <= keepAliveEvery
-      ? undefined
-      : setInterval(() => { keepAlive().catch(() => {}) }, keepAliveEvery)
-    signal.addEventListener('abort', onAbort, { once: true })
-  })
-}
-
-/**
  * The retry delays of one consumer. One set of timers, ended all at once by `cancelAll()`
  * at shutdown, instead of one 'abort' listener per waiting message on a shared signal
  * (hundreds of waiting retries would trip Node's MaxListenersExceededWarning).
@@ -40,7 +18,7 @@ export class RetryWaits {
   readonly #ends = new Set<(passed: boolean) => void>()
   #cancelled = false
 
-  /** Waits `ms` (calling `keepAlive` meanwhile, see `wait`); false when cancelled first. */
+  /** Waits `ms`, calling `keepAlive` every `keepAliveEvery` ms meanwhile (Kafka heartbeats); false when cancelled first. */
   async wait (ms: number, keepAlive?: () => Promise<void>, keepAliveEvery = 3000): Promise<boolean> {
     if (this.#cancelled) return false
     return await new Promise<boolean>((resolve) => {

@@ -5,9 +5,9 @@ import { checkKnownOptions, DEFAULT_MAX_MESSAGE_BYTES, resolveGroup, resolveTopi
 import { registeredHandlers } from '../handlers/registry.js'
 import { childLogger } from '../logger.js'
 import { getMessaging, type Messaging } from '../messaging.js'
-import { HandlerConsumer, type ContextFactory } from './consume.js'
+import { HandlerConsumer, type ContextFactory } from './handler-consumer.js'
 import { GroupConsumer } from './group-consumer.js'
-import { checkSchemaFormats } from './formats.js'
+import { checkSchemaFormats } from '../handlers/formats.js'
 import { loadHandlerModules } from './loader.js'
 
 /**

@@ -2,6 +2,10 @@ import type { Broker, BrokerDeps } from '../broker.js'
 import { RabbitMqBroker } from './rabbitmq-broker.js'
 import type { RabbitMqSettings } from './rabbitmq-config.js'
 
+/** The adapter's shape, the same in every folder under lib/brokers: kind, settings resolver, factory. */
+export const kind = 'rabbitmq' as const
+export { resolveRabbitMqSettings as resolveSettings } from './rabbitmq-config.js'
+
 export { RabbitMqBroker } from './rabbitmq-broker.js'
 export { resolveRabbitMqSettings, type RabbitMqOptions, type RabbitMqSettings } from './rabbitmq-config.js'
 export { UNROUTABLE } from './rabbitmq-errors.js'

@@ -2,11 +2,11 @@ import type { Broker, BrokerDeps } from '../broker.js'
 import { RedisBroker } from './redis-broker.js'
 import type { RedisSettings } from './redis-config.js'
 
-export { RedisBroker, NOT_A_STREAM } from './redis-broker.js'
-export { resolveRedisSettings, resolveRedisSettings as resolveSettings, type RedisOptions, type RedisSettings } from './redis-config.js'
-
-/** The broker kind this adapter serves (`broker: 'redis'`). */
+/** The adapter's shape, the same in every folder under lib/brokers: kind, settings resolver, factory. */
 export const kind = 'redis' as const
+export { resolveRedisSettings as resolveSettings } from './redis-config.js'
+
+export { RedisBroker, NOT_A_STREAM } from './redis-broker.js'
 
 /**
  * The Redis Streams adapter, loaded lazily by `createMessaging({ broker: 'redis' })`, so

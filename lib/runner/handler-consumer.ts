@@ -1,5 +1,5 @@
 import type { Delivery } from '../brokers/broker.js'
-import { describeError, InvalidMessageError, isRetriable } from '../errors.js'
+import { describeError, HandlerTimeoutError, InvalidMessageError, isRetriable, ShutdownAbortError } from '../errors.js'
 import { decodeMessage, type Event } from '../event.js'
 import type { Context, HandlerDefinition, RetryPolicy, Target } from '../handlers/handler.js'
 import { childLogger, type Logger } from '../logger.js'
@@ -9,8 +9,10 @@ import { DLQ_HEADERS, deadLetterMessage, deadLetterTopic, truncatedDeadLetter } 
 import { failureReason } from './failure-reason.js'
 import { KeyQueue, Semaphore } from './key-queue.js'
 import { setMaxListeners } from 'node:events'
-import { RetryWaits, retryDelayFor, wait } from './retry.js'
-import { schemaErrors } from './schema.js'
+import { RetryWaits, retryDelayFor } from './retry.js'
+import { Attempt } from './attempt.js'
+import { Backoff, sleep } from '../time.js'
+import { schemaErrors } from '../handlers/schema.js'
 
 export type ContextFactory = () => object | Promise<object>
 
@@ -28,16 +30,7 @@ type Outcome = { ok: true } | { ok: false, error: unknown, shutdown: boolean }
 
 const DEFAULT_POLICY: Pick<RetryPolicy, 'deadLetter'> = { deadLetter: undefined }
 
-class ShutdownAbort extends Error {
-  constructor () { super('the consumer is shutting down') }
-}
-
-class HandlerTimeoutError extends Error {
-  constructor (ms: number) {
-    super(`the handler did not finish within its timeout of ${ms} ms (option timeout); its ctx.signal was aborted`)
-    this.name = 'HandlerTimeoutError'
-  }
-}
+const SUCCEEDED: Outcome = { ok: true }
 
 /**
  * Runs one handler definition in one group: takes every message delivered for its topics
@@ -53,6 +46,8 @@ export class HandlerConsumer {
   readonly #stopping = new AbortController()
   readonly #forced = new AbortController()
   readonly #retryWaits = new RetryWaits()
+  /** The handler calls running now: a forced stop aborts each. */
+  readonly #running = new Set<Attempt>()
   /** Messages waiting for a retry and set aside from `maxInFlight` (at most `maxWaitingRetries`). */
   #waiting = 0
   readonly #log: Logger
@@ -60,7 +55,7 @@ export class HandlerConsumer {
     this.definition = definition
     this.settings = settings
     this.#slots = new Semaphore(definition.concurrency)
-    // Every running attempt listens for a forced stop: as many as `concurrency`, which may exceed Node's default of 10.
+    // Every handler that timed out and ignores its signal listens for a forced stop: as many as `concurrency`, which may exceed Node's default of 10.
     setMaxListeners(0, this.#forced.signal)
     this.#log = childLogger(settings.logger, { group: settings.group, handler: definition.name })
   }
@@ -109,6 +104,8 @@ export class HandlerConsumer {
   /** The shutdown stops waiting: running handlers' `ctx.signal` aborts and their messages are released. */
   force (): void {
     this.#forced.abort()
+    const reason = new ShutdownAbortError()
+    for (const attempt of this.#running) attempt.abort(reason)
   }
 
   async #process (delivery: Delivery): Promise<void> {
@@ -187,43 +184,47 @@ export class HandlerConsumer {
   }
 
   async #attempt (target: Target, delivery: Delivery, payload: unknown, event: Event | undefined, attempt: number): Promise<Outcome> {
-    const controller = new AbortController()
-    const onForced = (): void => controller.abort(new ShutdownAbort())
-    this.#forced.signal.addEventListener('abort', onForced, { once: true })
     const timeout = target.policy.timeout
-    const timer = timeout === undefined ? undefined : setTimeout(() => controller.abort(new HandlerTimeoutError(timeout)), timeout)
+    const running = new Attempt(timeout)
+    this.#running.add(running)
     try {
-      const aborted = new Promise<never>((_resolve, reject) => {
-        controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true })
-      })
-      aborted.catch(() => {})
-      const run = (async () => {
-        const extra = this.settings.context === undefined ? {} : await this.settings.context()
-        const ctx: Context = {
-          ...extra,
-          topic: delivery.topic,
-          key: delivery.key,
-          headers: delivery.headers,
-          attempt,
-          event,
-          messageId: delivery.id,
-          logger: childLogger(this.#log, { topic: delivery.topic, messageId: delivery.id, attempt }),
-          signal: controller.signal,
-          messaging: this.settings.messaging
-        }
-        await target.invoke(payload, event, ctx)
-      })()
+      const handler = this.#invoke(target, delivery, payload, event, attempt, running)
       try {
-        await Promise.race([run, aborted])
-        return { ok: true }
+        await running.run(handler)
+        return SUCCEEDED
       } catch (error) {
-        if (error instanceof HandlerTimeoutError) await this.#settledOrForced(run, delivery, timeout!)
+        if (error instanceof HandlerTimeoutError && error === running.reason) await this.#settledOrForced(handler, delivery, timeout!)
         return { ok: false, error, shutdown: this.#forced.signal.aborted }
       }
     } finally {
-      if (timer !== undefined) clearTimeout(timer)
-      this.#forced.signal.removeEventListener('abort', onForced)
+      running.end()
+      this.#running.delete(running)
     }
+  }
+
+  /** Calls the handler. `ctx.logger` and `ctx.signal` are made on first use: most handlers use neither, and every message would pay for them. */
+  async #invoke (target: Target, delivery: Delivery, payload: unknown, event: Event | undefined, attempt: number, running: Attempt): Promise<void> {
+    const extra = this.settings.context === undefined ? undefined : await this.settings.context()
+    const log = this.#log
+    let logger: Logger | undefined
+    const ctx: Context = {
+      ...extra,
+      topic: delivery.topic,
+      key: delivery.key,
+      headers: delivery.headers,
+      attempt,
+      event,
+      messageId: delivery.id,
+      get logger (): Logger {
+        logger ??= childLogger(log, { topic: delivery.topic, messageId: delivery.id, attempt })
+        return logger
+      },
+      get signal (): AbortSignal {
+        return running.signal
+      },
+      messaging: this.settings.messaging
+    }
+    await target.invoke(payload, event, ctx)
   }
 
   /**
@@ -231,7 +232,7 @@ export class HandlerConsumer {
    * its key stay held until it returns, so `concurrency` and per-key order stay true.
    * Only a forced shutdown stops waiting for it.
    */
-  async #settledOrForced (run: Promise<void>, delivery: Delivery, timeout: number): Promise<void> {
+  async #settledOrForced (run: Promise<unknown>, delivery: Delivery, timeout: number): Promise<void> {
     let returned = false
     const settled = run.then(() => { returned = true }, () => { returned = true })
     await Promise.race([settled, new Promise<void>(resolve => setTimeout(resolve, 0))])
@@ -259,7 +260,8 @@ export class HandlerConsumer {
     // trying (a broker outage), unless a shutdown comes: then it is delivered again later.
     // A send that can never succeed (too large, refused) stores instead a pointer to the
     // original, which always fits; if even that is refused, an error log names the message.
-    for (let pause = 500; ; pause = Math.min(pause * 2, 10_000)) {
+    const backoff = new Backoff(500, 10_000)
+    for (;;) {
       try {
         await this.settings.messaging.producer.sendRaw(message)
         break
@@ -275,7 +277,7 @@ export class HandlerConsumer {
           return await this.#ack(delivery)
         }
         this.#log.warn(fields, 'could not store the dead letter yet; trying again')
-        if (!await wait(pause, this.#stopping.signal)) return await this.#release(delivery)
+        if (!await sleep(backoff.next(), this.#stopping.signal)) return await this.#release(delivery)
       }
     }
     this.#log.warn({ topic: delivery.topic, messageId: delivery.id, deadLetter: destination, attempts, reason }, 'message dead-lettered')

@@ -1,0 +1,58 @@
+import { HandlerTimeoutError } from '../errors.js'
+
+/**
+ * One run of a handler: ends when the handler's promise does, or at once when it is
+ * aborted (its timeout, a forced shutdown). The AbortController behind `ctx.signal` is
+ * made only when the handler reads the signal: most handlers never do, and one controller
+ * per message is a cost every message would pay.
+ */
+export class Attempt {
+  #controller: AbortController | undefined
+  #reason: Error | undefined
+  #stop: ((reason: Error) => void) | undefined
+  readonly #timer: NodeJS.Timeout | undefined
+
+  constructor (timeout: number | undefined) {
+    if (timeout !== undefined) this.#timer = setTimeout(() => this.abort(new HandlerTimeoutError(timeout)), timeout)
+  }
+
+  /** The handler's `ctx.signal`: already aborted when read after the abort. */
+  get signal (): AbortSignal {
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController()
+      if (this.#reason !== undefined) this.#controller.abort(this.#reason)
+    }
+    return this.#controller.signal
+  }
+
+  /** Why it was aborted, or undefined. */
+  get reason (): Error | undefined {
+    return this.#reason
+  }
+
+  /** Aborts it (the first reason wins): `ctx.signal` aborts, and `run` stops waiting for the handler. */
+  abort (reason: Error): void {
+    if (this.#reason !== undefined) return
+    this.#reason = reason
+    this.#controller?.abort(reason)
+    this.#stop?.(reason)
+  }
+
+  /** Settles as `handler` does, or rejects with the abort reason as soon as it is aborted. */
+  async run (handler: Promise<unknown>): Promise<void> {
+    if (this.#reason !== undefined) {
+      handler.catch(() => {})
+      throw this.#reason
+    }
+    await new Promise<void>((resolve, reject) => {
+      this.#stop = reject
+      handler.then(() => resolve(), reject)
+    })
+  }
+
+  /** Stops its timer. */
+  end (): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer)
+    this.#stop = undefined
+  }
+}
