@@ -10,6 +10,7 @@ import { childLogger, createDefaultLogger, type Logger } from './logger.js'
 import { resolveOutboxSettings, type OutboxOptions, type OutboxSettings } from './outbox/outbox-config.js'
 import { Outbox, type OutboxStats } from './outbox/outbox.js'
 import { Producer, type PublishOptions } from './producer.js'
+import { liveMessaging } from './observability/registry.js'
 import { redactText, redactUrl } from './redact.js'
 
 /** Options of `createMessaging` / `configureMessaging`, the Fastify plugin and the Express middleware. */
@@ -53,6 +54,11 @@ export interface MessagingOptions {
    * through outages".
    */
   outbox?: OutboxOptions
+  /**
+   * OpenTelemetry tracing when `@opentelemetry/api` is installed and an SDK is registered
+   * (README, "Observability"). Default true; false: no spans, no trace context in headers.
+   */
+  tracing?: boolean
   kafka?: KafkaOptions
   rabbitmq?: RabbitMqOptions
   redis?: RedisOptions
@@ -70,6 +76,7 @@ export interface ResolvedMessagingOptions {
   maxBatchSize: number
   maxMessageBytes: number
   outbox: OutboxSettings | undefined
+  tracing: boolean
   /** Where the broker is, password masked: for logs and errors. */
   address: string
 }
@@ -95,6 +102,7 @@ const OPTION_KEYS: Record<keyof MessagingOptions, true> = {
   maxBatchSize: true,
   maxMessageBytes: true,
   outbox: true,
+  tracing: true,
   kafka: true,
   rabbitmq: true,
   redis: true,
@@ -162,6 +170,8 @@ export function resolveMessagingOptions (options: MessagingOptions = {}, env: No
   const maxBatchSize = checkPositiveInt('maxBatchSize', options.maxBatchSize ?? 500)
   const maxMessageBytes = checkPositiveInt('maxMessageBytes', options.maxMessageBytes ?? 1024 * 1024)
   const outbox = resolveOutboxSettings(options.outbox)
+  const tracing = options.tracing ?? true
+  if (typeof tracing !== 'boolean') throw new ConfigError('tracing', `must be true or false, got ${JSON.stringify(tracing)}`)
 
   let connect: Connector
   let address: string
@@ -191,7 +201,7 @@ export function resolveMessagingOptions (options: MessagingOptions = {}, env: No
       break
     }
   }
-  return { resolved: { broker, source, defaultTopic, connectTimeout, publishTimeout, linger, maxBatchSize, maxMessageBytes, outbox, address }, connect }
+  return { resolved: { broker, source, defaultTopic, connectTimeout, publishTimeout, linger, maxBatchSize, maxMessageBytes, outbox, tracing, address }, connect }
 }
 
 /**
@@ -261,6 +271,7 @@ export class Messaging {
         maxBatchSize: resolved.maxBatchSize
       })
     this.producer = new Producer(() => this.broker(), resolved, this.#outbox)
+    liveMessaging.add(this)
   }
 
   /** The outbox's state (`pending`, `bytes`, …), or `undefined` without an `outbox` option. */
@@ -380,6 +391,7 @@ export class Messaging {
       await this.producer.close()
       await this.#outbox?.close(this.options.publishTimeout)
       this.#closed = true
+      liveMessaging.delete(this)
       // A connection still being made is given up now rather than waited for.
       await this.#adapter?.close().catch(() => {})
       const broker = await this.#broker?.catch(() => undefined)

@@ -2,6 +2,7 @@ import type { Broker, BrokerKind, OutgoingMessage } from './brokers/broker.js'
 import { checkOutgoing } from './brokers/outgoing-checks.js'
 import { BrokerError, PublishError, isRetriable } from './errors.js'
 import { createEvent, encodeJson, eventHeaders, HEADER_CONTENT_TYPE, JSON_CONTENT_TYPE, type Event, type EventData } from './event.js'
+import { observePublish } from './observability/observe.js'
 
 export interface SendOptions {
   /** The message key: messages with the same key keep their order (Kafka partition). */
@@ -31,6 +32,8 @@ export interface ProducerSettings {
   maxBatchSize: number
   /** The largest message `send` and `publishEvent` take, in bytes: body, key and header names and values. */
   maxMessageBytes: number
+  /** False: no producer spans, no trace context in the headers (the `tracing` option). */
+  tracing?: boolean
 }
 
 /** `code` of the error a send fails with, at once, when its message is over `maxMessageBytes`. */
@@ -99,8 +102,7 @@ export class Producer {
   async send (topic: string, message: unknown, options: SendOptions = {}): Promise<void> {
     const value = encodeJson(message)
     const outgoing: OutgoingMessage = { topic, value, key: options.key, headers: { [HEADER_CONTENT_TYPE]: JSON_CONTENT_TYPE, ...options.headers } }
-    this.#checkSize(outgoing, undefined)
-    await this.sendRaw(outgoing)
+    await observePublish({ broker: this.#settings.broker ?? 'memory', message: outgoing, eventId: undefined, tracing: this.#settings.tracing !== false }, async () => { this.#checkSize(outgoing, undefined); await this.sendRaw(outgoing) })
   }
 
   /**
@@ -115,8 +117,7 @@ export class Producer {
     const event = createEvent(name, data, this.#settings.source)
     const topic = options.topic ?? this.#settings.defaultTopic
     const outgoing: OutgoingMessage = { topic, value: encodeJson(event), key: options.key, headers: { ...options.headers, ...eventHeaders(event) } }
-    this.#checkSize(outgoing, name)
-    await this.sendRaw(outgoing, name)
+    await observePublish({ broker: this.#settings.broker ?? 'memory', message: outgoing, eventId: event.id, tracing: this.#settings.tracing !== false }, async () => { this.#checkSize(outgoing, name); await this.sendRaw(outgoing, name) })
     return event
   }
 

@@ -11,6 +11,7 @@ import { KeyQueue, Semaphore } from './key-queue.js'
 import { setMaxListeners } from 'node:events'
 import { RetryWaits, retryDelayFor, wait } from './retry.js'
 import { schemaErrors } from './schema.js'
+import { observeConsume, traceLogFields, type AttemptScope, type ConsumeOutcome, type MessageScope } from '../observability/observe.js'
 
 export type ContextFactory = () => object | Promise<object>
 
@@ -56,6 +57,8 @@ export class HandlerConsumer {
   /** Messages waiting for a retry and set aside from `maxInFlight` (at most `maxWaitingRetries`). */
   #waiting = 0
   readonly #log: Logger
+  /** What observes each message being handled (tracing, metrics). */
+  readonly #observed = new WeakMap<Delivery, MessageScope>()
   constructor (definition: HandlerDefinition, settings: ConsumerSettings) {
     this.definition = definition
     this.settings = settings
@@ -95,9 +98,11 @@ export class HandlerConsumer {
 
   /** Takes one delivery through to ack, dead letter or release. Resolves once it is settled; never rejects. */
   handle (delivery: Delivery): Promise<void> {
+    const { messaging, group } = this.settings
+    this.#observed.set(delivery, observeConsume({ broker: messaging.options.broker, group, delivery, tracing: messaging.options.tracing }))
     return this.#keys.run(delivery.key, () => this.#process(delivery)).catch((err: unknown) => {
       this.#log.error({ err: redactText(describeError(err)), messageId: delivery.id }, 'unexpected error while handling a message; it will be delivered again')
-    })
+    }).finally(() => this.#observed.get(delivery)?.end('released'))
   }
 
   /** From now on nothing new starts: waiting retries and queued messages are released. */
@@ -133,7 +138,7 @@ export class HandlerConsumer {
     const target = this.definition.route(event)
     if (target === undefined) {
       this.#log.debug({ topic: delivery.topic, event: event?.name, messageId: delivery.id }, 'no handler for this event; acknowledged and skipped')
-      return await this.#ack(delivery)
+      return await this.#ack(delivery, 'skipped')
     }
     if (target.schema !== undefined) {
       const invalid = schemaErrors(target.schema, payload)
@@ -150,18 +155,20 @@ export class HandlerConsumer {
       if (this.#stopping.signal.aborted) return await this.#release(delivery)
       await this.#slots.acquire()
       let outcome: Outcome
+      let observed: AttemptScope
       try {
         if (this.#stopping.signal.aborted) return await this.#release(delivery)
-        outcome = await this.#attempt(target, delivery, payload, event, attempt)
+        observed = this.#observed.get(delivery)!.attempt(attempt)
+        outcome = await observed.run(() => this.#attempt(target, delivery, payload, event, attempt))
       } finally {
         this.#slots.release()
       }
+      const verdict: ConsumeOutcome = outcome.ok ? 'ack' : outcome.shutdown ? 'released' : !isRetriable(outcome.error) || attempt > policy.maxRetries ? 'dead_letter' : 'retry'
+      observed.end(verdict, outcome.ok ? undefined : outcome.error)
       if (outcome.ok) return await this.#ack(delivery)
       if (outcome.shutdown) return await this.#release(delivery)
       const reason = redactText(failureReason(outcome.error))
-      if (!isRetriable(outcome.error) || attempt > policy.maxRetries) {
-        return await this.#deadLetter(delivery, policy, attempt, reason)
-      }
+      if (verdict === 'dead_letter') return await this.#deadLetter(delivery, policy, attempt, reason)
       const delay = retryDelayFor(policy, attempt)
       this.#log.warn({ topic: delivery.topic, messageId: delivery.id, attempt, reason }, `handler failed (attempt ${attempt} of ${policy.maxRetries + 1}); retrying in ${delay} ms`)
       const passed = await this.#waitForRetry(delivery, delay)
@@ -207,7 +214,7 @@ export class HandlerConsumer {
           attempt,
           event,
           messageId: delivery.id,
-          logger: childLogger(this.#log, { topic: delivery.topic, messageId: delivery.id, attempt }),
+          logger: childLogger(this.#log, { topic: delivery.topic, messageId: delivery.id, attempt, ...traceLogFields() }),
           signal: controller.signal,
           messaging: this.settings.messaging
         }
@@ -252,7 +259,7 @@ export class HandlerConsumer {
     const destination = deadLetterTopic(delivery.topic, this.settings.group, policy)
     if (destination === false) {
       this.#log.error({ topic: delivery.topic, messageId: delivery.id, attempts, reason }, 'message dropped after its last attempt (deadLetter: false)')
-      return await this.#ack(delivery)
+      return await this.#ack(delivery, 'dead_letter')
     }
     let message = deadLetterMessage(delivery, destination, this.settings.group, attempts, reason)
     // The message is acknowledged only once its dead letter is stored; until then, keep
@@ -261,7 +268,7 @@ export class HandlerConsumer {
     // original, which always fits; if even that is refused, an error log names the message.
     for (let pause = 500; ; pause = Math.min(pause * 2, 10_000)) {
       try {
-        await this.settings.messaging.producer.sendRaw(message)
+        await this.#observed.get(delivery)!.deadLetter(destination, () => this.settings.messaging.producer.sendRaw(message))
         break
       } catch (err) {
         const fields = { topic: delivery.topic, messageId: delivery.id, deadLetter: destination, attempts, reason, err: redactText(describeError(err)) }
@@ -272,17 +279,18 @@ export class HandlerConsumer {
             continue
           }
           this.#log.error(fields, 'the dead letter cannot be stored at all; the message is acknowledged and skipped, and this line is its only record')
-          return await this.#ack(delivery)
+          return await this.#ack(delivery, 'dead_letter')
         }
         this.#log.warn(fields, 'could not store the dead letter yet; trying again')
         if (!await wait(pause, this.#stopping.signal)) return await this.#release(delivery)
       }
     }
     this.#log.warn({ topic: delivery.topic, messageId: delivery.id, deadLetter: destination, attempts, reason }, 'message dead-lettered')
-    await this.#ack(delivery)
+    await this.#ack(delivery, 'dead_letter')
   }
 
-  async #ack (delivery: Delivery): Promise<void> {
+  async #ack (delivery: Delivery, outcome: ConsumeOutcome = 'ack'): Promise<void> {
+    this.#observed.get(delivery)?.end(outcome)
     try {
       await delivery.ack()
     } catch (err) {
@@ -291,6 +299,7 @@ export class HandlerConsumer {
   }
 
   async #release (delivery: Delivery): Promise<void> {
+    this.#observed.get(delivery)?.end('released')
     try {
       await delivery.release()
     } catch (err) {
