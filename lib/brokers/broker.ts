@@ -107,6 +107,12 @@ export interface BrokerHealth {
   detail: string
 }
 
+/** One topic's lag for one group, in messages. */
+export interface TopicLag {
+  topic: string
+  messages: number
+}
+
 export interface Broker {
   readonly kind: BrokerKind
   /** Connects; rejects with a `BrokerError` that names the broker and its (password-masked) address. Idempotent. */
@@ -120,6 +126,13 @@ export interface Broker {
   /** Makes a group consume the topics. Resolves once it is ready to receive (Kafka: the group has its partitions). */
   subscribe(options: SubscribeOptions, onDelivery: DeliveryHandler): Promise<Subscription>
   health(): Promise<BrokerHealth>
+  /**
+   * Optional: how many messages of each topic the group has not settled yet (Kafka: end
+   * offsets minus committed offsets; Redis: the group's lag plus its pending entries;
+   * RabbitMQ: the group's queue depth). Read at metrics scrape time; a topic the broker
+   * cannot tell about is left out.
+   */
+  lag?(group: string, topics: readonly string[]): Promise<TopicLag[]>
   /** Closes every connection. Subscriptions should be closed first; publishes in progress fail. */
   close(): Promise<void>
 }

@@ -49,6 +49,7 @@ for (const kind of selectedBrokers()) {
     }
 
     const named = (name: string): ReadableSpan[] => sdk.spans().filter(s => s.name === name)
+    const one = async (name: string): Promise<ReadableSpan[]> => await eventually(() => named(name).length === 1 && named(name), `the span "${name}"`) as ReadableSpan[]
 
     it('one trace runs from the HTTP request through the producer span and the message headers to the consumer span and a span made in the handler', async function () {
       const topic = randomName()
@@ -75,10 +76,10 @@ for (const kind of selectedBrokers()) {
       open.push({ close: () => app.close() })
       await request(app.server).post('/users').expect(200)
 
-      const [handlerSpan] = await eventually(() => named('send welcome email').length === 1 && named('send welcome email'), 'the handler span')
+      const [handlerSpan] = await one('send welcome email')
       const [requestSpan] = named('POST /users')
       const [producer] = named(`send ${topic}`)
-      const [consumer] = await eventually(() => named(`process ${topic}`).length === 1 && named(`process ${topic}`), 'the consumer span')
+      const [consumer] = await one(`process ${topic}`)
       expect(requestSpan, 'request span').to.not.equal(undefined)
       expect(producer, 'producer span').to.not.equal(undefined)
       const traceId = requestSpan!.spanContext().traceId
@@ -98,7 +99,7 @@ for (const kind of selectedBrokers()) {
       expect(consumer!.attributes).to.include({ 'messaging.system': SYSTEM[kind], 'messaging.destination.name': topic, 'messaging.consumer.group.name': group, 'messaging.message.id': headers!['event-id'], 'herald.attempt': 1, 'herald.outcome': 'ack' })
 
       expect(parentOf(handlerSpan!)).to.equal(consumer!.spanContext().spanId)
-      const line = lines.find(l => l.msg === 'welcome email sent')
+      const line = lines.find((l: Record<string, unknown>) => l.msg === 'welcome email sent')
       expect(line).to.include({ trace_id: traceId, span_id: consumer!.spanContext().spanId })
     })
 
