@@ -3,12 +3,13 @@ import { hostname } from 'node:os'
 import { Redis, type RedisOptions as IORedisOptions } from 'ioredis'
 import { BrokerError } from '../../errors.js'
 import { childLogger, type Logger } from '../../logger.js'
-import type { Broker, BrokerDeps, BrokerHealth, DeliveryHandler, OutgoingMessage, SubscribeOptions, Subscription } from '../broker.js'
+import type { Broker, BrokerDeps, BrokerHealth, DeliveryHandler, OutgoingMessage, SubscribeOptions, Subscription, TopicLag } from '../broker.js'
 import { checkOutgoing } from '../outgoing-checks.js'
 import { DEFAULT_CLAIM_IDLE_MS, type RedisSettings } from './redis-config.js'
 import { RedisConnections } from './redis-connection.js'
 import { STALE_READ_GRACE_MS, RedisSubscription } from './redis-subscription.js'
 import { xaddArguments } from './redis-stream.js'
+import { redisLag } from './redis-lag.js'
 
 /** `code` of the error of a message whose topic's key holds another Redis type than a stream. */
 export const NOT_A_STREAM = 'HERALD_NOT_A_STREAM'
@@ -169,6 +170,10 @@ export class RedisBroker implements Broker {
       throw this.#closedError()
     }
     return sub
+  }
+
+  async lag (group: string, topics: readonly string[]): Promise<TopicLag[]> {
+    return await redisLag(await this.#connected(), this.#settings.prefix, group, topics)
   }
 
   async health (): Promise<BrokerHealth> {
