@@ -27,6 +27,9 @@ Options of "herald consumer":
   --broker B              kafka, rabbitmq, redis or memory. Overrides MESSAGING_BROKER.
   --shutdown-timeout MS   How long running handlers may finish on stop, in ms.
                           Default 30000.
+  --http-port N           Serve /livez, /readyz and /metrics (with prom-client
+                          installed) on port N while running and draining;
+                          /readyz is 503 until ready and from the first signal.
 
   -h, --help              Print this help.
   -v, --version           Print Herald's version.
@@ -52,7 +55,8 @@ const OPTIONS = {
   topic: { type: 'string', multiple: true },
   group: { type: 'string' },
   broker: { type: 'string' },
-  'shutdown-timeout': { type: 'string' }
+  'shutdown-timeout': { type: 'string' },
+  'http-port': { type: 'string' }
 } as const
 
 /** A mistake in the command line: exit code 2, with a hint to read the usage. */
@@ -95,6 +99,12 @@ function parseShutdownTimeout (value: string | undefined): number | undefined {
   return Number(value)
 }
 
+function parseHttpPort (value: string | undefined): number | undefined {
+  if (value === undefined) return undefined
+  if (!/^\d+$/.test(value) || Number(value) > 65535) throw new UsageError(`--http-port must be a port number from 0 to 65535, e.g. 9464; got "${value}"`)
+  return Number(value)
+}
+
 /** Prints an error as one line (its stack only with HERALD_DEBUG=1) and returns the exit code. */
 function report (err: unknown): number {
   const usage = err instanceof UsageError
@@ -112,6 +122,7 @@ interface ConsumerArgs {
   group?: string | undefined
   broker?: string | undefined
   'shutdown-timeout'?: string | undefined
+  'http-port'?: string | undefined
 }
 
 /**
@@ -132,6 +143,7 @@ async function consumer (values: ConsumerArgs): Promise<void> {
     group: values.group,
     messaging,
     shutdownTimeout,
+    httpPort: parseHttpPort(values['http-port']),
     signals: false
   })
   // The embedded broker keeps no socket open: hold the process up until a signal.

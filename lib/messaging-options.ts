@@ -56,6 +56,11 @@ export interface MessagingOptions {
    * through outages".
    */
   outbox?: OutboxOptions
+  /**
+   * OpenTelemetry tracing when `@opentelemetry/api` is installed and an SDK is registered
+   * (README, "Observability"). Default true; false: no spans, no trace context in headers.
+   */
+  tracing?: boolean
   kafka?: KafkaOptions
   rabbitmq?: RabbitMqOptions
   redis?: RedisOptions
@@ -74,6 +79,7 @@ export interface ResolvedMessagingOptions {
   maxBatchSize: number
   maxMessageBytes: number
   outbox: OutboxSettings | undefined
+  tracing: boolean
   /** Where the broker is, password masked: for logs and errors. */
   address: string
 }
@@ -94,6 +100,7 @@ const OPTION_KEYS: Record<keyof MessagingOptions, true> = {
   maxBatchSize: true,
   maxMessageBytes: true,
   outbox: true,
+  tracing: true,
   kafka: true,
   rabbitmq: true,
   redis: true,
@@ -172,8 +179,10 @@ export function resolveMessagingOptions (options: MessagingOptions = {}, env: No
   const maxBatchSize = checkPositiveInt('maxBatchSize', options.maxBatchSize ?? 500)
   const maxMessageBytes = checkPositiveInt('maxMessageBytes', options.maxMessageBytes ?? 1024 * 1024)
   const outbox = resolveOutboxSettings(options.outbox)
+  const tracing = options.tracing ?? true
+  if (typeof tracing !== 'boolean') throw new ConfigError('tracing', `must be true or false, got ${JSON.stringify(tracing)}`)
 
-  const resolved = { source, defaultTopic, connectTimeout, publishTimeout, linger, maxBatchSize, maxMessageBytes, outbox }
+  const resolved = { source, defaultTopic, connectTimeout, publishTimeout, linger, maxBatchSize, maxMessageBytes, outbox, tracing }
   if (isBrokerInstance(options.broker)) {
     const instance = options.broker
     const others = (['bootstrapServers', 'url', 'kafka', 'rabbitmq', 'redis', 'memory'] as const).filter(k => options[k] !== undefined)

@@ -5,6 +5,7 @@ import { childLogger, createDefaultLogger, type Logger } from './logger.js'
 import { memoryMisfit, resolveMessagingOptions, type Connector, type MessagingOptions, type ResolvedMessagingOptions } from './messaging-options.js'
 import { Outbox, type OutboxStats } from './outbox/outbox.js'
 import { Producer, type PublishOptions } from './producer.js'
+import { liveMessaging } from './observability/registry.js'
 import { redactText } from './redact.js'
 import { withTimeout } from './time.js'
 
@@ -73,6 +74,7 @@ export class Messaging {
         maxBatchSize: resolved.maxBatchSize
       })
     this.producer = new Producer(() => this.broker(), resolved, this.#outbox)
+    liveMessaging.add(this)
   }
 
   /** The outbox's state (`pending`, `bytes`, …), or `undefined` without an `outbox` option. */
@@ -178,6 +180,7 @@ export class Messaging {
       await this.producer.close()
       await this.#outbox?.close(this.options.publishTimeout)
       this.#closed = true
+      liveMessaging.delete(this)
       // A connection still being made is given up now rather than waited for.
       await this.#adapter?.close().catch(() => {})
       const broker = await this.#broker?.catch(() => undefined)

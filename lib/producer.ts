@@ -2,6 +2,7 @@ import { BROKER_KINDS, type Broker, type BrokerKind, type OutgoingMessage } from
 import { normalizeHeaders, topicProblem } from './brokers/outgoing-checks.js'
 import { BrokerError, ErrorCode, PublishError, isRetriable, type HeraldError } from './errors.js'
 import { createEvent, encodeJson, eventHeaders, HEADER_CONTENT_TYPE, JSON_CONTENT_TYPE, type Event, type EventData } from './event.js'
+import { observePublish } from './observability/observe.js'
 
 export interface SendOptions {
   /** The message key: messages with the same key keep their order (Kafka partition). */
@@ -31,6 +32,8 @@ export interface ProducerSettings {
   maxBatchSize: number
   /** The largest message `send` and `publishEvent` take, in bytes: body, key and header names and values. */
   maxMessageBytes: number
+  /** False: no producer spans, no trace context in the headers (the `tracing` option). */
+  tracing?: boolean
 }
 
 /** `code` of the error a send fails with, at once, when its message is over `maxMessageBytes`. */
@@ -107,8 +110,7 @@ export class Producer {
   async send (topic: string, message: unknown, options: SendOptions = {}): Promise<void> {
     const value = encodeJson(message)
     const outgoing: OutgoingMessage = { topic, value, key: options.key, headers: { [HEADER_CONTENT_TYPE]: JSON_CONTENT_TYPE, ...options.headers } }
-    this.#checkSize(outgoing, undefined)
-    await this.sendRaw(outgoing)
+    await observePublish({ broker: this.#settings.broker ?? 'memory', message: outgoing, eventId: undefined, tracing: this.#settings.tracing !== false }, async () => { this.#checkSize(outgoing, undefined); await this.sendRaw(outgoing) })
   }
 
   /**
@@ -124,8 +126,7 @@ export class Producer {
     const topic = options.topic ?? this.#settings.defaultTopic
     const headers = options.headers === undefined ? eventHeaders(event) : { ...options.headers, ...eventHeaders(event) }
     const outgoing: OutgoingMessage = { topic, value: encodeJson(event), key: options.key, headers }
-    this.#checkSize(outgoing, name)
-    await this.sendRaw(outgoing, name)
+    await observePublish({ broker: this.#settings.broker ?? 'memory', message: outgoing, eventId: event.id, tracing: this.#settings.tracing !== false }, async () => { this.#checkSize(outgoing, name); await this.sendRaw(outgoing, name) })
     return event
   }
 

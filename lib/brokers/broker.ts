@@ -108,6 +108,12 @@ export interface BrokerHealth {
   detail: string
 }
 
+/** One topic's lag for one group, in messages. */
+export interface TopicLag {
+  topic: string
+  messages: number
+}
+
 export interface Broker {
   /** The built-in adapters' kinds, or the name of your own adapter (`"nats"`), for logs and health. */
   readonly kind: BrokerKind | (string & {})
@@ -122,6 +128,13 @@ export interface Broker {
   /** Makes a group consume the topics. Resolves once it is ready to receive (Kafka: the group has its partitions). */
   subscribe(options: SubscribeOptions, onDelivery: DeliveryHandler): Promise<Subscription>
   health(): Promise<BrokerHealth>
+  /**
+   * Optional: how many messages of each topic the group has not settled yet (Kafka: end
+   * offsets minus committed offsets; Redis: the group's lag plus its pending entries;
+   * RabbitMQ: the group's queue depth). Read at metrics scrape time; a topic the broker
+   * cannot tell about is left out.
+   */
+  lag?(group: string, topics: readonly string[]): Promise<TopicLag[]>
   /** Closes every connection. Subscriptions should be closed first; publishes in progress fail. */
   close(): Promise<void>
 }

@@ -13,6 +13,7 @@ import { RetryWaits, retryDelayFor } from './retry.js'
 import { Attempt } from './attempt.js'
 import { Backoff, sleep } from '../time.js'
 import { schemaErrors } from '../handlers/schema.js'
+import { observeConsume, traceLogFields, type AttemptScope, type ConsumeOutcome, type MessageScope } from '../observability/observe.js'
 
 export type ContextFactory = () => object | Promise<object>
 
@@ -51,6 +52,8 @@ export class HandlerConsumer {
   /** Messages waiting for a retry and set aside from `maxInFlight` (at most `maxWaitingRetries`). */
   #waiting = 0
   readonly #log: Logger
+  /** What observes each message being handled (tracing, metrics). */
+  readonly #observed = new WeakMap<Delivery, MessageScope>()
   constructor (definition: HandlerDefinition, settings: ConsumerSettings) {
     this.definition = definition
     this.settings = settings
@@ -90,9 +93,11 @@ export class HandlerConsumer {
 
   /** Takes one delivery through to ack, dead letter or release. Resolves once it is settled; never rejects. */
   handle (delivery: Delivery): Promise<void> {
+    const { messaging, group } = this.settings
+    this.#observed.set(delivery, observeConsume({ broker: messaging.options.broker, group, delivery, tracing: messaging.options.tracing }))
     return this.#keys.run(delivery.key, () => this.#process(delivery)).catch((err: unknown) => {
       this.#log.error({ err: redactText(describeError(err)), messageId: delivery.id }, 'unexpected error while handling a message; it will be delivered again')
-    })
+    }).finally(() => this.#observed.get(delivery)?.end('released'))
   }
 
   /** From now on nothing new starts: waiting retries and queued messages are released. */
@@ -130,7 +135,7 @@ export class HandlerConsumer {
     const target = this.definition.route(event)
     if (target === undefined) {
       this.#log.debug({ topic: delivery.topic, event: event?.name, messageId: delivery.id }, 'no handler for this event; acknowledged and skipped')
-      return await this.#ack(delivery)
+      return await this.#ack(delivery, 'skipped')
     }
     if (target.schema !== undefined) {
       const invalid = schemaErrors(target.schema, payload)
@@ -147,18 +152,20 @@ export class HandlerConsumer {
       if (this.#stopping.signal.aborted) return await this.#release(delivery)
       await this.#slots.acquire()
       let outcome: Outcome
+      let observed: AttemptScope
       try {
         if (this.#stopping.signal.aborted) return await this.#release(delivery)
-        outcome = await this.#attempt(target, delivery, payload, event, attempt)
+        observed = this.#observed.get(delivery)!.attempt(attempt)
+        outcome = await observed.run(() => this.#attempt(target, delivery, payload, event, attempt))
       } finally {
         this.#slots.release()
       }
+      const verdict: ConsumeOutcome = outcome.ok ? 'ack' : outcome.shutdown ? 'released' : !isRetriable(outcome.error) || attempt > policy.maxRetries ? 'dead_letter' : 'retry'
+      observed.end(verdict, outcome.ok ? undefined : outcome.error)
       if (outcome.ok) return await this.#ack(delivery)
       if (outcome.shutdown) return await this.#release(delivery)
       const reason = redactText(failureReason(outcome.error))
-      if (!isRetriable(outcome.error) || attempt > policy.maxRetries) {
-        return await this.#deadLetter(delivery, policy, attempt, reason)
-      }
+      if (verdict === 'dead_letter') return await this.#deadLetter(delivery, policy, attempt, reason)
       const delay = retryDelayFor(policy, attempt)
       this.#log.warn({ topic: delivery.topic, messageId: delivery.id, attempt, reason }, `handler failed (attempt ${attempt} of ${policy.maxRetries + 1}); retrying in ${delay} ms`)
       const passed = await this.#waitForRetry(delivery, delay)
@@ -216,7 +223,7 @@ export class HandlerConsumer {
       event,
       messageId: delivery.id,
       get logger (): Logger {
-        logger ??= childLogger(log, { topic: delivery.topic, messageId: delivery.id, attempt })
+        logger ??= childLogger(log, { topic: delivery.topic, messageId: delivery.id, attempt, ...traceLogFields() })
         return logger
       },
       get signal (): AbortSignal {
@@ -253,7 +260,7 @@ export class HandlerConsumer {
     const destination = deadLetterTopic(delivery.topic, this.settings.group, policy)
     if (destination === false) {
       this.#log.error({ topic: delivery.topic, messageId: delivery.id, attempts, reason }, 'message dropped after its last attempt (deadLetter: false)')
-      return await this.#ack(delivery)
+      return await this.#ack(delivery, 'dead_letter')
     }
     let message = deadLetterMessage(delivery, destination, this.settings.group, attempts, reason)
     // The message is acknowledged only once its dead letter is stored; until then, keep
@@ -263,7 +270,7 @@ export class HandlerConsumer {
     const backoff = new Backoff(500, 10_000)
     for (;;) {
       try {
-        await this.settings.messaging.producer.sendRaw(message)
+        await this.#observed.get(delivery)!.deadLetter(destination, () => this.settings.messaging.producer.sendRaw(message))
         break
       } catch (err) {
         const fields = { topic: delivery.topic, messageId: delivery.id, deadLetter: destination, attempts, reason, err: redactText(describeError(err)) }
@@ -274,17 +281,18 @@ export class HandlerConsumer {
             continue
           }
           this.#log.error(fields, 'the dead letter cannot be stored at all; the message is acknowledged and skipped, and this line is its only record')
-          return await this.#ack(delivery)
+          return await this.#ack(delivery, 'dead_letter')
         }
         this.#log.warn(fields, 'could not store the dead letter yet; trying again')
         if (!await sleep(backoff.next(), this.#stopping.signal)) return await this.#release(delivery)
       }
     }
     this.#log.warn({ topic: delivery.topic, messageId: delivery.id, deadLetter: destination, attempts, reason }, 'message dead-lettered')
-    await this.#ack(delivery)
+    await this.#ack(delivery, 'dead_letter')
   }
 
-  async #ack (delivery: Delivery): Promise<void> {
+  async #ack (delivery: Delivery, outcome: ConsumeOutcome = 'ack'): Promise<void> {
+    this.#observed.get(delivery)?.end(outcome)
     try {
       await delivery.ack()
     } catch (err) {
@@ -293,6 +301,7 @@ export class HandlerConsumer {
   }
 
   async #release (delivery: Delivery): Promise<void> {
+    this.#observed.get(delivery)?.end('released')
     try {
       await delivery.release()
     } catch (err) {

@@ -9,6 +9,9 @@ import { HandlerConsumer, type ContextFactory } from './handler-consumer.js'
 import { GroupConsumer } from './group-consumer.js'
 import { checkSchemaFormats } from '../handlers/formats.js'
 import { loadHandlerModules } from './loader.js'
+import { consumedGroups, type ConsumedGroup } from '../observability/registry.js'
+import { startHealthServer, type HealthServer } from './health-server.js'
+import { Readiness, type RunnerState } from './readiness.js'
 
 /**
  * Topic + group pairs consumed by the runners of each Messaging instance that are still
@@ -41,14 +44,24 @@ export interface StartConsumersOptions {
    * Default 1 MiB (1048576). Independent of the producer's and the broker's own limits.
    */
   maxMessageBytes?: number
+  /**
+   * Serve `/livez`, `/readyz` and `/metrics` (with prom-client installed) on this port (0:
+   * any free port), from the start until the runner stopped: `/readyz` is 503 while it
+   * starts and from the first moment of a shutdown while it drains.
+   */
+  httpPort?: number
 }
 
-const START_OPTIONS = ['dir', 'handlers', 'topics', 'group', 'messaging', 'context', 'shutdownTimeout', 'signals', 'maxMessageBytes'] as const
+const START_OPTIONS = ['dir', 'handlers', 'topics', 'group', 'messaging', 'context', 'shutdownTimeout', 'signals', 'maxMessageBytes', 'httpPort'] as const
 
 /** The consumers started by `startConsumers`. */
 export interface Runner {
   /** What runs: one entry per handler, with its group and topics. */
   readonly consumers: ReadonlyArray<{ name: string, group: string, topics: readonly string[] }>
+  /** `ready` once every group receives; `draining` from the first moment of `stop()` (or a signal); then `stopped`. */
+  readonly state: RunnerState
+  /** The port of the `httpPort` server, when there is one. */
+  readonly httpPort: number | undefined
   /**
    * Stops gracefully: no new messages, running handlers finish (up to `shutdownTimeout`)
    * and are acknowledged, waiting retries are left for redelivery, then the consumers
@@ -73,6 +86,9 @@ export async function startConsumers (options: StartConsumersOptions = {}): Prom
   checkKnownOptions(where, options, START_OPTIONS)
   const shutdownTimeout = wholeNumber(where, 'shutdownTimeout', options.shutdownTimeout ?? 30_000)
   const maxMessageBytes = wholeNumber(where, 'maxMessageBytes', options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES)
+  if (options.httpPort !== undefined && (!Number.isInteger(options.httpPort) || options.httpPort < 0 || options.httpPort > 65535)) {
+    throw new HandlerError(`startConsumers: httpPort must be a port number from 0 (any free port) to 65535, got ${JSON.stringify(options.httpPort)}`)
+  }
   if (options.context !== undefined && typeof options.context !== 'function') {
     throw new HandlerError('startConsumers: context must be a function returning the fields to add to ctx, e.g. () => ({ db })')
   }
@@ -151,10 +167,14 @@ export async function startConsumers (options: StartConsumersOptions = {}): Prom
   for (const [pair, label] of claimed) running.set(pair, label)
   claims.set(messaging, running)
   const release = (): void => { for (const [pair, label] of claimed) if (running.get(pair) === label) running.delete(pair) }
+  const readiness = new Readiness()
+  let health: HealthServer | undefined
   let broker
   try {
+    if (options.httpPort !== undefined) health = await startHealthServer(options.httpPort, readiness, logger)
     broker = await messaging.broker()
   } catch (err) {
+    await health?.close()
     release()
     throw err
   }
@@ -166,9 +186,13 @@ export async function startConsumers (options: StartConsumersOptions = {}): Prom
     }
   } catch (err) {
     await Promise.allSettled(started.map(g => g.stop()))
+    await health?.close()
     release()
     throw err
   }
+  readiness.state = 'ready'
+  const observed: ConsumedGroup[] = groups.map(g => ({ messaging, group: g.group, topics: g.topics }))
+  for (const o of observed) consumedGroups.add(o)
 
   let stopping: Promise<void> | undefined
   const signals = signalList === false ? [] : signalList
@@ -182,12 +206,18 @@ export async function startConsumers (options: StartConsumersOptions = {}): Prom
   const untrack = messaging.track({ stop: () => runner.stop() })
   const runner: Runner = {
     consumers: consumers.map(c => ({ name: c.definition.name, group: c.settings.group, topics: c.settings.topics })),
+    get state () { return readiness.state },
+    httpPort: health?.port,
     stop: () => {
       stopping ??= (async () => {
+        readiness.state = 'draining'
         for (const s of signals) process.removeListener(s, onSignal)
         await Promise.allSettled(groups.map(g => g.stop()))
+        for (const o of observed) consumedGroups.delete(o)
+        readiness.state = 'stopped'
         release()
         untrack()
+        await health?.close()
       })()
       return stopping
     }

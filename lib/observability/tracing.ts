@@ -1,0 +1,146 @@
+/**
+ * OpenTelemetry tracing, through `@opentelemetry/api` only: whatever SDK and propagator the
+ * application registered get Herald's spans; with none registered the API is a no-op.
+ *
+ * - `send <topic>` (PRODUCER): one per published message. Its context is injected into the
+ *   message headers (`traceparent`/`tracestate` under the default propagator) before the
+ *   message can reach the outbox, so a message relayed later still continues the trace.
+ * - `process <topic>` (CONSUMER): one per attempt. The first attempt (no earlier delivery)
+ *   is a child of the context extracted from the headers; a retry or a redelivery starts a
+ *   new trace. Every attempt links to the extracted context.
+ * - `send <dead-letter topic>` (PRODUCER, `herald.dead_letter: true`): the dead-lettering,
+ *   a child of the last attempt. The dead letter keeps the original `traceparent`.
+ */
+import type { Attributes, Context, Link, Span, Tracer } from '@opentelemetry/api'
+import type { BrokerKind, Delivery } from '../brokers/broker.js'
+import { redactText } from '../redact.js'
+import { subscribe, type AttemptScope, type ConsumeInfo, type MessageScope, type PublishInfo, type PublishScope } from './instrumentation.js'
+import { otel, type Otel } from './otel.js'
+
+/** `messaging.system` of each broker; the embedded one is not a known system. */
+const SYSTEMS: Record<string, string | undefined> = { kafka: 'kafka', rabbitmq: 'rabbitmq', redis: 'redis', memory: 'herald.memory' }
+
+/** A Kafka delivery's id is `topic/partition@offset`. */
+const KAFKA_POSITION = /\/(\d+)@(\d+)$/
+
+function failed (api: Otel, span: Span, error: unknown): void {
+  const err = error instanceof Error ? error : new Error(String(error))
+  span.recordException({ name: err.name, message: redactText(err.message) })
+  span.setStatus({ code: api.SpanStatusCode.ERROR, message: redactText(err.message) })
+  span.setAttribute('error.type', (err as { code?: unknown }).code !== undefined ? String((err as { code?: unknown }).code) : err.name)
+}
+
+function deliveryAttributes (info: ConsumeInfo): Attributes {
+  const d: Delivery = info.delivery
+  const attributes: Attributes = {
+    'messaging.system': SYSTEMS[info.broker] ?? info.broker,
+    'messaging.destination.name': d.topic,
+    'messaging.consumer.group.name': info.group,
+    'messaging.operation.type': 'process',
+    'messaging.operation.name': 'process',
+    'herald.delivery.id': d.id
+  }
+  const eventId = d.headers['event-id']
+  if (eventId !== undefined) attributes['messaging.message.id'] = eventId
+  if (info.broker === 'kafka') {
+    if (d.key !== undefined) attributes['messaging.kafka.message.key'] = d.key
+    const position = KAFKA_POSITION.exec(d.id)
+    if (position !== null) {
+      attributes['messaging.destination.partition.id'] = position[1]!
+      attributes['messaging.kafka.offset'] = Number(position[2])
+    }
+  }
+  return attributes
+}
+
+function tracer (api: Otel): Tracer {
+  return api.trace.getTracer('herald')
+}
+
+function publishSpan (api: Otel, info: PublishInfo): PublishScope | undefined {
+  if (!info.tracing) return undefined
+  const { message } = info
+  const attributes: Attributes = {
+    'messaging.system': SYSTEMS[info.broker] ?? info.broker,
+    'messaging.destination.name': message.topic,
+    'messaging.operation.type': 'send',
+    'messaging.operation.name': 'send'
+  }
+  if (info.eventId !== undefined) attributes['messaging.message.id'] = info.eventId
+  if (info.broker === 'kafka' && message.key !== undefined) attributes['messaging.kafka.message.key'] = message.key
+  const parent = api.context.active()
+  const span = tracer(api).startSpan(`send ${message.topic}`, { kind: api.SpanKind.PRODUCER, attributes }, parent)
+  api.propagation.inject(api.trace.setSpan(parent, span), message.headers)
+  return {
+    end: (error) => {
+      if (error !== undefined) failed(api, span, error)
+      span.end()
+    }
+  }
+}
+
+function consumeSpans (api: Otel, info: ConsumeInfo): MessageScope | undefined {
+  if (!info.tracing) return undefined
+  const extracted = api.propagation.extract(api.ROOT_CONTEXT, info.delivery.headers)
+  const origin = api.trace.getSpanContext(extracted)
+  const links: Link[] = origin !== undefined && api.isSpanContextValid(origin) ? [{ context: origin }] : []
+  const base = deliveryAttributes(info)
+  const topic = info.delivery.topic
+  let last: Context | undefined
+  return {
+    attempt: (attempt: number): AttemptScope => {
+      // Only the first delivery's first attempt continues the producer's trace; a retry or a
+      // redelivery is a trace of its own, linked to it (a trace that never ends is unreadable).
+      const parent = attempt === 1 ? extracted : api.ROOT_CONTEXT
+      const span = tracer(api).startSpan(`process ${topic}`, { kind: api.SpanKind.CONSUMER, links, attributes: { ...base, 'herald.attempt': attempt } }, parent)
+      const context = api.trace.setSpan(parent, span)
+      return {
+        run: (fn) => api.context.with(context, fn),
+        end: (outcome, error) => {
+          span.setAttribute('herald.outcome', outcome)
+          if (error !== undefined) failed(api, span, error)
+          span.end()
+          last = context
+        }
+      }
+    },
+    deadLetter: async (destination, send) => {
+      const parent = last ?? extracted
+      const span = tracer(api).startSpan(`send ${destination}`, {
+        kind: api.SpanKind.PRODUCER,
+        links,
+        attributes: {
+          'messaging.system': SYSTEMS[info.broker] ?? info.broker,
+          'messaging.destination.name': destination,
+          'messaging.operation.type': 'send',
+          'messaging.operation.name': 'send',
+          'messaging.consumer.group.name': info.group,
+          'herald.dead_letter': true,
+          'herald.dead_letter.topic': topic,
+          ...(base['messaging.message.id'] !== undefined ? { 'messaging.message.id': base['messaging.message.id'] } : {})
+        }
+      }, parent)
+      try {
+        await api.context.with(api.trace.setSpan(parent, span), send)
+      } catch (err) {
+        failed(api, span, err)
+        throw err
+      } finally {
+        span.end()
+      }
+    },
+    end: () => {}
+  }
+}
+
+/** `trace_id` and `span_id` of the active span, for log lines; empty without one. */
+export function traceLogFields (): Record<string, string> {
+  const context = otel?.trace.getActiveSpan()?.spanContext()
+  if (context === undefined || !otel!.isSpanContextValid(context)) return {}
+  return { trace_id: context.traceId, span_id: context.spanId }
+}
+
+if (otel !== undefined) {
+  const api = otel
+  subscribe({ publish: info => publishSpan(api, info), consume: info => consumeSpans(api, info) })
+}

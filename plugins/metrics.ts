@@ -1,0 +1,128 @@
+/**
+ * `herald/metrics`: Prometheus metrics of every Messaging instance and runner in the
+ * process, registered in a prom-client `Registry` (prom-client is an optional peer
+ * dependency: install it to use this export).
+ */
+import { Counter, Gauge, Histogram, register as globalRegistry, type Registry } from 'prom-client'
+import { subscribe, type ConsumeOutcome, type MessageScope } from '../lib/observability/instrumentation.js'
+import { collectLag } from '../lib/observability/lag.js'
+import { liveMessaging } from '../lib/observability/registry.js'
+
+export interface HeraldMetricsOptions {
+  /** Where to register. Default prom-client's global registry. */
+  registry?: Registry
+  /** Prefix of every metric name. Default `herald_`. */
+  prefix?: string
+  /** Labels with fixed values added to every metric (e.g. `{ service: 'orders' }`). */
+  labels?: Record<string, string>
+}
+
+export interface HeraldMetrics {
+  readonly registry: Registry
+  /** Stops feeding and unregisters the metrics. */
+  close(): void
+}
+
+const installed = new Map<Registry, Map<string, HeraldMetrics>>()
+
+/** Seconds since `start` (from `process.hrtime.bigint()`). */
+const since = (start: bigint): number => Number(process.hrtime.bigint() - start) / 1e9
+
+/**
+ * Registers Herald's metrics in `registry` and feeds them from every Messaging instance
+ * and runner in the process. Calling it again with the same registry and prefix returns
+ * the same metrics. No label takes unbounded values: topics, groups, outcomes.
+ *
+ * @example
+ * import { Registry } from 'prom-client'
+ * import { heraldMetrics } from 'herald/metrics'
+ * const registry = new Registry()
+ * heraldMetrics({ registry, labels: { service: 'orders' } })
+ * app.get('/metrics', async (_req, reply) => reply.type(registry.contentType).send(await registry.metrics()))
+ */
+export function heraldMetrics (options: HeraldMetricsOptions = {}): HeraldMetrics {
+  const registry = options.registry ?? globalRegistry
+  const prefix = options.prefix ?? 'herald_'
+  const existing = installed.get(registry)?.get(prefix)
+  if (existing !== undefined) return existing
+  const fixed = options.labels ?? {}
+  const extra = Object.keys(fixed)
+  const registers = [registry]
+  const l = <T extends Record<string, string>>(labels: T): T & Record<string, string> => ({ ...labels, ...fixed })
+
+  const published = new Counter({ name: `${prefix}published_messages_total`, help: 'Messages published, by outcome: ok (acknowledged by the broker, or stored in the outbox) or error.', labelNames: ['topic', 'outcome', ...extra], registers })
+  const publishDuration = new Histogram({ name: `${prefix}publish_duration_seconds`, help: 'Time from a publish call to its answer (the broker\'s acknowledgement, or the outbox\'s fsync).', labelNames: ['topic', ...extra], buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers })
+  const consumed = new Counter({ name: `${prefix}consumed_messages_total`, help: 'Consumed messages by how they ended: ack, dead_letter, skipped (no handler for the event), released (given back at a shutdown); retry counts each failed attempt that is retried.', labelNames: ['topic', 'group', 'outcome', ...extra], registers })
+  const processDuration = new Histogram({ name: `${prefix}process_duration_seconds`, help: 'Time a handler attempt took, whatever its outcome.', labelNames: ['topic', 'group', ...extra], buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers })
+  const inFlight = new Gauge({ name: `${prefix}in_flight_messages`, help: 'Messages handed to the runner and not settled yet (running, queued behind a key, or waiting for a retry).', labelNames: ['group', ...extra], registers })
+  const sum = (pick: (o: NonNullable<(typeof liveMessaging extends Set<infer M> ? M : never)['outbox']>) => number, max = false) => function (this: Gauge) {
+    let value = 0
+    for (const m of liveMessaging) {
+      const o = m.outbox
+      if (o !== undefined) value = max ? Math.max(value, pick(o)) : value + pick(o)
+    }
+    this.set(fixed, value)
+  }
+  new Gauge({ name: `${prefix}outbox_pending_messages`, help: 'Messages in the outbox not yet relayed to the broker.', labelNames: extra, registers, collect: sum(o => o.pending) })
+  new Gauge({ name: `${prefix}outbox_bytes`, help: 'Bytes the outbox holds on disk.', labelNames: extra, registers, collect: sum(o => o.bytes) })
+  new Gauge({ name: `${prefix}outbox_oldest_age_seconds`, help: 'How long the oldest message in the outbox has waited (0 when empty).', labelNames: extra, registers, collect: sum(o => (o.oldestAgeMs ?? 0) / 1000, true) })
+  new Gauge({
+    name: `${prefix}consumer_lag_messages`,
+    help: 'Messages of a topic the group has not settled yet, read from the broker at scrape time.',
+    labelNames: ['topic', 'group', ...extra],
+    registers,
+    async collect () {
+      this.reset()
+      for (const { group, topic, messages } of await collectLag()) this.set(l({ topic, group }), messages)
+    }
+  })
+
+  const unsubscribe = subscribe({
+    publish: ({ message }) => {
+      const start = process.hrtime.bigint()
+      const topic = message.topic
+      return {
+        end: (error) => {
+          published.inc(l({ topic, outcome: error === undefined ? 'ok' : 'error' }))
+          publishDuration.observe(l({ topic }), since(start))
+        }
+      }
+    },
+    consume: ({ group, delivery }): MessageScope => {
+      const topic = delivery.topic
+      inFlight.inc(l({ group }))
+      let ended = false
+      return {
+        attempt: () => {
+          const start = process.hrtime.bigint()
+          return {
+            run: fn => fn(),
+            end: (outcome: ConsumeOutcome) => {
+              processDuration.observe(l({ topic, group }), since(start))
+              if (outcome === 'retry') consumed.inc(l({ topic, group, outcome }))
+            }
+          }
+        },
+        deadLetter: async (_destination, send) => await send(),
+        end: (outcome) => {
+          if (ended) return
+          ended = true
+          inFlight.dec(l({ group }))
+          consumed.inc(l({ topic, group, outcome }))
+        }
+      }
+    }
+  })
+  const handle: HeraldMetrics = {
+    registry,
+    close: () => {
+      unsubscribe()
+      for (const name of ['published_messages_total', 'publish_duration_seconds', 'consumed_messages_total', 'process_duration_seconds', 'in_flight_messages', 'outbox_pending_messages', 'outbox_bytes', 'outbox_oldest_age_seconds', 'consumer_lag_messages']) {
+        registry.removeSingleMetric(`${prefix}${name}`)
+      }
+      installed.get(registry)?.delete(prefix)
+    }
+  }
+  installed.set(registry, (installed.get(registry) ?? new Map<string, HeraldMetrics>()).set(prefix, handle))
+  return handle
+}

@@ -1,0 +1,34 @@
+// An OpenTelemetry SDK for the tests: spans kept in memory, W3C propagation, async context.
+// Registered for the tests that need it and removed after them, so other test files run
+// without an SDK, as most users do.
+import { context, propagation, trace } from '@opentelemetry/api'
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks'
+import { W3CTraceContextPropagator } from '@opentelemetry/core'
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base'
+
+export interface TestSdk {
+  exporter: InMemorySpanExporter
+  spans(): ReadableSpan[]
+  close(): Promise<void>
+}
+
+export function registerTestSdk (): TestSdk {
+  const exporter = new InMemorySpanExporter()
+  const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] })
+  const contextManager = new AsyncLocalStorageContextManager().enable()
+  context.setGlobalContextManager(contextManager)
+  propagation.setGlobalPropagator(new W3CTraceContextPropagator())
+  trace.setGlobalTracerProvider(provider)
+  return {
+    exporter,
+    spans: () => exporter.getFinishedSpans(),
+    close: async () => {
+      await provider.shutdown()
+      trace.disable()
+      propagation.disable()
+      context.disable()
+    }
+  }
+}
+
+export const parentOf = (span: ReadableSpan): string | undefined => span.parentSpanContext?.spanId

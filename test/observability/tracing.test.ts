@@ -1,0 +1,150 @@
+import { expect } from 'chai'
+import Fastify from 'fastify'
+import request from 'supertest'
+import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api'
+import type { ReadableSpan } from '@opentelemetry/sdk-trace-base'
+import herald from '../../plugins/fastify.js'
+import { createMessaging, messageHandler, startConsumers, type Logger, type Messaging, type Runner } from '../../lib/index.js'
+import type { BrokerKind } from '../../lib/brokers/broker.js'
+import { cleanUpRun } from '../cleanup.js'
+import { brokerOptions, eventually, randomName, selectedBrokers } from '../helpers.js'
+import { parentOf, registerTestSdk, type TestSdk } from './otel-setup.js'
+
+const SYSTEM: Record<BrokerKind, string> = { kafka: 'kafka', rabbitmq: 'rabbitmq', redis: 'redis', memory: 'herald.memory' }
+
+/** A logger that keeps every line with its bindings. */
+function recordingLogger (lines: Array<Record<string, unknown>>, bindings: Record<string, unknown> = {}): Logger {
+  const log = (obj: unknown, msg?: string): void => { lines.push({ ...bindings, ...(typeof obj === 'object' ? obj as object : {}), msg }) }
+  return { debug: log, info: log, warn: log, error: log, child: (b) => recordingLogger(lines, { ...bindings, ...b }) }
+}
+
+for (const kind of selectedBrokers()) {
+  describe(`tracing: ${kind}`, function () {
+    this.timeout(60_000)
+    let sdk: TestSdk
+    const open: Array<Messaging | Runner | { close(): Promise<unknown> }> = []
+    const queues: string[] = []
+
+    before(() => { sdk = registerTestSdk() })
+    after(async () => {
+      await sdk.close()
+      await cleanUpRun(kind, queues)
+    })
+    afterEach(async () => {
+      for (const c of open.splice(0).reverse()) await ('stop' in c ? c.stop() : c.close())
+      sdk.exporter.reset()
+    })
+
+    function messaging (extra: Record<string, unknown> = {}): Messaging {
+      const m = createMessaging({ ...brokerOptions(kind), ...extra })
+      open.push(m)
+      return m
+    }
+
+    async function start (m: Messaging, handlers: unknown[]): Promise<Runner> {
+      const runner = await startConsumers({ messaging: m, handlers, signals: false })
+      open.push(runner)
+      for (const c of runner.consumers) for (const t of c.topics) queues.push(`${t}.${c.group}`, `${t}.${c.group}.dlq`)
+      return runner
+    }
+
+    const named = (name: string): ReadableSpan[] => sdk.spans().filter(s => s.name === name)
+    const one = async (name: string): Promise<ReadableSpan[]> => await eventually(() => named(name).length === 1 && named(name), `the span "${name}"`) as ReadableSpan[]
+
+    it('one trace runs from the HTTP request through the producer span and the message headers to the consumer span and a span made in the handler', async function () {
+      const topic = randomName()
+      const group = randomName('g')
+      const lines: Array<Record<string, unknown>> = []
+      const worker = messaging({ logger: recordingLogger(lines) })
+      let headers: Record<string, string> | undefined
+      await start(worker, [messageHandler({ topic, group }, async (_message, ctx) => {
+        headers = ctx.headers
+        trace.getTracer('user').startActiveSpan('send welcome email', span => span.end())
+        ctx.logger.info({}, 'welcome email sent')
+      })])
+
+      const app = Fastify()
+      // What an HTTP instrumentation does: the request's handling runs inside its span.
+      app.addHook('onRequest', (_req, _reply, done) => {
+        const span = trace.getTracer('http').startSpan('POST /users', { kind: SpanKind.SERVER })
+        _reply.raw.on('finish', () => span.end())
+        context.with(trace.setSpan(context.active(), span), done)
+      })
+      await app.register(herald, { messaging: messaging() })
+      app.post('/users', { config: { event: { name: 'user.created', topic, keyField: 'id' } } }, async () => ({ id: 7 }))
+      await app.ready()
+      open.push({ close: () => app.close() })
+      await request(app.server).post('/users').expect(200)
+
+      const [handlerSpan] = await one('send welcome email')
+      const [requestSpan] = named('POST /users')
+      const [producer] = named(`send ${topic}`)
+      const [consumer] = await one(`process ${topic}`)
+      expect(requestSpan, 'request span').to.not.equal(undefined)
+      expect(producer, 'producer span').to.not.equal(undefined)
+      const traceId = requestSpan!.spanContext().traceId
+      for (const span of [producer!, consumer!, handlerSpan!]) expect(span.spanContext().traceId).to.equal(traceId)
+
+      expect(producer!.kind).to.equal(SpanKind.PRODUCER)
+      expect(parentOf(producer!)).to.equal(requestSpan!.spanContext().spanId)
+      expect(producer!.attributes).to.include({ 'messaging.system': SYSTEM[kind], 'messaging.destination.name': topic, 'messaging.operation.type': 'send' })
+      expect(producer!.attributes['messaging.message.id']).to.equal(headers!['event-id'])
+      if (kind === 'kafka') expect(producer!.attributes['messaging.kafka.message.key']).to.equal('7')
+
+      expect(headers!.traceparent).to.equal(`00-${traceId}-${producer!.spanContext().spanId}-01`)
+
+      expect(consumer!.kind).to.equal(SpanKind.CONSUMER)
+      expect(parentOf(consumer!)).to.equal(producer!.spanContext().spanId)
+      expect(consumer!.links.map(l => l.context.spanId)).to.deep.equal([producer!.spanContext().spanId])
+      expect(consumer!.attributes).to.include({ 'messaging.system': SYSTEM[kind], 'messaging.destination.name': topic, 'messaging.consumer.group.name': group, 'messaging.message.id': headers!['event-id'], 'herald.attempt': 1, 'herald.outcome': 'ack' })
+
+      expect(parentOf(handlerSpan!)).to.equal(consumer!.spanContext().spanId)
+      const line = lines.find((l: Record<string, unknown>) => l.msg === 'welcome email sent')
+      expect(line).to.include({ trace_id: traceId, span_id: consumer!.spanContext().spanId })
+    })
+
+    it('a failed attempt records its exception; the retry starts a new trace linked to the producer; the dead-lettering is its own span and the dead letter keeps the original traceparent', async function () {
+      const topic = randomName()
+      const group = randomName('g')
+      const m = messaging()
+      const dlq: Array<Record<string, string>> = []
+      await start(m, [
+        messageHandler({ topic, group, maxRetries: 1, retryDelay: 10 }, async () => { throw new Error('the mail server said no') }),
+        messageHandler({ topic: `${topic}.${group}.dlq`, group: randomName('dlq-reader') }, async (_message, ctx) => { dlq.push(ctx.headers) })
+      ])
+      await m.publishEvent('user.created', { id: 1 }, { topic })
+
+      await eventually(() => dlq.length === 1, 'the dead letter')
+      const [producer] = named(`send ${topic}`)
+      const attempts = named(`process ${topic}`).sort((a, b) => Number(a.attributes['herald.attempt']) - Number(b.attributes['herald.attempt']))
+      const [deadLettering] = named(`send ${topic}.${group}.dlq`)
+      expect(attempts.map(a => [a.attributes['herald.attempt'], a.attributes['herald.outcome']])).to.deep.equal([[1, 'retry'], [2, 'dead_letter']])
+      for (const attempt of attempts) {
+        expect(attempt.status.code).to.equal(SpanStatusCode.ERROR)
+        expect(attempt.events.find(e => e.name === 'exception')?.attributes?.['exception.message']).to.equal('the mail server said no')
+        expect(attempt.links.map(l => l.context.spanId)).to.deep.equal([producer!.spanContext().spanId])
+      }
+      expect(parentOf(attempts[0]!)).to.equal(producer!.spanContext().spanId)
+      expect(parentOf(attempts[1]!)).to.equal(undefined)
+      expect(attempts[1]!.spanContext().traceId).to.not.equal(producer!.spanContext().traceId)
+
+      expect(deadLettering, 'dead-lettering span').to.not.equal(undefined)
+      expect(deadLettering!.kind).to.equal(SpanKind.PRODUCER)
+      expect(deadLettering!.attributes).to.include({ 'herald.dead_letter': true, 'messaging.destination.name': `${topic}.${group}.dlq` })
+      expect(parentOf(deadLettering!)).to.equal(attempts[1]!.spanContext().spanId)
+      expect(dlq[0]!.traceparent).to.equal(`00-${producer!.spanContext().traceId}-${producer!.spanContext().spanId}-01`)
+    })
+
+    it('tracing: false publishes without spans or a traceparent header', async function () {
+      const topic = randomName()
+      const m = messaging({ tracing: false })
+      const got: Array<Record<string, string>> = []
+      await start(m, [messageHandler({ topic, group: randomName('g') }, async (_message, ctx) => { got.push(ctx.headers) })])
+      await m.publishEvent('user.created', { id: 1 }, { topic })
+      await eventually(() => got.length === 1, 'the message')
+      expect(got[0]!.traceparent).to.equal(undefined)
+      expect(named(`send ${topic}`)).to.deep.equal([])
+      expect(named(`process ${topic}`)).to.deep.equal([])
+    })
+  })
+}
