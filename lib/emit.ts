@@ -174,13 +174,13 @@ export async function publishRouteEvents (messaging: Messaging, configs: readonl
     // The usual route: one event, one promise to wait for.
     const only = built[0]!
     try {
-      await producer.sendRaw(only.message, only.name)
+      await producer.sendEvent(only.message, only.name)
       return undefined
     } catch (error) {
       return { stage: 'publish', events: [{ name: only.name, topic: only.topic, published: false, error }], retriable: isRetriable(error) }
     }
   }
-  const settled = await Promise.allSettled(built.map(b => producer.sendRaw(b.message, b.name)))
+  const settled = await Promise.allSettled(built.map(b => producer.sendEvent(b.message, b.name)))
   const events: EventOutcome[] = built.map((b, i) => {
     const s = settled[i]!
     return s.status === 'fulfilled' ? { name: b.name, topic: b.topic, published: true } : { name: b.name, topic: b.topic, published: false, error: s.reason }

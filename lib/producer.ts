@@ -1,7 +1,7 @@
 import { BROKER_KINDS, type Broker, type BrokerKind, type OutgoingMessage } from './brokers/broker.js'
 import { normalizeHeaders, topicProblem } from './brokers/outgoing-checks.js'
 import { BrokerError, ErrorCode, PublishError, isRetriable, type HeraldError } from './errors.js'
-import { createEvent, encodeJson, eventHeaders, HEADER_CONTENT_TYPE, JSON_CONTENT_TYPE, type Event, type EventData } from './event.js'
+import { createEvent, encodeJson, eventHeaders, HEADER_CONTENT_TYPE, HEADER_EVENT_ID, JSON_CONTENT_TYPE, type Event, type EventData } from './event.js'
 import { observePublish } from './observability/observe.js'
 
 export interface SendOptions {
@@ -128,6 +128,14 @@ export class Producer {
     const outgoing: OutgoingMessage = { topic, value: encodeJson(event), key: options.key, headers }
     await observePublish({ broker: this.#settings.broker ?? 'memory', message: outgoing, eventId: event.id, tracing: this.#settings.tracing !== false }, async () => { this.#checkSize(outgoing, name); await this.sendRaw(outgoing, name) })
     return event
+  }
+
+  /**
+   * Sends an event message built elsewhere (a route's event, whose size was checked when it
+   * was built) as `publishEvent` would: traced, with the trace context in its headers.
+   */
+  async sendEvent (message: OutgoingMessage, eventName: string): Promise<void> {
+    await observePublish({ broker: this.#settings.broker ?? 'memory', message, eventId: message.headers[HEADER_EVENT_ID], tracing: this.#settings.tracing !== false }, async () => { await this.sendRaw(message, eventName) })
   }
 
   /**
