@@ -12,7 +12,7 @@
  *   a child of the last attempt. The dead letter keeps the original `traceparent`.
  */
 import type { Attributes, Context, Link, Span, Tracer } from '@opentelemetry/api'
-import type { BrokerKind, Delivery } from '../brokers/broker.js'
+import type { Delivery } from '../brokers/broker.js'
 import { redactText } from '../redact.js'
 import { subscribe, type AttemptScope, type ConsumeInfo, type MessageScope, type PublishInfo, type PublishScope } from './instrumentation.js'
 import { otel, type Otel } from './otel.js'

@@ -1,8 +1,8 @@
 import { Kafka, PartitionAssigners, Partitioners, type Admin, type Consumer, type Producer } from 'kafkajs'
-import { BrokerError, ErrorCode, isRetriable } from '../../errors.js'
+import { BrokerError, isRetriable } from '../../errors.js'
 import type { Logger } from '../../logger.js'
 import { redactText, rememberSecrets } from '../../redact.js'
-import { sleep, withTimeout } from '../../time.js'
+import { withTimeout } from '../../time.js'
 import type { Broker, BrokerDeps, BrokerHealth, DeliveryHandler, OutgoingMessage, SubscribeOptions, Subscription } from '../broker.js'
 import { checkOutgoing } from '../outgoing-checks.js'
 import { brokerClosedError } from '../shared/closed-error.js'
@@ -12,6 +12,7 @@ import { KAFKA_CONSUMER_DEFAULTS, kafkaConsumerRetry, type KafkaSettings } from 
 import { kafkaError, kafkaErrorTypes, kafkaReason, kafkaRetriable, kafkaSecrets } from './kafka-errors.js'
 import { kafkaLogCreator } from './kafka-log.js'
 import { KafkaSubscription } from './kafka-subscription.js'
+import { KafkaTopics } from './kafka-topics.js'
 
 /** How long `subscribe` waits for the group to give the new member its partitions (ms). */
 const JOIN_TIMEOUT_MS = 60_000
@@ -25,19 +26,6 @@ const HEALTH_TIMEOUT_MS = 5_000
  * producer cannot send again until it has a new producer id (kafkajs never asks for one).
  */
 const ERRORS_OF_LOST_PRODUCER_STATE = ['OUT_OF_ORDER_SEQUENCE_NUMBER', 'DUPLICATE_SEQUENCE_NUMBER', 'UNKNOWN_PRODUCER_ID', 'INVALID_PRODUCER_EPOCH']
-
-/**
- * `max.message.bytes` of the dead-letter topics Herald creates: Kafka's default (1 MiB +
- * 12 bytes) plus room for the `herald-dlq-*` headers, so a message that fit its topic fits
- * its dead letter too. (A bigger one is stored as a pointer to the original: see the README.)
- */
-const DEAD_LETTER_MAX_MESSAGE_BYTES = 1_048_588 + 64 * 1024
-
-/** What createTopics(waitForLeaders) may throw for a topic it did create, when asked for its leaders too soon. */
-const ERRORS_OF_TOPIC_NOT_READY = ['UNKNOWN_TOPIC_OR_PARTITION', 'LEADER_NOT_AVAILABLE']
-
-/** createTopics answers meaning "not yours to create": the topics are managed elsewhere. */
-const ERRORS_OF_DENIED_CREATE = ['TOPIC_AUTHORIZATION_FAILED', 'CLUSTER_AUTHORIZATION_FAILED']
 
 /**
  * The Kafka adapter, over kafkajs. Herald creates the topics it sends to and consumes
@@ -62,8 +50,7 @@ export class KafkaBroker implements Broker {
   readonly #admin: Admin
   /** `127.0.0.1:9092,…`: the addresses only, never credentials. */
   readonly #address: string
-  readonly #knownTopics = new Set<string>()
-  readonly #creating = new Map<string, Promise<void>>()
+  readonly #topics: KafkaTopics
   readonly #subscriptions = new Set<KafkaSubscription>()
   readonly #outage: OutageLog
   #connecting: Promise<void> | undefined
@@ -89,6 +76,7 @@ export class KafkaBroker implements Broker {
       throw new BrokerError(`kafkajs refused the producer options (kafka.producer): ${kafkaReason(err, this.#secrets)}`, { retriable: false, cause: err })
     }
     this.#admin = this.#kafka.admin()
+    this.#topics = new KafkaTopics(this.#admin, settings, this.#address, deps.logger, this.#secrets)
   }
 
   #newProducer (): Producer {
@@ -206,7 +194,7 @@ export class KafkaBroker implements Broker {
     const topicErrors = new Map<string, Error>()
     await Promise.all([...new Set(ready.filter((_m, i) => results[i] === undefined).map(m => m.topic))].map(async topic => {
       try {
-        await this.#ensureTopics([topic])
+        await this.#topics.ensure([topic])
       } catch (err) {
         topicErrors.set(topic, err as Error)
       }
@@ -254,8 +242,8 @@ export class KafkaBroker implements Broker {
 
   async subscribe (options: SubscribeOptions, onDelivery: DeliveryHandler): Promise<Subscription> {
     await this.connect()
-    await this.#ensureTopics(options.topics)
-    await this.#ensureTopics(options.deadLetterTopics.filter(t => !options.topics.includes(t)), true)
+    await this.#topics.ensure(options.topics)
+    await this.#topics.ensure(options.deadLetterTopics.filter(t => !options.topics.includes(t)), true)
     let consumer: Consumer
     // The subscription reports to the assigner the partitions it holds a message of; it exists once the consumer does.
     let subscription: KafkaSubscription | undefined
@@ -317,60 +305,6 @@ export class KafkaBroker implements Broker {
     for (const r of results) {
       if (r.status === 'rejected') this.#logger.warn({ err: kafkaReason(r.reason, this.#secrets) }, 'could not disconnect from Kafka cleanly')
     }
-  }
-
-  /** Creates the topics Herald has not seen yet; one that already exists is fine. */
-  async #ensureTopics (topics: string[], deadLetter = false): Promise<void> {
-    await Promise.all(topics.filter(t => !this.#knownTopics.has(t)).map(async topic => {
-      let creating = this.#creating.get(topic)
-      if (creating === undefined) {
-        creating = this.#createTopic(topic, deadLetter).finally(() => this.#creating.delete(topic))
-        this.#creating.set(topic, creating)
-      }
-      await creating
-    }))
-  }
-
-  async #createTopic (topic: string, deadLetter = false): Promise<void> {
-    const { numPartitions, options } = this.#settings
-    const configEntries = deadLetter ? [{ name: 'max.message.bytes', value: String(DEAD_LETTER_MAX_MESSAGE_BYTES) }] : []
-    // One topic per request: kafkajs waits for leaders only when every topic of a request was new.
-    try {
-      await this.#admin.createTopics({
-        topics: [{ topic, numPartitions, configEntries, ...(options.replicationFactor === undefined ? {} : { replicationFactor: options.replicationFactor }) }],
-        waitForLeaders: true
-      })
-    } catch (err) {
-      const types = kafkaErrorTypes(err)
-      if (types.some(t => ERRORS_OF_TOPIC_NOT_READY.includes(t))) {
-        // Created, but kafkajs asked for its leaders before the controller had spread them
-        // (it retries only LEADER_NOT_AVAILABLE): wait for them here.
-        await this.#waitForLeaders(topic, err)
-      } else if (types.length > 0 && types.every(t => ERRORS_OF_DENIED_CREATE.includes(t))) {
-        // Topics managed by the platform team: use the topic as it is, if it is there. A
-        // missing one would have kafkajs retry for seconds (an unknown topic may be new), then
-        // the outbox keep the messages for a topic that will not appear by itself: fail now.
-        const listed = await this.#admin.listTopics().catch(() => undefined)
-        if (listed !== undefined && !listed.includes(topic)) {
-          throw new BrokerError(`Kafka topic "${topic}" does not exist at ${this.#address}, and this client may not create it (${types.join(', ')}): create it (or have it created), or grant this principal CREATE on it`, { code: ErrorCode.UnknownTopic, retriable: false, cause: err })
-        }
-        this.#logger.warn({ topic, err: kafkaReason(err, this.#secrets) }, 'not allowed to create the Kafka topic; it exists, using it as it is')
-      } else {
-        throw kafkaError(`could not create Kafka topic "${topic}" (${numPartitions} partitions) at ${this.#address}`, err, this.#secrets)
-      }
-    }
-    this.#knownTopics.add(topic)
-  }
-
-  /** Waits until every partition of a topic just created has a leader (up to ~10 s). */
-  async #waitForLeaders (topic: string, cause: unknown): Promise<void> {
-    for (let pause = 100, waited = 0; waited < 10_000; waited += pause, pause = Math.min(pause * 2, 2_000)) {
-      await sleep(pause)
-      const metadata = await this.#admin.fetchTopicMetadata({ topics: [topic] }).catch(() => undefined)
-      const partitions = metadata?.topics.find(t => t.name === topic)?.partitions ?? []
-      if (partitions.length > 0 && partitions.every(p => p.leader >= 0)) return
-    }
-    throw kafkaError(`Kafka topic "${topic}" was created at ${this.#address} but its partitions got no leader within 10 s`, cause, this.#secrets)
   }
 
   #closedError (): BrokerError {

@@ -2,7 +2,7 @@ import type { Admin, Consumer, ConsumerGroupJoinEvent, EachBatchPayload, KafkaMe
 import { BrokerError } from '../../errors.js'
 import type { Logger } from '../../logger.js'
 import { withTimeout } from '../../time.js'
-import type { Delivery, DeliveryHandler, SubscribeOptions, Subscription } from '../broker.js'
+import type { DeliveryHandler, SubscribeOptions, Subscription } from '../broker.js'
 import { brokerClosedError } from '../shared/closed-error.js'
 import { InFlight } from '../shared/in-flight.js'
 import type { OutageLog } from '../shared/outage-log.js'
