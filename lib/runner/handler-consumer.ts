@@ -77,16 +77,9 @@ export class HandlerConsumer {
     return [...out]
   }
 
-  /**
-   * The most messages this handler may hold unsettled, running or queued (behind a key or a
-   * slot); waiting retries are not counted. 10 × concurrency, at most 100 (never less than
-   * 2 × concurrency): enough fetched ahead that a handler finishing finds the next message
-   * here rather than one broker round trip away, without one replica hoarding what the
-   * others of its group could take.
-   */
+  /** The most messages this handler may hold unsettled, running or queued (behind a key or a slot); waiting retries are not counted. */
   get maxInFlight (): number {
-    const { concurrency } = this.definition
-    return Math.max(concurrency * 2, Math.min(100, concurrency * 10))
+    return Math.max(2, this.definition.concurrency * 2)
   }
 
   /**
