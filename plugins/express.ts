@@ -1,12 +1,14 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express'
 import { bodyOfValue, publishRouteEvents, resolveEventConfigs, type EventConfig, type ReplyBody, type RouteEventsFailure } from '../lib/emit.js'
-import { HeraldError } from '../lib/errors.js'
+import { ConfigError, HeraldError } from '../lib/errors.js'
 import type { Messaging } from '../lib/messaging.js'
 import { redactText } from '../lib/redact.js'
+import { healthPaths, livenessAnswer, readinessAnswer, type HealthOption, type HealthPaths } from './health.js'
 import { answerForFailure, bodyText, isSuccess, messagingFrom, resultOfText, type IntegrationOptions } from './shared.js'
 
 export type { EventConfig } from '../lib/emit.js'
 export type { Messaging, MessagingOptions } from '../lib/messaging.js'
+export type { HealthOption } from './health.js'
 
 declare global {
   // eslint-disable-next-line @typescript-eslint/no-namespace
@@ -50,11 +52,13 @@ export interface HeraldMiddleware {
  * await messaging.connect()
  */
 export function herald (options: HeraldExpressOptions = {}): HeraldMiddleware {
-  const { messaging, owned } = messagingFrom(options)
-  const middleware = function heraldMessaging (req: Request, _res: Response, next: NextFunction): void {
+  const { messaging, owned, health } = messagingFrom(options)
+  const probes = health === undefined ? undefined : probeHandler(messaging, health)
+  const middleware = function heraldMessaging (req: Request, res: Response, next: NextFunction): void {
     req.messaging = messaging
     if (req.app.locals.messaging !== messaging) req.app.locals.messaging = messaging
-    next()
+    if (probes !== undefined) probes(req, res, next)
+    else next()
   }
   return Object.assign(middleware, {
     messaging,
@@ -70,6 +74,40 @@ export function herald (options: HeraldExpressOptions = {}): HeraldMiddleware {
       return true
     }
   })
+}
+
+function probeHandler (messaging: Messaging, paths: HealthPaths): RequestHandler {
+  return function heraldHealth (req: Request, res: Response, next: NextFunction): void {
+    if (req.method !== 'GET' && req.method !== 'HEAD') return next()
+    const answer = (status: number, body: unknown): void => { res.status(status).set('cache-control', 'no-store').json(body) }
+    if (paths.livez !== false && req.path === paths.livez) {
+      const a = livenessAnswer()
+      return answer(a.status, a.body)
+    }
+    if (paths.readyz !== false && req.path === paths.readyz) {
+      readinessAnswer(messaging).then(a => answer(a.status, a.body), next)
+      return
+    }
+    next()
+  }
+}
+
+/**
+ * A middleware serving `/livez` (200 while the process answers) and `/readyz` (503 with the
+ * reasons while the broker does not answer and no outbox with room takes the sends, or a
+ * runner started on this messaging is starting or draining). `herald({ health: true })`
+ * does the same; this one is for a messaging you pass around.
+ *
+ * @example
+ * app.use(healthRoutes(messaging))            // /livez and /readyz
+ * app.use(healthRoutes(messaging, { readyz: '/ready' }))
+ */
+export function healthRoutes (source: Messaging | HeraldMiddleware, paths: Exclude<HealthOption, boolean> = {}): RequestHandler {
+  const messaging = typeof source === 'function' ? source.messaging : source
+  if (messaging === null || typeof messaging !== 'object' || typeof messaging.health !== 'function') {
+    throw new ConfigError('messaging', 'healthRoutes() takes a Messaging instance or the middleware herald() returns')
+  }
+  return probeHandler(messaging, healthPaths(paths, 'healthRoutes') ?? { livez: false, readyz: false })
 }
 
 /** A body given to `res.end()` as the event's result: JSON parsed, text as is, nothing as `null`. */

@@ -3,10 +3,12 @@ import fp from 'fastify-plugin'
 import { publishRouteEvents, resolveEventConfigs, type EventConfig, type ReplyBody } from '../lib/emit.js'
 import { HeraldError } from '../lib/errors.js'
 import type { Messaging } from '../lib/messaging.js'
+import { livenessAnswer, readinessAnswer } from './health.js'
 import { answerForFailure, bodyText, isJsonType, isSuccess, messagingFrom, resultOfText, type IntegrationOptions } from './shared.js'
 
 export type { EventConfig } from '../lib/emit.js'
 export type { Messaging, MessagingOptions } from '../lib/messaging.js'
+export type { HealthOption } from './health.js'
 
 /** The event config of a Fastify route: `config: { event: { name: 'user.created', … } }`. */
 export type RouteEventConfig = EventConfig<any, FastifyRequest>
@@ -67,7 +69,7 @@ const plugin: FastifyPluginAsync<HeraldFastifyOptions> = async (app: FastifyInst
   if (app.hasDecorator('messaging')) {
     throw new HeraldError('herald is already registered on this Fastify instance (app.messaging exists): register it once, at the root, and pass { messaging } to share one instance', { code: 'HERALD_ALREADY_REGISTERED' })
   }
-  const { messaging, owned } = messagingFrom(options ?? {})
+  const { messaging, owned, health } = messagingFrom(options ?? {})
 
   // Resolved configs by `config.event` value: Fastify copies a route's `config` but keeps
   // the values it holds, so the object checked in onRoute is the one a request sees.
@@ -123,6 +125,19 @@ const plugin: FastifyPluginAsync<HeraldFastifyOptions> = async (app: FastifyInst
   })
 
   app.decorate('messaging', messaging)
+
+  if (health?.livez !== undefined && health.livez !== false) {
+    app.get(health.livez, async (_request, reply) => {
+      const answer = livenessAnswer()
+      return await reply.code(answer.status).header('cache-control', 'no-store').send(answer.body)
+    })
+  }
+  if (health?.readyz !== undefined && health.readyz !== false) {
+    app.get(health.readyz, async (_request, reply) => {
+      const answer = await readinessAnswer(messaging)
+      return await reply.code(answer.status).header('cache-control', 'no-store').send(answer.body)
+    })
+  }
 
   try {
     await messaging.connect()

@@ -6,6 +6,7 @@ import { ConfigError, HeraldError } from '../lib/errors.js'
 import { checkKnownKeys } from '../lib/brokers/config-checks.js'
 import { createMessaging, MESSAGING_OPTION_KEYS, type Messaging, type MessagingOptions } from '../lib/messaging.js'
 import { redactText } from '../lib/redact.js'
+import { healthPaths, type HealthOption, type HealthPaths } from './health.js'
 
 /** Options of both integrations: the messaging options, or `messaging` to use an instance you own. */
 export type IntegrationOptions = MessagingOptions & {
@@ -13,18 +14,21 @@ export type IntegrationOptions = MessagingOptions & {
   messaging?: Messaging
   /** Close the `messaging` passed in when the app closes. Default false. */
   closeMessaging?: boolean
+  /** Serve liveness and readiness probes: `true` for `/livez` and `/readyz`, or `{ livez, readyz }` paths (`false` leaves one out). */
+  health?: HealthOption
 }
 
 /** The instance to use and whether the integration owns (and so closes) it. */
-export function messagingFrom (options: IntegrationOptions): { messaging: Messaging, owned: boolean } {
+export function messagingFrom (options: IntegrationOptions): { messaging: Messaging, owned: boolean, health: HealthPaths | undefined } {
   if (options === null || typeof options !== 'object') throw new ConfigError('options', 'must be an object like { broker: "redis" }')
   // A typo of the integration's own options is named too, not only the messaging ones.
-  checkKnownKeys('', options, [...MESSAGING_OPTION_KEYS, 'messaging', 'closeMessaging'])
-  const { messaging, closeMessaging, ...messagingOptions } = options
+  checkKnownKeys('', options, [...MESSAGING_OPTION_KEYS, 'messaging', 'closeMessaging', 'health'])
+  const { messaging, closeMessaging, health: healthOption, ...messagingOptions } = options
+  const health = healthPaths(healthOption)
   if (closeMessaging !== undefined && typeof closeMessaging !== 'boolean') {
     throw new ConfigError('closeMessaging', `must be true or false, got ${JSON.stringify(closeMessaging)}`)
   }
-  if (messaging === undefined) return { messaging: createMessaging(messagingOptions), owned: true }
+  if (messaging === undefined) return { messaging: createMessaging(messagingOptions), owned: true, health }
   if (messaging === null || typeof messaging !== 'object' || typeof messaging.publishEvent !== 'function') {
     throw new ConfigError('messaging', 'must be a Messaging instance from createMessaging(); pass messaging options (broker, url, …) directly instead')
   }
@@ -32,7 +36,7 @@ export function messagingFrom (options: IntegrationOptions): { messaging: Messag
   if (ignored.length > 0) {
     throw new ConfigError(ignored[0]!, `cannot be given with \`messaging\`: the instance passed in already has its options; remove ${ignored.map(k => `"${k}"`).join(', ')} or \`messaging\``)
   }
-  return { messaging, owned: closeMessaging === true }
+  return { messaging, owned: closeMessaging === true, health }
 }
 
 export const isSuccess = (status: number): boolean => status >= 200 && status < 300

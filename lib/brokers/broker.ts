@@ -131,7 +131,8 @@ export interface Broker {
   /**
    * Optional: how many messages of each topic the group has not settled yet (Kafka: end
    * offsets minus committed offsets; Redis: the group's lag plus its pending entries;
-   * RabbitMQ: the group's queue depth). Read at metrics scrape time; a topic the broker
+   * RabbitMQ: the messages ready in the group's queue, not those delivered and unacknowledged;
+   * memory: not delivered + pending + released). Read at metrics scrape time; a topic the broker
    * cannot tell about is left out.
    */
   lag?(group: string, topics: readonly string[]): Promise<TopicLag[]>

@@ -16,3 +16,19 @@ export class Readiness {
     return this.state === 'ready'
   }
 }
+
+/** The runners started on each Messaging instance, while they run: what an app's `/readyz` reflects. */
+const runners = new WeakMap<object, Set<Readiness>>()
+
+/** Counts a runner in its messaging's readiness until the returned function is called. */
+export function trackRunner (messaging: object, readiness: Readiness): () => void {
+  let set = runners.get(messaging)
+  if (set === undefined) runners.set(messaging, set = new Set())
+  set.add(readiness)
+  return () => { set.delete(readiness) }
+}
+
+/** The states of the runners started on `messaging` and not stopped yet. */
+export function runnerStates (messaging: object): RunnerState[] {
+  return [...runners.get(messaging) ?? []].map(r => r.state)
+}

@@ -11,7 +11,7 @@ import { checkSchemaFormats } from '../handlers/formats.js'
 import { loadHandlerModules } from './loader.js'
 import { consumedGroups, type ConsumedGroup } from '../observability/registry.js'
 import { startHealthServer, type HealthServer } from './health-server.js'
-import { Readiness, type RunnerState } from './readiness.js'
+import { Readiness, trackRunner, type RunnerState } from './readiness.js'
 
 /**
  * Topic + group pairs consumed by the runners of each Messaging instance that are still
@@ -168,6 +168,8 @@ export async function startConsumers (options: StartConsumersOptions = {}): Prom
   claims.set(messaging, running)
   const release = (): void => { for (const [pair, label] of claimed) if (running.get(pair) === label) running.delete(pair) }
   const readiness = new Readiness()
+  // An app serving /readyz on this messaging is not ready while the runner starts or drains.
+  const untrackRunner = trackRunner(messaging, readiness)
   let health: HealthServer | undefined
   let broker
   try {
@@ -175,6 +177,7 @@ export async function startConsumers (options: StartConsumersOptions = {}): Prom
     broker = await messaging.broker()
   } catch (err) {
     await health?.close()
+    untrackRunner()
     release()
     throw err
   }
@@ -187,6 +190,7 @@ export async function startConsumers (options: StartConsumersOptions = {}): Prom
   } catch (err) {
     await Promise.allSettled(started.map(g => g.stop()))
     await health?.close()
+    untrackRunner()
     release()
     throw err
   }
@@ -215,6 +219,7 @@ export async function startConsumers (options: StartConsumersOptions = {}): Prom
         await Promise.allSettled(groups.map(g => g.stop()))
         for (const o of observed) consumedGroups.delete(o)
         readiness.state = 'stopped'
+        untrackRunner()
         release()
         untrack()
         await health?.close()

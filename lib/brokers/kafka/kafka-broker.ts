@@ -3,13 +3,14 @@ import { BrokerError, isRetriable } from '../../errors.js'
 import type { Logger } from '../../logger.js'
 import { redactText, rememberSecrets } from '../../redact.js'
 import { withTimeout } from '../../time.js'
-import type { Broker, BrokerDeps, BrokerHealth, DeliveryHandler, OutgoingMessage, SubscribeOptions, Subscription } from '../broker.js'
+import type { Broker, BrokerDeps, BrokerHealth, DeliveryHandler, OutgoingMessage, SubscribeOptions, Subscription, TopicLag } from '../broker.js'
 import { checkOutgoing } from '../outgoing-checks.js'
 import { brokerClosedError } from '../shared/closed-error.js'
 import { OutageLog } from '../shared/outage-log.js'
 import { heldStickyAssigner } from './kafka-assigner.js'
 import { KAFKA_CONSUMER_DEFAULTS, kafkaConsumerRetry, type KafkaSettings } from './kafka-config.js'
 import { kafkaError, kafkaErrorTypes, kafkaReason, kafkaRetriable, kafkaSecrets } from './kafka-errors.js'
+import { kafkaLag } from './kafka-lag.js'
 import { kafkaLogCreator } from './kafka-log.js'
 import { KafkaSubscription } from './kafka-subscription.js'
 import { KafkaTopics } from './kafka-topics.js'
@@ -293,6 +294,12 @@ export class KafkaBroker implements Broker {
     } catch (err) {
       return { ok: false, broker: 'kafka', detail: `${detail}: ${kafkaReason(err, this.#secrets)}` }
     }
+  }
+
+  /** End offsets minus the group's committed offsets, per topic (kafka-lag.ts). */
+  async lag (group: string, topics: readonly string[]): Promise<TopicLag[]> {
+    await this.connect()
+    return await kafkaLag(this.#admin, group, topics)
   }
 
   async close (): Promise<void> {

@@ -1,5 +1,5 @@
 import { BrokerError } from '../../errors.js'
-import type { Broker, BrokerHealth, Delivery, DeliveryHandler, OutgoingMessage, SubscribeOptions, Subscription } from '../broker.js'
+import type { Broker, BrokerHealth, Delivery, DeliveryHandler, OutgoingMessage, SubscribeOptions, Subscription, TopicLag } from '../broker.js'
 import type { MemorySettings } from './memory-config.js'
 import { sharedMemoryStore, type MemoryEntry, type MemoryMember, type MemoryStore } from './memory-store.js'
 
@@ -42,6 +42,16 @@ export class MemoryBroker implements Broker {
 
   async health (): Promise<BrokerHealth> {
     return { ok: !this.#closed, broker: 'memory', detail: this.#closed ? 'closed' : 'in-process' }
+  }
+
+  /** What each topic's group has not settled yet, read from the store: a topic or group that does not exist is left out. */
+  async lag (group: string, topics: readonly string[]): Promise<TopicLag[]> {
+    const out: TopicLag[] = []
+    for (const topic of topics) {
+      const messages = this.#store.lag(topic, group)
+      if (messages !== undefined) out.push({ topic, messages })
+    }
+    return out
   }
 
   async close (): Promise<void> {

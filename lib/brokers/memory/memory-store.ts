@@ -185,6 +185,18 @@ export class MemoryStore {
     this.#pump(t, group)
   }
 
+  /**
+   * Entries of the topic the group has not settled: never delivered (from its cursor to the
+   * end of the log), pending, or released for redelivery. Undefined when the topic or the
+   * group does not exist.
+   */
+  lag (topic: string, groupName: string): number | undefined {
+    const t = this.#topics.get(topic)
+    const group = t?.groups.get(groupName)
+    if (t === undefined || group === undefined) return undefined
+    return (t.base + t.length - group.next) + group.pending.size + group.redeliver.length
+  }
+
   /** Offers a group's next entries again (a member has more room than when they were last offered). */
   pump (topic: string, groupName: string): void {
     const t = this.#topics.get(topic)

@@ -1,9 +1,10 @@
 import { ConfigError } from '../../errors.js'
 import { childLogger, type Logger } from '../../logger.js'
 import { brokerClosedError } from '../shared/closed-error.js'
-import type { Broker, BrokerDeps, BrokerHealth, DeliveryHandler, OutgoingMessage, SubscribeOptions, Subscription } from '../broker.js'
+import type { Broker, BrokerDeps, BrokerHealth, DeliveryHandler, OutgoingMessage, SubscribeOptions, Subscription, TopicLag } from '../broker.js'
 import type { RabbitMqSettings } from './rabbitmq-config.js'
 import { RabbitMqConnection } from './rabbitmq-connection.js'
+import { rabbitMqLag } from './rabbitmq-lag.js'
 import { checkGroupName, checkTopicName } from './rabbitmq-names.js'
 import { RabbitMqPublisher } from './rabbitmq-publisher.js'
 import { RabbitMqSubscription } from './rabbitmq-subscription.js'
@@ -119,6 +120,12 @@ export class RabbitMqBroker implements Broker {
       return { ok: false, broker: 'rabbitmq', detail: `${address}: the consuming connection is lost; reconnecting` }
     }
     return { ok: true, broker: 'rabbitmq', detail: address }
+  }
+
+  /** The messages ready in each topic's queue of the group (rabbitmq-lag.ts), asked on the consuming connection. */
+  async lag (group: string, topics: readonly string[]): Promise<TopicLag[]> {
+    this.#assertOpen()
+    return await rabbitMqLag(this.#consuming, group, topics)
   }
 
   /** Closes subscriptions at once (unsettled messages are requeued by RabbitMQ), the publishing channel, then both connections. */
