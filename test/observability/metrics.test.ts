@@ -68,9 +68,9 @@ for (const kind of selectedBrokers()) {
       const blocked = new Promise<void>(resolve => { unblock = resolve })
       let handled = 0
       await start(m, [messageHandler({ topic, group, concurrency: 1 }, async () => { await blocked; handled++ })])
-      // RabbitMQ tells only the messages still in the queue: the 20 its consumer took ahead
-      // (prefetch of concurrency 1: 10 in flight + 10 waiting retries) are out of the count.
-      const ahead = kind === 'rabbitmq' ? 20 : 0
+      // RabbitMQ tells only the messages still in the queue: those its consumer took ahead
+      // (the prefetch: room in flight + room for waiting retries) are out of the count.
+      const ahead = kind === 'rabbitmq' ? rabbitMqPrefetch(1) : 0
       for (let i = 0; i < ahead + 3; i++) await m.publishEvent('user.created', { id: 1 }, { topic, key: 'one-key' })
       await eventually(async () => await value('herald_consumer_lag_messages', { topic, group }) === 3, 'a lag of 3')
       unblock()
@@ -78,4 +78,9 @@ for (const kind of selectedBrokers()) {
       await eventually(async () => await value('herald_consumer_lag_messages', { topic, group }) === 0, 'a lag of 0')
     })
   })
+}
+
+/** The prefetch the runner asks of RabbitMQ for one handler of this concurrency (see lib/runner/handler-consumer.ts). */
+function rabbitMqPrefetch (concurrency: number): number {
+  return Math.max(2, concurrency * 2) + Math.max(10, concurrency * 10)
 }
