@@ -1,8 +1,9 @@
 import { BROKER_KINDS, type Broker, type BrokerKind, type OutgoingMessage } from './brokers/broker.js'
-import { normalizeHeaders, topicProblem } from './brokers/outgoing-checks.js'
+import { normalizeHeaders, sizeProblem, topicProblem } from './brokers/outgoing-checks.js'
 import { BrokerError, ErrorCode, PublishError, isRetriable, type HeraldError } from './errors.js'
 import { createEvent, encodeJson, eventHeaders, HEADER_CONTENT_TYPE, HEADER_EVENT_ID, JSON_CONTENT_TYPE, type Event, type EventData } from './event.js'
 import { observePublish } from './observability/observe.js'
+import type { ProducerSpool } from './outbox/outbox.js'
 
 export interface SendOptions {
   /** The message key: messages with the same key keep their order (Kafka partition). */
@@ -38,17 +39,6 @@ export interface ProducerSettings {
 
 /** `code` of the error a send fails with, at once, when its message is over `maxMessageBytes`. */
 export const MESSAGE_TOO_LARGE = 'HERALD_MESSAGE_TOO_LARGE'
-
-/**
- * Where the producer puts what the broker did not take: the outbox (`lib/outbox`). The
- * producer needs only this much of it.
- */
-export interface ProducerSpool {
-  /** True while it holds messages not yet relayed: a new send must go behind them. */
-  readonly active: boolean
-  /** Stores the message behind the others; resolves once it is durable. `reason`: why it did not go to the broker. */
-  append(message: OutgoingMessage, reason?: unknown): Promise<void>
-}
 
 interface Pending {
   readonly message: OutgoingMessage
@@ -93,10 +83,7 @@ export class Producer {
   #inFlight: Batch[] = []
   /** Of `#inFlight`, those the broker has not answered yet. */
   #publishing = 0
-  /**
-   * The broker once it connected: later batches are handed to it synchronously, in the
-   * order they leave the queue, so its publish() calls follow the order of sends.
-   */
+  /** The broker once connected: batches are then handed to it synchronously, in send order. */
   #ready: Broker | undefined
   /** Cancels the scheduled drain, when one is scheduled. */
   #scheduled: (() => void) | undefined
@@ -223,7 +210,7 @@ export class Producer {
     this.#arm()
   }
 
-  /** The sends handed to the broker (oldest batch first), then the queued ones: the order of sends. */
+  /** The sends handed to the broker (oldest batch first), then the queued ones: send order. */
   #unansweredSends (): Pending[] {
     return [...this.#inFlight.flatMap(b => b.sends), ...this.#queue]
   }
@@ -236,15 +223,8 @@ export class Producer {
 
   /** Fails a send at once when its message is over `maxMessageBytes`: no broker would take it, so neither does the outbox. */
   #checkSize (message: OutgoingMessage, eventName: string | undefined): void {
-    const max = this.#settings.maxMessageBytes
-    let size = message.value.length + (message.key === undefined ? 0 : Buffer.byteLength(message.key))
-    for (const [name, value] of Object.entries(message.headers)) {
-      if (value !== undefined && value !== null) size += Buffer.byteLength(name) + Buffer.byteLength(String(value))
-    }
-    if (size <= max) return
-    throw new PublishError(message.topic, eventName, new BrokerError(
-      `the message is ${size} bytes (body, key and headers), over maxMessageBytes (${max}); publish less (e.g. a reference to the data instead of the data), or raise maxMessageBytes if the broker takes bigger messages (Kafka: the topic's max.message.bytes)`,
-      { code: MESSAGE_TOO_LARGE, retriable: false }))
+    const tooLarge = sizeProblem(message, this.#settings.maxMessageBytes)
+    if (tooLarge !== undefined) throw new PublishError(message.topic, eventName, tooLarge)
   }
 
   #settle (pending: Pending, err?: Error): void {
@@ -316,11 +296,9 @@ export class Producer {
   async #publish (batch: Batch): Promise<Array<Error | undefined>> {
     const messages = batch.sends.map(p => p.message)
     try {
-      // Once connected, publish() is called before anything else can run: in queue order.
-      if (this.#ready !== undefined) return await this.#ready.publish(messages)
-      const broker = await this.#broker()
-      this.#ready = broker
-      return await broker.publish(messages)
+      // Once connected, no await comes first: publish() is called in queue order.
+      this.#ready ??= await this.#broker()
+      return await this.#ready.publish(messages)
     } catch (err) {
       return messages.map(() => err as Error)
     }

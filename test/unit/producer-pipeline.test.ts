@@ -1,7 +1,8 @@
 import { expect } from 'chai'
 import type { Broker, BrokerHealth, OutgoingMessage, Subscription } from '../../lib/brokers/broker.js'
 import { BrokerError } from '../../lib/errors.js'
-import { Producer, type ProducerSettings, type ProducerSpool } from '../../lib/producer.js'
+import type { ProducerSpool } from '../../lib/outbox/outbox.js'
+import { Producer, type ProducerSettings } from '../../lib/producer.js'
 
 /** One publish() call of the held broker, answered when the test says so. */
 interface Call {
