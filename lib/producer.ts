@@ -1,8 +1,9 @@
 import { BROKER_KINDS, type Broker, type BrokerKind, type OutgoingMessage } from './brokers/broker.js'
-import { normalizeHeaders, topicProblem } from './brokers/outgoing-checks.js'
+import { normalizeHeaders, sizeProblem, topicProblem } from './brokers/outgoing-checks.js'
 import { BrokerError, ErrorCode, PublishError, isRetriable, type HeraldError } from './errors.js'
 import { createEvent, encodeJson, eventHeaders, HEADER_CONTENT_TYPE, HEADER_EVENT_ID, JSON_CONTENT_TYPE, type Event, type EventData } from './event.js'
 import { observePublish } from './observability/observe.js'
+import type { ProducerSpool } from './outbox/outbox.js'
 
 export interface SendOptions {
   /** The message key: messages with the same key keep their order (Kafka partition). */
@@ -39,17 +40,6 @@ export interface ProducerSettings {
 /** `code` of the error a send fails with, at once, when its message is over `maxMessageBytes`. */
 export const MESSAGE_TOO_LARGE = 'HERALD_MESSAGE_TOO_LARGE'
 
-/**
- * Where the producer puts what the broker did not take: the outbox (`lib/outbox`). The
- * producer needs only this much of it.
- */
-export interface ProducerSpool {
-  /** True while it holds messages not yet relayed: a new send must go behind them. */
-  readonly active: boolean
-  /** Stores the message behind the others; resolves once it is durable. `reason`: why it did not go to the broker. */
-  append(message: OutgoingMessage, reason?: unknown): Promise<void>
-}
-
 interface Pending {
   readonly message: OutgoingMessage
   readonly eventName: string | undefined
@@ -61,11 +51,19 @@ interface Pending {
   readonly reject: (err: Error) => void
 }
 
+interface Batch {
+  readonly sends: Pending[]
+  /** The broker's answer, once it came: batches are answered to their sends in order. */
+  results: Array<Error | undefined> | undefined
+}
+
 /**
  * Sends messages and events. Every send resolves only once the broker acknowledged it,
  * and rejects with a `PublishError` otherwise. Sends made while a batch is on its way are
- * coalesced into the next batch (one request for many HTTP handlers), and batches go one
- * at a time, so sends keep their order.
+ * coalesced into the next batch (one request for many HTTP handlers). Batches go one at a
+ * time, or up to the broker's `maxPublishesInFlight` at once when its adapter keeps the
+ * order of concurrent publish() calls; either way sends keep their order, and are answered
+ * in it.
  *
  * With an outbox, a send the broker does not acknowledge within `publishTimeout`, or fails
  * with a retriable error, resolves once it is stored in the outbox instead; so do the sends
@@ -81,9 +79,12 @@ export class Producer {
   /** The built-in broker whose rules apply; undefined for an adapter of the user's own. */
   readonly #kind: BrokerKind | undefined
   #queue: Pending[] = []
-  /** The batch on its way to the broker. */
-  #inFlight: Pending[] = []
-  #sending: Promise<void> | undefined
+  /** The batches handed to the broker and not yet answered to their sends, oldest first. */
+  #inFlight: Batch[] = []
+  /** Of `#inFlight`, those the broker has not answered yet. */
+  #publishing = 0
+  /** The broker once connected: batches are then handed to it synchronously, in send order. */
+  #ready: Broker | undefined
   /** Cancels the scheduled drain, when one is scheduled. */
   #scheduled: (() => void) | undefined
   /** One timer for every send's publishTimeout, armed for the oldest unanswered one (a timer per send costs every send). */
@@ -191,7 +192,7 @@ export class Producer {
 
   /** Arms the publishTimeout timer for the oldest unanswered send, if any. */
   #arm (): void {
-    const oldest = this.#inFlight.find(p => !p.settled) ?? this.#queue.find(p => !p.settled)
+    const oldest = this.#unansweredSends().find(p => !p.settled)
     if (oldest === undefined) return
     this.#timer = setTimeout(() => this.#expire(), Math.max(0, oldest.deadline - performance.now()))
     this.#timer.unref()
@@ -201,7 +202,7 @@ export class Producer {
   #expire (): void {
     this.#timer = undefined
     const now = performance.now()
-    for (const pending of [...this.#inFlight, ...this.#queue]) {
+    for (const pending of this.#unansweredSends()) {
       if (pending.settled) continue
       if (pending.deadline > now) break
       this.#timedOut(pending)
@@ -209,17 +210,21 @@ export class Producer {
     this.#arm()
   }
 
+  /** The sends handed to the broker (oldest batch first), then the queued ones: send order. */
+  #unansweredSends (): Pending[] {
+    return [...this.#inFlight.flatMap(b => b.sends), ...this.#queue]
+  }
+
+  /** How many batches may be on their way at once: the broker's word, 1 until it is known. */
+  #maxPublishes (): number {
+    const n = this.#ready?.maxPublishesInFlight
+    return n !== undefined && Number.isInteger(n) && n > 1 ? n : 1
+  }
+
   /** Fails a send at once when its message is over `maxMessageBytes`: no broker would take it, so neither does the outbox. */
   #checkSize (message: OutgoingMessage, eventName: string | undefined): void {
-    const max = this.#settings.maxMessageBytes
-    let size = message.value.length + (message.key === undefined ? 0 : Buffer.byteLength(message.key))
-    for (const [name, value] of Object.entries(message.headers)) {
-      if (value !== undefined && value !== null) size += Buffer.byteLength(name) + Buffer.byteLength(String(value))
-    }
-    if (size <= max) return
-    throw new PublishError(message.topic, eventName, new BrokerError(
-      `the message is ${size} bytes (body, key and headers), over maxMessageBytes (${max}); publish less (e.g. a reference to the data instead of the data), or raise maxMessageBytes if the broker takes bigger messages (Kafka: the topic's max.message.bytes)`,
-      { code: MESSAGE_TOO_LARGE, retriable: false }))
+    const tooLarge = sizeProblem(message, this.#settings.maxMessageBytes)
+    if (tooLarge !== undefined) throw new PublishError(message.topic, eventName, tooLarge)
   }
 
   #settle (pending: Pending, err?: Error): void {
@@ -237,15 +242,18 @@ export class Producer {
   }
 
   /**
-   * Hands every unanswered send, in order (the batch on its way, then the queue), to the
-   * outbox. The batch on its way may still reach the broker: then the relay sends it a
-   * second time (at least once), never a message less.
+   * Hands every unanswered send, in order (the batches on their way, oldest first, then
+   * the queue), to the outbox. A batch on its way may still reach the broker: then the
+   * relay sends it a second time (at least once), never a message less. `first`: the
+   * sends of a batch just answered, older than every other.
    */
-  #divert (reason: Error): void {
+  #divert (reason: Error, first: Pending[] = []): void {
     const spool = this.#spool!
     this.#scheduled?.()
     this.#scheduled = undefined
-    for (const pending of [...this.#inFlight, ...this.#queue.splice(0)]) {
+    const sends = [...first, ...this.#unansweredSends()]
+    this.#queue = []
+    for (const pending of sends) {
       if (pending.settled) continue
       pending.settled = true
       spool.append(pending.message, reason).then(pending.resolve, (err: unknown) => {
@@ -255,7 +263,7 @@ export class Producer {
   }
 
   #schedule (): void {
-    if (this.#sending !== undefined || this.#scheduled !== undefined) return
+    if (this.#publishing >= this.#maxPublishes() || this.#scheduled !== undefined) return
     const run = (): void => { this.#scheduled = undefined; this.#drain() }
     if (this.#settings.linger > 0 && this.#queue.length < this.#settings.maxBatchSize) {
       const timer = setTimeout(run, this.#settings.linger)
@@ -268,43 +276,58 @@ export class Producer {
   }
 
   #drain (): void {
-    if (this.#sending !== undefined) return
-    // A send that timed out before its turn was answered already (a 503): it is not sent after all.
-    const batch = this.#queue.splice(0, this.#settings.maxBatchSize).filter(p => !p.settled)
-    if (batch.length === 0) return
-    this.#inFlight = batch
-    this.#sending = this.#sendBatch(batch).finally(() => {
-      this.#inFlight = []
-      this.#sending = undefined
-      if (this.#queue.length > 0) this.#drain()
-    })
+    while (this.#queue.length > 0 && this.#publishing < this.#maxPublishes()) {
+      // A send that timed out before its turn was answered already (a 503): it is not sent after all.
+      const sends = this.#queue.splice(0, this.#settings.maxBatchSize).filter(p => !p.settled)
+      if (sends.length === 0) continue
+      const batch: Batch = { sends, results: undefined }
+      this.#inFlight.push(batch)
+      this.#publishing++
+      void this.#publish(batch).then(results => {
+        batch.results = results
+        this.#publishing--
+        this.#answer()
+        if (this.#queue.length > 0) this.#drain()
+      })
+    }
   }
 
-  async #sendBatch (batch: Pending[]): Promise<void> {
-    let results: Array<Error | undefined>
+  /** The broker's answer for each message of the batch, or the error that stopped the batch. */
+  async #publish (batch: Batch): Promise<Array<Error | undefined>> {
+    const messages = batch.sends.map(p => p.message)
     try {
-      const broker = await this.#broker()
-      results = await broker.publish(batch.map(p => p.message))
+      // Once connected, no await comes first: publish() is called in queue order.
+      this.#ready ??= await this.#broker()
+      return await this.#ready.publish(messages)
     } catch (err) {
-      results = batch.map(() => err as Error)
+      return messages.map(() => err as Error)
     }
-    let retry: Error | undefined
-    batch.forEach((p, i) => {
-      // Timed out and handed to the outbox meanwhile: the outbox answers it.
-      if (p.settled) return
-      const err = i < results.length ? results[i] : new BrokerError('the broker gave no answer for this message')
-      if (err === undefined) this.#settle(p)
-      else if (this.#spool !== undefined && isRetriable(err)) retry ??= err
-      else this.#settle(p, new PublishError(p.message.topic, p.eventName, err))
-    })
-    // What is left unanswered of the batch failed for a reason that may pass: the outbox keeps it.
-    if (retry !== undefined) this.#divert(retry)
+  }
+
+  /** Answers the sends of the batches the broker answered, oldest first, stopping at one it has not. */
+  #answer (): void {
+    for (let head = this.#inFlight[0]; head?.results !== undefined; head = this.#inFlight[0]) {
+      this.#inFlight.shift()
+      const { sends, results } = head
+      let retry: Error | undefined
+      sends.forEach((p, i) => {
+        // Timed out and handed to the outbox meanwhile: the outbox answers it.
+        if (p.settled) return
+        const err = i < results.length ? results[i] : new BrokerError('the broker gave no answer for this message')
+        if (err === undefined) this.#settle(p)
+        else if (this.#spool !== undefined && isRetriable(err)) retry ??= err
+        else this.#settle(p, new PublishError(p.message.topic, p.eventName, err))
+      })
+      // What is left unanswered of the batch failed for a reason that may pass: the outbox
+      // keeps it, and every send behind it (the later batches on their way too), in order.
+      if (retry !== undefined) this.#divert(retry, sends)
+    }
   }
 
   /** Resolves once every send made so far has been answered (acknowledged, stored in the outbox, or failed). */
   async flush (): Promise<void> {
     while (this.#unanswered.size > 0) {
-      if (this.#scheduled !== undefined && this.#sending === undefined) {
+      if (this.#scheduled !== undefined && this.#publishing < this.#maxPublishes()) {
         this.#scheduled()
         this.#scheduled = undefined
         this.#drain()

@@ -125,6 +125,11 @@ export interface Broker {
    * `undefined` for a message the broker did not take.
    */
   publish(messages: OutgoingMessage[]): Promise<Array<Error | undefined>>
+  /**
+   * Optional: how many publish() calls the producer may have unanswered at once (a batch
+   * each). publish() calls made while others are unanswered go out in call order; default 1.
+   */
+  readonly maxPublishesInFlight?: number
   /** Makes a group consume the topics. Resolves once it is ready to receive (Kafka: the group has its partitions). */
   subscribe(options: SubscribeOptions, onDelivery: DeliveryHandler): Promise<Subscription>
   health(): Promise<BrokerHealth>

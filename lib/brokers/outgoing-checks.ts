@@ -5,7 +5,7 @@
  * for messages that did not come through the producer (an outbox an earlier version
  * wrote). No client library is imported here: the producer checks before the adapter loads.
  */
-import { HeraldError } from '../errors.js'
+import { BrokerError, ErrorCode, HeraldError } from '../errors.js'
 import type { BrokerKind, OutgoingMessage } from './broker.js'
 
 /** `code` of the error a send fails with when the broker can never take its topic name. */
@@ -70,4 +70,16 @@ export function checkOutgoing (kind: BrokerKind | undefined, message: OutgoingMe
   } catch (err) {
     return { error: err as HeraldError }
   }
+}
+
+/** Why a message over `max` bytes (body, key, header names and values) is refused, or undefined. */
+export function sizeProblem (message: OutgoingMessage, max: number): BrokerError | undefined {
+  let size = message.value.length + (message.key === undefined ? 0 : Buffer.byteLength(message.key))
+  for (const [name, value] of Object.entries(message.headers)) {
+    if (value !== undefined && value !== null) size += Buffer.byteLength(name) + Buffer.byteLength(String(value))
+  }
+  if (size <= max) return undefined
+  return new BrokerError(
+    `the message is ${size} bytes (body, key and headers), over maxMessageBytes (${max}); publish less (e.g. a reference to the data instead of the data), or raise maxMessageBytes if the broker takes bigger messages (Kafka: the topic's max.message.bytes)`,
+    { code: ErrorCode.MessageTooLarge, retriable: false })
 }

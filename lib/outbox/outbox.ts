@@ -34,6 +34,17 @@ export interface OutboxDeps {
 }
 
 /**
+ * Where the producer puts what the broker did not take: an `Outbox`. The
+ * producer needs only this much of it.
+ */
+export interface ProducerSpool {
+  /** True while it holds messages not yet relayed: a new send must go behind them. */
+  readonly active: boolean
+  /** Stores the message behind the others; resolves once it is durable. `reason`: why it did not go to the broker. */
+  append(message: OutgoingMessage, reason?: unknown): Promise<void>
+}
+
+/**
  * The outbox: a local durable spool that takes the sends the broker does not acknowledge
  * in time (or refuses with a retriable error), and a relay that sends them on once the
  * broker answers, in order. While it holds anything, every new send is spooled behind it

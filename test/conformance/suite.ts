@@ -463,6 +463,23 @@ export function conformance (target: ConformanceTarget): void {
       }
     })
 
+    it('sends made while earlier batches wait for their acknowledgement reach a one-key group in send order (batches in flight keep it)', async function () {
+      const m = messaging()
+      const topic = randomName()
+      const seen: number[] = []
+      await start(m, [messageHandler({ topic, group: randomName('g') }, async (msg: unknown) => { seen.push((msg as { n: number }).n) })])
+      const total = 120
+      const sends: Array<Promise<void>> = []
+      // A few sends per tick: each tick's sends leave as a batch while the earlier ones are unanswered.
+      for (let n = 0; n < total; n++) {
+        sends.push(m.producer.send(topic, { n }, { key: 'one' }))
+        if (n % 6 === 5) await new Promise(resolve => setImmediate(resolve))
+      }
+      await Promise.all(sends)
+      await eventually(() => seen.length >= total, 'all handled')
+      expect(seen).to.deep.equal([...Array(total).keys()])
+    })
+
     it('while a failed message waits for its retry, other messages keep flowing', async function () {
       const m = messaging()
       const topic = randomName()

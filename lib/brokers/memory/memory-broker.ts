@@ -10,6 +10,8 @@ import { sharedMemoryStore, type MemoryEntry, type MemoryMember, type MemoryStor
  */
 export class MemoryBroker implements Broker {
   readonly kind = 'memory' as const
+  /** publish() stores its messages before it returns: overlapping calls keep their call order. */
+  readonly maxPublishesInFlight = 8
   readonly #store: MemoryStore
   readonly #subscriptions = new Set<MemorySubscription>()
   #closed = false

@@ -42,6 +42,12 @@ import { RabbitMqSubscription } from './rabbitmq-subscription.js'
  */
 export class RabbitMqBroker implements Broker {
   readonly kind = 'rabbitmq' as const
+  /**
+   * Batches the producer may have on their way at once: one confirm channel confirms each
+   * message by itself, and the publisher writes overlapping publish() calls in call order,
+   * so up to 8 batches share a round trip to RabbitMQ instead of waiting for each other.
+   */
+  readonly maxPublishesInFlight = 8
   readonly #settings: RabbitMqSettings
   readonly #log: Logger
   readonly #publishing: RabbitMqConnection

@@ -26,12 +26,27 @@ interface PublishChannel {
   drained: Promise<void> | undefined
 }
 
+/** A publish() call not answered yet. */
+interface PublishCall {
+  /** The channel it last wrote on; undefined before it wrote. */
+  pc: PublishChannel | undefined
+  /** True while it sends again, one at a time, what a closed channel failed. */
+  recovering: boolean
+  /** Resolves once the call is answered. */
+  readonly done: Promise<void>
+}
+
 /**
  * Publishes on one confirm channel: each message is persistent and mandatory, and its
  * result is known once RabbitMQ confirms it (basic.ack), refuses it (basic.nack), or
  * returns it as unroutable. RabbitMQ sends a message's basic.return before its
  * basic.ack, on the same channel, so the return is matched to the confirm by `messageId`.
  * A channel that closes is replaced on the next publish (reconnecting if need be).
+ *
+ * publish() calls may overlap (the producer keeps several batches in flight): they write
+ * in call order on the one channel, and a call never writes while an earlier one is still
+ * unanswered on another channel or sending again what a closed channel failed, so the
+ * messages reach the exchange in call order.
  */
 export class RabbitMqPublisher {
   readonly #connection: RabbitMqConnection
@@ -40,6 +55,8 @@ export class RabbitMqPublisher {
   #live: PublishChannel | undefined
   #opening: Promise<PublishChannel> | undefined
   #closed = false
+  /** The publish() calls not answered yet, in call order. */
+  readonly #calls: PublishCall[] = []
 
   constructor (connection: RabbitMqConnection, exchange: string, appId: string) {
     this.#connection = connection
@@ -70,27 +87,47 @@ export class RabbitMqPublisher {
       }
     })
     if (ready.length === 0) return results
-    const sent = await this.#publishOnChannel(ready)
-    if (ready.length > 1 && sent.some(isChannelError)) {
-      // The server closed the channel over one message (e.g. 406, over max_message_size):
-      // that fails every message unconfirmed on it. Send those again one at a time, each
-      // on a fresh channel: the others go through, the one that causes it fails alone.
-      for (let k = 0; k < ready.length; k++) {
-        if (isChannelError(sent[k])) sent[k] = (await this.#publishOnChannel([ready[k]!]))[0]
+    let answered!: () => void
+    const call: PublishCall = { pc: undefined, recovering: false, done: new Promise<void>(resolve => { answered = resolve }) }
+    this.#calls.push(call)
+    try {
+      const sent = await this.#publishOnChannel(ready, call)
+      // Alone with one message, the message is what closed the channel (or the channel was lost under it).
+      if ((ready.length > 1 || this.#calls.length > 1) && sent.some(isChannelError)) {
+        // The server closed the channel over one message (e.g. 406, over max_message_size):
+        // that fails every message unconfirmed on it, this call's and other calls'. Once
+        // the earlier calls are answered, send those again one at a time, each on a fresh
+        // channel: the others go through, the one that causes it fails alone.
+        await Promise.all(this.#calls.slice(0, this.#calls.indexOf(call)).map(async c => await c.done))
+        call.recovering = true
+        for (let k = 0; k < ready.length; k++) {
+          if (isChannelError(sent[k])) sent[k] = (await this.#publishOnChannel([ready[k]!], call))[0]
+        }
       }
+      indexes.forEach((i, k) => { results[i] = sent[k] })
+      return results
+    } finally {
+      this.#calls.splice(this.#calls.indexOf(call), 1)
+      answered()
     }
-    indexes.forEach((i, k) => { results[i] = sent[k] })
-    return results
   }
 
-  async #publishOnChannel (messages: OutgoingMessage[]): Promise<Array<Error | undefined>> {
+  async #publishOnChannel (messages: OutgoingMessage[], call: PublishCall): Promise<Array<Error | undefined>> {
     let pc: PublishChannel
-    try {
-      pc = await this.#channel()
-    } catch (err) {
-      const error = err instanceof BrokerError ? err : new BrokerError(`could not open a channel to publish on: ${rabbitMqReason(err, this.#connection.secrets)}`, { cause: err })
-      return messages.map(() => error)
+    for (;;) {
+      try {
+        pc = await this.#channel()
+      } catch (err) {
+        const error = err instanceof BrokerError ? err : new BrokerError(`could not open a channel to publish on: ${rabbitMqReason(err, this.#connection.secrets)}`, { cause: err })
+        return messages.map(() => error)
+      }
+      // An earlier call unanswered on another channel, or sending again what its channel
+      // failed, will write after this point: wait for it, so these messages go behind its.
+      const ahead = this.#calls.slice(0, this.#calls.indexOf(call)).filter(c => c.pc !== pc || c.recovering)
+      if (ahead.length === 0) break
+      await Promise.all(ahead.map(async c => await c.done))
     }
+    call.pc = pc
     const results: Array<Promise<Error | undefined>> = []
     for (const message of messages) {
       // Flow control: publish() returned false, so wait for the write buffer to drain.
