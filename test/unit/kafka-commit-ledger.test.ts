@@ -36,6 +36,19 @@ describe('unit: Kafka commit ledger', function () {
     expect(next.mark(true)!.deliveries).to.equal(2)
   })
 
+  it('records the lease (what may be in hand until the next commit) relative to the offset, and reads it back', function () {
+    const ledger = new CommitLedger()
+    for (const o of [100, 101, 102]) ledger.fetched(o)
+    ledger.ack(101)
+    const mark = ledger.mark(true, 164)!
+    expect(mark).to.deep.equal({ offset: 100, deliveries: 1, acked: [[101, 101]], lease: 164 })
+    expect(JSON.parse(encodeMark(mark)).herald.lease, 'relative, like the acked ranges').to.equal(64)
+    expect(decodeMark(encodeMark(mark), 100)).to.deep.equal(mark)
+    // A lease not past the offset says nothing: nothing beyond the head may be in hand.
+    expect(ledger.mark(false, 100)).to.not.have.property('lease')
+    expect(decodeMark(encodeMark({ offset: 5, deliveries: 0, acked: [] }), 5)).to.not.have.property('lease')
+  })
+
   it('ignores metadata that is not Herald\'s or belongs to another offset', function () {
     expect(decodeMark('kafka-streams-stuff', 5)).to.equal(undefined)
     expect(decodeMark(encodeMark({ offset: 4, deliveries: 3, acked: [] }), 5)).to.equal(undefined)

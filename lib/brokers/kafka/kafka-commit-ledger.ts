@@ -11,6 +11,11 @@
  *   deliveries are spent without running it again. A release (a shutdown) counts nothing.
  * - `acked`: offsets above it already acked (ranges relative to it), so that a restart
  *   does not deliver again what was handled while an earlier message was still running.
+ * - `lease`: the end (exclusive) of what may be in hand until the next commit lands: no
+ *   offset at or past it is handed over before a commit raising it has landed. After a
+ *   worker died, what is unsettled below it may have been in hand, so it goes one message
+ *   at a time (a message that kills its worker again is the only one in hand, and its
+ *   count is recorded as the partition's lowest unsettled message).
  *
  * Offsets are JavaScript numbers: exact up to 2^53, which no partition reaches.
  */
@@ -27,12 +32,15 @@ export interface CommitMark {
   deliveries: number
   /** Acked offsets above `offset`, as `[from, to]` (inclusive), absolute. */
   acked: Array<[number, number]>
+  /** Offsets below this (absolute, exclusive) may be in hand; absent: none past `offset`. */
+  lease?: number
 }
 
-/** The metadata string of a commit, as `{"herald":{"offset":"O","deliveries":n,"acked":[[from-O,to-O],…]}}` (under Kafka's 4096-byte limit). */
+/** The metadata string of a commit, as `{"herald":{"offset":"O","deliveries":n,"acked":[[from-O,to-O],…],"lease":L-O}}` (under Kafka's 4096-byte limit). */
 export function encodeMark (mark: CommitMark): string {
   const acked = mark.acked.slice(0, MAX_ACKED_RANGES).map(([from, to]) => [from - mark.offset, to - mark.offset])
-  return JSON.stringify({ herald: { offset: String(mark.offset), deliveries: mark.deliveries, ...(acked.length > 0 ? { acked } : {}) } })
+  const lease = mark.lease !== undefined && mark.lease > mark.offset ? { lease: mark.lease - mark.offset } : {}
+  return JSON.stringify({ herald: { offset: String(mark.offset), deliveries: mark.deliveries, ...(acked.length > 0 ? { acked } : {}), ...lease } })
 }
 
 /**
@@ -43,7 +51,7 @@ export function encodeMark (mark: CommitMark): string {
 export function decodeMark (metadata: string | null | undefined, committed: number): CommitMark | undefined {
   if (metadata === null || metadata === undefined || metadata === '') return undefined
   try {
-    const parsed = (JSON.parse(metadata) as { herald?: { offset?: unknown, deliveries?: unknown, acked?: unknown } }).herald
+    const parsed = (JSON.parse(metadata) as { herald?: { offset?: unknown, deliveries?: unknown, acked?: unknown, lease?: unknown } }).herald
     if (parsed === undefined || Number(parsed.offset) !== committed) return undefined
     const deliveries = Number.isSafeInteger(parsed.deliveries) && (parsed.deliveries as number) >= 0 ? parsed.deliveries as number : 0
     const acked: Array<[number, number]> = []
@@ -52,7 +60,8 @@ export function decodeMark (metadata: string | null | undefined, committed: numb
         if (Array.isArray(r) && Number.isSafeInteger(r[0]) && Number.isSafeInteger(r[1]) && r[0] > 0 && r[1] >= r[0]) acked.push([committed + (r[0] as number), committed + (r[1] as number)])
       }
     }
-    return { offset: committed, deliveries, acked }
+    const lease = Number.isSafeInteger(parsed.lease) && (parsed.lease as number) > 0 ? { lease: committed + (parsed.lease as number) } : {}
+    return { offset: committed, deliveries, acked, ...lease }
   } catch {
     return undefined
   }
@@ -126,9 +135,9 @@ export class CommitLedger {
 
   /**
    * What to commit now: the head, its delivery count (`handedOver`: the head is handed over,
-   * or about to be, which counts one more), and the acked ranges above it.
+   * or about to be, which counts one more), the acked ranges above it, and the lease.
    */
-  mark (handedOver: boolean): CommitMark | undefined {
+  mark (handedOver: boolean, lease?: number): CommitMark | undefined {
     const offset = this.headOrNext()
     if (offset < 0) return undefined
     const acked: Array<[number, number]> = []
@@ -142,6 +151,8 @@ export class CommitLedger {
     }
     // Acked before the restart and not fetched again yet: still acked.
     for (const [from, to] of this.#recoveredAcked) if (to >= this.#next) acked.push([Math.max(from, this.#next), to])
-    return { offset, deliveries: this.recoveredDeliveries(offset) + (handedOver ? 1 : 0), acked: acked.slice(0, MAX_ACKED_RANGES) }
+    const mark: CommitMark = { offset, deliveries: this.recoveredDeliveries(offset) + (handedOver ? 1 : 0), acked: acked.slice(0, MAX_ACKED_RANGES) }
+    if (lease !== undefined && lease > offset) mark.lease = lease
+    return mark
   }
 }

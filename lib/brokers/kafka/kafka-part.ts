@@ -18,8 +18,13 @@ export class Part {
   isLoaded = false
   revoked = false
   paused = false
-  /** Its head was in hand when a worker stopped without settling it: handed over alone (see #pump). */
+  /** Messages below `suspectUntil` may have been in hand when a worker stopped without settling them: handed over alone (see #pump). */
   suspect = false
+  suspectUntil = -1
+  /** The lease of the last commit that landed: offsets below it may be handed over (-1: none). */
+  leased = -1
+  /** The lease the next commit asks for. */
+  leaseWanted = -1
   /** The head offset whose delivery a landed commit counted: it may be handed over. */
   markedHead = -1
   /** The head waits for a commit counting its delivery. */
@@ -29,6 +34,28 @@ export class Part {
   /** Asked by the leader to give it back once nothing of it is in hand. */
   handBack = false
   constructor (readonly topic: string, readonly partition: number) { this.tp = `${topic}/${partition}` }
+
+  /**
+   * Whether the message at `offset` may be handed over now. Not before a commit landed
+   * whose lease covers it, nor, when it is the lowest unsettled message, before a commit
+   * counted this delivery of it: then `commit` is called to ask for one. The lease is
+   * raised `ahead` at a time, asked for halfway, so in a steady flow no message waits for it.
+   */
+  mayHandOver (offset: number, ahead: number, commit: () => void): boolean {
+    if (offset >= this.leased - ahead / 2 && this.leaseWanted < offset + ahead) {
+      this.leaseWanted = offset + ahead
+      commit()
+    }
+    if (offset >= this.leased) return false
+    if (offset === this.ledger.head() && this.markedHead !== offset) {
+      if (!this.wantMark) {
+        this.wantMark = true
+        commit()
+      }
+      return false
+    }
+    return true
+  }
 }
 
 /** Pausing, resuming and seeking one partition of a running kafkajs consumer, quietly when it is not running. */
@@ -84,14 +111,17 @@ export class PartitionControl {
 
 /**
  * Reads what the group's last commits said of partitions just assigned (delivery counts,
- * acked offsets) into their ledgers; resolves with those whose lowest message was in hand
- * when a worker stopped without settling it. Tries three times, then goes on without.
+ * acked offsets, lease) into their ledgers; resolves with those holding messages that may
+ * have been in hand when a worker stopped without settling them (below the lease, and below
+ * the partition's end: a message handed over was below it). Tries three times, then goes on without.
  */
 export async function readMarks (admin: Admin, groupId: string, parts: Part[], failed: (err: unknown) => void): Promise<Part[]> {
   const topics = [...new Set(parts.map(p => p.topic))]
   const suspects: Part[] = []
   for (let attempt = 1; ; attempt++) {
     try {
+      const ends = new Map<string, number>()
+      for (const topic of topics) for (const { partition, high } of await admin.fetchTopicOffsets(topic)) ends.set(`${topic}/${partition}`, Number(high))
       for (const { topic, partitions } of await admin.fetchOffsets({ groupId, topics })) {
         for (const { partition, offset, metadata } of partitions) {
           const p = parts.find(x => x.topic === topic && x.partition === partition)
@@ -100,7 +130,10 @@ export async function readMarks (admin: Admin, groupId: string, parts: Part[], f
           const mark = decodeMark(metadata, committed)
           p.ledger.recover(committed, mark)
           p.landed = mark === undefined ? '' : `${committed}|${metadata ?? ''}`
-          if (mark !== undefined && mark.deliveries > 0) {
+          if (mark === undefined) continue
+          p.leased = mark.lease ?? -1
+          p.suspectUntil = Math.min(Math.max(mark.lease ?? -1, mark.deliveries > 0 ? committed + 1 : -1), ends.get(p.tp) ?? Infinity)
+          if (p.suspectUntil > committed) {
             p.suspect = true
             suspects.push(p)
           }
@@ -119,7 +152,12 @@ export async function readMarks (admin: Admin, groupId: string, parts: Part[], f
   return suspects
 }
 
-/** What the next commit round sends: each partition whose head, count or acked offsets changed, and what to note once it landed. */
+/**
+ * What the next commit round sends: each partition whose head, count, acked offsets or
+ * lease changed, and what to note once it landed. The lease only grows, so that whatever
+ * was handed over under the last landed one stays below the one landing next; a partition
+ * with nothing in hand that hands nothing more over (stopping, handed back) drops it.
+ */
 export function collectCommits (parts: Iterable<Part>, abandoned: boolean, stopping: boolean, onLanded: () => void): { offsets: PartitionCommit[], landed: () => void } {
   const offsets: PartitionCommit[] = []
   const notes: Array<() => void> = []
@@ -129,7 +167,10 @@ export function collectCommits (parts: Iterable<Part>, abandoned: boolean, stopp
     const head = p.ledger.head()
     // The head counts one delivery more when it is in hand, or about to be (it waits for this commit).
     const counted = head !== undefined && (p.inHand.has(head) || (p.wantMark && !stopping))
-    const mark = p.ledger.mark(counted)
+    const idle = p.inHand.size === 0 && (stopping || p.handBack)
+    if (idle) p.leased = -1
+    const lease = idle ? undefined : Math.max(p.leased, p.leaseWanted)
+    const mark = p.ledger.mark(counted, lease)
     if (mark === undefined) continue
     const metadata = encodeMark(mark)
     const key = `${mark.offset}|${metadata}`
@@ -139,6 +180,7 @@ export function collectCommits (parts: Iterable<Part>, abandoned: boolean, stopp
       p.landed = key
       if (counted) p.markedHead = mark.offset
       if (p.markedHead === mark.offset) p.wantMark = false
+      if (lease !== undefined && lease > p.leased) p.leased = lease
     })
   }
   return { offsets, landed: () => { onLanded(); for (const note of notes) note() } }

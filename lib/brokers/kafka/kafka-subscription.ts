@@ -37,9 +37,11 @@ export interface KafkaSubscriptionOptions {
  * wait for a handler; messages go from the lanes up to `maxInFlight`. Acks are committed in
  * coalesced rounds (kafka-commit-rounds.ts) at the lowest unsettled offset, with the
  * ledger's metadata (kafka-commit-ledger.ts): delivery count of that message, acked offsets
- * above it. A partition's lowest unsettled message goes only once a commit counted that
- * delivery; after a restart, the messages in hand when a worker died go one at a time,
- * nothing beside them, so another death is theirs alone. Rebalances: kafka-assigner.ts
+ * above it, lease (what may be in hand until the next commit). A partition's lowest
+ * unsettled message goes only once a commit counted that delivery, any message only once
+ * a commit's lease covers it; after a restart, the unsettled messages below the lease (in
+ * hand, maybe, when a worker died) go one at a time, nothing beside them, so another
+ * death is theirs alone and is counted. Rebalances: kafka-assigner.ts
  * leaves partitions with a message in hand here (`claims()`); one kept beyond this member's
  * share only for that is handed back (a new rebalance) once nothing of it is in hand.
  */
@@ -239,8 +241,9 @@ export class KafkaSubscription implements Subscription {
   #pump (): void {
     if (this.#stopping) return
     const room = (): boolean => this.#inFlight.count - this.#waiting < this.#o.options.maxInFlight
+    for (const p of this.#suspects) if (p.isLoaded && p.inHand.size === 0 && p.ledger.headOrNext() >= p.suspectUntil) this.#cleared(p)
     if (this.#suspects.size > 0) {
-      // After a worker died: one message that was in hand then at a time, nothing beside it.
+      // After a worker died: one message that may have been in hand then at a time, nothing beside it.
       if ([...this.#suspects].some(p => p.inHand.size > 0) || !room()) return
       // The one whose delivery is being counted, if one is: only one is ever counted at a time.
       const counting = [...this.#suspects].find(p => p.wantMark)
@@ -264,15 +267,9 @@ export class KafkaSubscription implements Subscription {
     }
   }
 
-  /** Hands `entry` over, unless it is its partition's lowest unsettled message and no commit counted this delivery yet (then asks for one). */
+  /** Hands `entry` over, unless a commit must land first (see Part.mayHandOver: it asks for it). */
   #handOverIfCounted (p: Part, entry: Entry<KafkaMessage>): boolean {
-    if (entry.offset === p.ledger.head() && p.markedHead !== entry.offset) {
-      if (!p.wantMark) {
-        p.wantMark = true
-        void this.#commits.soon()
-      }
-      return false
-    }
+    if (!p.mayHandOver(entry.offset, Math.max(64, 2 * this.#o.options.maxInFlight), () => { void this.#commits.soon() })) return false
     p.flow.take()
     this.#handOver(p, entry)
     return true
@@ -289,10 +286,7 @@ export class KafkaSubscription implements Subscription {
       waiting: on => { this.#waiting += on ? 1 : -1; if (on) this.#pump() },
       abandoned: () => this.#abandoned,
       acked: async () => {
-        if (p.suspect && p.ledger.headOrNext() > entry.offset) {
-          p.suspect = false
-          this.#suspects.delete(p)
-        }
+        if (p.suspect && p.inHand.size === 0 && p.ledger.headOrNext() >= p.suspectUntil) this.#cleared(p)
         this.#afterSettle(p)
         await this.#commits.soon()
       },
@@ -307,6 +301,12 @@ export class KafkaSubscription implements Subscription {
     Promise.resolve()
       .then(() => this.#o.onDelivery(delivery))
       .catch((err: unknown) => this.#o.logger.error({ group: this.#group, id: delivery.id, err }, 'the delivery handler failed; the message stays unsettled'))
+  }
+
+  /** Past every message that may have been in hand when a worker died: it flows again. */
+  #cleared (p: Part): void {
+    p.suspect = false
+    this.#suspects.delete(p)
   }
 
   #afterSettle (p: Part): void {
