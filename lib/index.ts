@@ -22,6 +22,6 @@ export { loadHandlers } from './runner/loader.js'
 export {
   HeraldError, ConfigError, BrokerError, PublishError, NonRetriableError, InvalidMessageError, HandlerError, HandlerTimeoutError, ShutdownAbortError, isRetriable, ErrorCode
 } from './errors.js'
-export { DLQ_HEADERS } from './runner/dead-letter.js'
+export { DLQ_HEADERS, DLQ_ORIGINAL_HEADERS } from './runner/dead-letter.js'
 export type { Logger } from './logger.js'
 export type { Broker, BrokerKind, BrokerHealth, Delivery, OutgoingMessage, SubscribeOptions, Subscription } from './brokers/broker.js'
