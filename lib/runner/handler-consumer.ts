@@ -141,10 +141,7 @@ export class HandlerConsumer {
         return await this.#ack(delivery, 'skipped')
       }
     }
-    if (target.raw) {
-      payload = delivery.value
-      event = undefined
-    }
+    if (target.raw) event = undefined
     if (target.schema !== undefined) {
       const invalid = schemaErrors(target.schema, payload)
       if (invalid !== undefined) return await this.#deadLetter(delivery, target.policy, 0, invalid)
@@ -239,7 +236,8 @@ export class HandlerConsumer {
       },
       messaging: this.settings.messaging
     }
-    await target.invoke(payload, event, ctx)
+    // A raw handler gets its own copy of the bytes: whatever it does to them, the next attempt and the dead letter have the message as it came.
+    await target.invoke(target.raw ? Buffer.from(delivery.value) : payload, event, ctx)
   }
 
   /**
