@@ -50,6 +50,8 @@ describe('bad input', function () {
       { options: { deadLetter: true }, message: 'deadLetter must be a topic name or false, got true' },
       { options: { maxMessageBytes: 0 }, message: 'maxMessageBytes must be a whole number of bytes of at least 1, got 0; e.g. maxMessageBytes: 1048576 for 1 MiB' },
       { options: { autoStart: 'yes' }, message: 'autoStart must be true or false, got "yes"' },
+      { options: { raw: 'yes' }, message: 'raw must be true or false, got "yes"; raw: true hands the handler the message body as a Buffer, undecoded' },
+      { options: { raw: true, schema: Type.Object({ id: Type.Number() }) }, message: 'raw: true and a schema cannot go together: a raw handler gets the body as a Buffer, undecoded, so there is nothing to validate; remove the schema (and check the bytes in the handler), or remove raw to get the decoded JSON validated' },
       { options: { retries: 5 }, message: 'unknown option "retries"; did you mean "maxRetries"? The options are: topic, group, schema, concurrency, autoStart, maxMessageBytes, maxRetries, retryDelay, backoff, maxRetryDelay, deadLetter, timeout' },
       { options: { topics: ['orders'] }, message: 'unknown option "topics"; did you mean "topic"?' },
       { options: { retry_delay: 100 }, message: 'unknown option "retry_delay"; did you mean "retryDelay"?' }
@@ -97,6 +99,15 @@ describe('bad input', function () {
         return Billing
       })
       expect(schema.message).to.contain('@onEvent method placed: schema must be a TypeBox schema')
+      const raw = thrown(() => {
+        @consumer('billing', { topics: ['orders'] })
+        class Billing {
+          @onEvent('order.placed', { raw: true, schema: Type.Object({ id: Type.Number() }) } as never) async placed (): Promise<void> {}
+        }
+        return Billing
+      })
+      expect(raw).to.be.instanceOf(HandlerError)
+      expect(raw.message).to.contain('@onEvent method placed: raw: true and a schema cannot go together')
     })
 
     it('@consumer options are checked when the class is defined, naming the class', function () {

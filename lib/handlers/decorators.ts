@@ -1,10 +1,10 @@
 import type { TSchema } from '@sinclair/typebox'
 import { HandlerError } from '../errors.js'
-import type { Event } from '../event.js'
+import { HEADER_EVENT_NAME, type Event } from '../event.js'
 import { HANDLER, type Context, type HandlerDefinition, type RetryOptions, type Target } from './handler.js'
 import {
   checkKnownOptions, CONSUMER_OPTIONS, ON_EVENT_OPTIONS, resolveAutoStart, resolveConcurrency, resolveGroup,
-  resolveMaxMessageBytes, resolveRetryPolicy, resolveSchema, resolveTopics
+  resolveMaxMessageBytes, resolveRaw, resolveRetryPolicy, resolveSchema, resolveTopics
 } from './options.js'
 import { registerHandler } from './registry.js'
 
@@ -22,11 +22,23 @@ export interface ConsumerOptions {
 export interface OnEventOptions extends RetryOptions {
   /** A TypeBox schema for the event's `data`; an event that does not match is dead-lettered. */
   schema?: TSchema
+  /** `true`: the method receives the body as a Buffer, undecoded (see `RawOnEventOptions`). Default false. */
+  raw?: false
+}
+
+/**
+ * A raw `@onEvent` method receives the body as a `Buffer`, undecoded, and `ctx`: the event
+ * is routed by its `event-name` header (which Herald puts on every event), so its body is
+ * never parsed and never dead-lettered for being malformed. No `schema`.
+ */
+export interface RawOnEventOptions extends RetryOptions {
+  raw: true
+  schema?: never
 }
 
 interface PendingMethod {
   names: string[]
-  options: OnEventOptions
+  options: OnEventOptions | RawOnEventOptions
   method: string | symbol
   fn: unknown
 }
@@ -60,12 +72,14 @@ function assertStandard (decorator: string, context: unknown): void {
  * @onEvent('user.created', { maxRetries: 5 })
  * async userCreated (event: Event<User>, ctx: Context) {}
  */
-export function onEvent (names: string | string[], options: OnEventOptions = {}) {
+export function onEvent (names: string | string[], options: RawOnEventOptions): <This, Fn extends (this: This, body: Buffer, ctx: Context<any>) => unknown> (fn: Fn, context: ClassMethodDecoratorContext<This, Fn>) => void
+export function onEvent (names: string | string[], options?: OnEventOptions): <This, Fn extends (this: This, event: Event<any>, ctx: Context<any>) => unknown> (fn: Fn, context: ClassMethodDecoratorContext<This, Fn>) => void
+export function onEvent (names: string | string[], options: OnEventOptions | RawOnEventOptions = {}) {
   const list = Array.isArray(names) ? names : [names]
   if (list.length === 0 || list.some(n => typeof n !== 'string' || n === '')) {
     throw new HandlerError(`@onEvent: give an event name or an array of them, got ${JSON.stringify(names)}`)
   }
-  return function <This, Fn extends (this: This, event: Event<any>, ctx: Context<any>) => unknown> (fn: Fn, context: ClassMethodDecoratorContext<This, Fn>): void {
+  return function <This, Fn extends (this: This, event: any, ctx: Context<any>) => unknown> (fn: Fn, context: ClassMethodDecoratorContext<This, Fn>): void {
     assertStandard('onEvent', context)
     if (context.kind !== 'method' || context.static || context.private) {
       throw new HandlerError(`@onEvent("${list.join('", "')}") must decorate a public instance method`)
@@ -76,6 +90,7 @@ export function onEvent (names: string | string[], options: OnEventOptions = {})
     checkKnownOptions(where, options, ON_EVENT_OPTIONS)
     resolveRetryPolicy(where, options)
     resolveSchema(where, options.schema)
+    resolveRaw(where, options.raw, options.schema)
     pendingMethods.push({ names: list, options, method: context.name, fn })
   }
 }
@@ -116,10 +131,11 @@ export function consumer (group: string, options: ConsumerOptions) {
         name,
         policy: resolveRetryPolicy(`@onEvent method ${name}`, p.options),
         schema: p.options.schema,
+        raw: p.options.raw === true,
         invoke: async (payload, event, ctx) => {
           instance ??= new cls() as never
-          // The schema checked `data`; the method gets the whole event.
-          return await instance![p.method]!.call(instance, event as Event, ctx)
+          // The schema checked `data`; the method gets the whole event (a raw one: the body).
+          return await instance![p.method]!.call(instance, (p.options.raw === true ? payload : event) as Event, ctx)
         }
       }
       targets.push(target)
@@ -137,11 +153,19 @@ export function consumer (group: string, options: ConsumerOptions) {
       autoStart: resolveAutoStart(where, options.autoStart),
       maxMessageBytes: resolveMaxMessageBytes(where, options.maxMessageBytes),
       targets,
-      route: (event) => event === undefined ? undefined : byName.get(event.name)
+      route: (event) => event === undefined ? undefined : byName.get(event.name),
+      routeUndecoded: targets.some(t => t.raw) ? (headers) => rawTarget(byName, headers) : undefined
     }
     Object.defineProperty(cls, CONSUMER_DEFINITION, { value: definition })
     if (definition.autoStart) registerHandler(definition)
   }
+}
+
+/** The raw method for the event named by the `event-name` header, if that method is raw. */
+function rawTarget (byName: Map<string, Target>, headers: Record<string, string>): Target | undefined {
+  const name = headers[HEADER_EVENT_NAME]
+  const target = name === undefined ? undefined : byName.get(name)
+  return target?.raw === true ? target : undefined
 }
 
 /** The handler definition of a `messageHandler()` value or a `@consumer` class; undefined for anything else. */

@@ -61,7 +61,25 @@ export interface MessageHandlerOptions<S extends TSchema | undefined = undefined
    * `maxMessageBytes`, else 1 MiB (1048576).
    */
   maxMessageBytes?: number
+  /** `true` hands the handler the body as a Buffer, undecoded: see `RawMessageHandlerOptions`. Default false. */
+  raw?: false
 }
+
+/**
+ * The options of a raw handler (`raw: true`): it receives the message body as a `Buffer`,
+ * byte for byte, never parsed, decoded or validated, so a message is never dead-lettered
+ * for its body (not JSON, not UTF-8, empty); `ctx.event` is undefined (the `event-*`
+ * headers are in `ctx.headers`). This is how a dead-letter reader sees every letter. No `schema`.
+ */
+export interface RawMessageHandlerOptions extends Omit<MessageHandlerOptions, 'schema' | 'raw'> {
+  raw: true
+  schema?: never
+}
+
+/** The function of a raw handler: the body as a Buffer, and `ctx`. */
+export type RawMessageHandlerFn<C extends object> = {
+  handle(body: Buffer, ctx: Context<C>): unknown
+}['handle']
 
 /** The message type a handler receives: the schema's static type, or `unknown` without one. */
 export type MessageOf<S> = S extends TSchema ? Static<S> : unknown
@@ -90,6 +108,8 @@ export interface Target {
   name: string
   policy: RetryPolicy
   schema: TSchema | undefined
+  /** `raw: true`: the payload is the body as a Buffer, undecoded, and the event undefined. */
+  raw: boolean
   /** Calls the user's code with the (validated) payload or event. */
   invoke(payload: unknown, event: Event | undefined, ctx: Context): Promise<unknown>
 }
@@ -115,6 +135,11 @@ export interface HandlerDefinition {
   readonly maxMessageBytes: number | undefined
   /** Where a message goes: a target, or undefined to acknowledge and skip it (an event no method handles). */
   route(event: Event | undefined): Target | undefined
+  /**
+   * The raw target (`raw: true`) a message goes to, decided from its headers alone, before
+   * (and instead of) decoding its body; undefined when the body must be decoded to route it.
+   */
+  routeUndecoded?(headers: Record<string, string>): Target | undefined
   /** Every target, to know the dead-letter destinations before the first message. */
   readonly targets: readonly Target[]
 }

@@ -1,9 +1,12 @@
 import type { TSchema } from '@sinclair/typebox'
 import { HandlerError } from '../errors.js'
-import { HANDLER, type HandlerDefinition, type MessageHandlerFn, type MessageHandlerOptions, type Target } from './handler.js'
+import {
+  HANDLER, type HandlerDefinition, type MessageHandlerFn, type MessageHandlerOptions, type RawMessageHandlerFn, type RawMessageHandlerOptions,
+  type Target
+} from './handler.js'
 import {
   checkKnownOptions, MESSAGE_HANDLER_OPTIONS, resolveAutoStart, resolveConcurrency, resolveGroup, resolveMaxMessageBytes,
-  resolveRetryPolicy, resolveSchema, resolveTopics
+  resolveRaw, resolveRetryPolicy, resolveSchema, resolveTopics
 } from './options.js'
 import { registerHandler } from './registry.js'
 
@@ -20,10 +23,15 @@ import { registerHandler } from './registry.js'
  * export default messageHandler(
  *   { topic: 'orders.created', schema: Type.Object({ id: Type.Number() }), maxRetries: 3 },
  *   async (order, ctx) => { await ctx.db.orders.insert(order) })
+ *
+ * With `raw: true` it receives the body as a `Buffer`, undecoded (no JSON, no UTF-8, no
+ * schema), so no message is dead-lettered for its body: e.g. a dead-letter reader.
  */
-export function messageHandler<S extends TSchema | undefined = undefined, C extends object = {}> (
-  options: MessageHandlerOptions<S>,
-  fn: MessageHandlerFn<S, C>
+export function messageHandler<C extends object = {}> (options: RawMessageHandlerOptions, fn: RawMessageHandlerFn<C>): HandlerDefinition
+export function messageHandler<S extends TSchema | undefined = undefined, C extends object = {}> (options: MessageHandlerOptions<S>, fn: MessageHandlerFn<S, C>): HandlerDefinition
+export function messageHandler (
+  options: MessageHandlerOptions<TSchema | undefined> | RawMessageHandlerOptions,
+  fn: (message: never, ctx: never) => unknown
 ): HandlerDefinition {
   if (options === null || typeof options !== 'object' || Array.isArray(options)) throw new HandlerError('messageHandler(options, fn): options must be an object with at least a topic, e.g. messageHandler({ topic: "orders" }, async (message, ctx) => {})')
   if (typeof fn !== 'function') throw new HandlerError('messageHandler(options, fn): fn must be a function (message, ctx) => …')
@@ -35,6 +43,7 @@ export function messageHandler<S extends TSchema | undefined = undefined, C exte
     name,
     policy: resolveRetryPolicy(where, options),
     schema: resolveSchema(where, options.schema),
+    raw: resolveRaw(where, options.raw, options.schema),
     invoke: async (payload, _event, ctx) => await fn(payload as never, ctx as never)
   }
   const definition: HandlerDefinition = {
@@ -46,7 +55,8 @@ export function messageHandler<S extends TSchema | undefined = undefined, C exte
     autoStart: resolveAutoStart(where, options.autoStart),
     maxMessageBytes: resolveMaxMessageBytes(where, options.maxMessageBytes),
     targets: [target],
-    route: () => target
+    route: () => target,
+    routeUndecoded: target.raw ? () => target : undefined
   }
   if (definition.autoStart) registerHandler(definition)
   return definition

@@ -11,8 +11,8 @@ export const DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
 
 /** The options of each declaration, to refuse a misspelt one instead of ignoring it. */
 export const RETRY_OPTIONS = ['maxRetries', 'retryDelay', 'backoff', 'maxRetryDelay', 'deadLetter', 'timeout'] as const
-export const MESSAGE_HANDLER_OPTIONS = ['topic', 'group', 'schema', 'concurrency', 'autoStart', 'maxMessageBytes', ...RETRY_OPTIONS] as const
-export const ON_EVENT_OPTIONS = ['schema', ...RETRY_OPTIONS] as const
+export const MESSAGE_HANDLER_OPTIONS = ['topic', 'group', 'schema', 'concurrency', 'autoStart', 'maxMessageBytes', ...RETRY_OPTIONS, 'raw'] as const
+export const ON_EVENT_OPTIONS = ['schema', ...RETRY_OPTIONS, 'raw'] as const
 export const CONSUMER_OPTIONS = ['topics', 'concurrency', 'autoStart', 'maxMessageBytes'] as const
 
 interface NumberRule {
@@ -124,6 +124,20 @@ export function resolveSchema (where: string, value: unknown): TSchema | undefin
     throw new HandlerError(`${where}: schema cannot be compiled by TypeBox: ${(err as Error).message}; build it from Type.* types`, { cause: err })
   }
   return value
+}
+
+/**
+ * `raw: true` hands the body over as a Buffer, undecoded: there is nothing for a schema to
+ * check, so the two together are refused rather than the schema ignored.
+ */
+export function resolveRaw (where: string, value: unknown, schema: unknown): boolean {
+  if (value !== undefined && typeof value !== 'boolean') {
+    throw new HandlerError(`${where}: raw must be true or false, got ${show(value)}; raw: true hands the handler the message body as a Buffer, undecoded`)
+  }
+  if (value === true && schema !== undefined) {
+    throw new HandlerError(`${where}: raw: true and a schema cannot go together: a raw handler gets the body as a Buffer, undecoded, so there is nothing to validate; remove the schema (and check the bytes in the handler), or remove raw to get the decoded JSON validated`)
+  }
+  return value === true
 }
 
 function show (value: unknown): string {

@@ -13,6 +13,19 @@ export const DLQ_HEADERS = {
   truncated: 'herald-dlq-truncated'
 } as const
 
+/**
+ * When a dead letter is itself dead-lettered (its reader failed it), the first letter's
+ * reason, topic, group, attempts and time, kept here while `herald-dlq-*` describe the
+ * latest failure: the original failure is never lost, however many times it moves on.
+ */
+export const DLQ_ORIGINAL_HEADERS = {
+  reason: 'herald-dlq-original-reason',
+  topic: 'herald-dlq-original-topic',
+  group: 'herald-dlq-original-group',
+  attempts: 'herald-dlq-original-attempts',
+  failedAt: 'herald-dlq-original-failed-at'
+} as const
+
 /** Longest reason kept, in characters: the headers must leave room for the message itself. */
 const MAX_REASON = 1000
 
@@ -22,7 +35,7 @@ export function deadLetterTopic (topic: string, group: string, policy: Pick<Retr
   return policy.deadLetter ?? `${topic}.${group}.dlq`
 }
 
-/** The dead letter for a delivery: the message unchanged, plus the `herald-dlq-*` headers. */
+/** The dead letter for a delivery: the message unchanged, plus the `herald-dlq-*` headers (and `herald-dlq-original-*` when it was a dead letter already). */
 export function deadLetterMessage (delivery: Delivery, destination: string, group: string, attempts: number, reason: string): OutgoingMessage {
   const clean = redactText(reason).replace(/[\r\n]+/g, ' ')
   return {
@@ -35,9 +48,21 @@ export function deadLetterMessage (delivery: Delivery, destination: string, grou
       [DLQ_HEADERS.topic]: delivery.topic,
       [DLQ_HEADERS.group]: group,
       [DLQ_HEADERS.attempts]: String(attempts),
-      [DLQ_HEADERS.failedAt]: new Date().toISOString()
+      [DLQ_HEADERS.failedAt]: new Date().toISOString(),
+      ...originalFailure(delivery.headers)
     }
   }
+}
+
+/** The first failure of a message that was already a dead letter: its `herald-dlq-original-*` values, else its `herald-dlq-*` ones. */
+function originalFailure (headers: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {}
+  if (headers[DLQ_ORIGINAL_HEADERS.reason] === undefined && headers[DLQ_HEADERS.reason] === undefined) return out
+  for (const field of Object.keys(DLQ_ORIGINAL_HEADERS) as Array<keyof typeof DLQ_ORIGINAL_HEADERS>) {
+    const first = headers[DLQ_ORIGINAL_HEADERS[field]] ?? headers[DLQ_HEADERS[field]]
+    if (first !== undefined) out[DLQ_ORIGINAL_HEADERS[field]] = first
+  }
+  return out
 }
 
 /**
@@ -49,7 +74,7 @@ export function deadLetterMessage (delivery: Delivery, destination: string, grou
 export function truncatedDeadLetter (delivery: Delivery, destination: string, group: string, attempts: number, reason: string): OutgoingMessage {
   const full = deadLetterMessage(delivery, destination, group, attempts, reason)
   const headers: Record<string, string> = { [DLQ_HEADERS.truncated]: 'true' }
-  for (const name of Object.values(DLQ_HEADERS)) if (full.headers[name] !== undefined) headers[name] = full.headers[name]
+  for (const name of [...Object.values(DLQ_HEADERS), ...Object.values(DLQ_ORIGINAL_HEADERS)]) if (full.headers[name] !== undefined) headers[name] = full.headers[name]
   const body = { truncated: true, topic: delivery.topic, id: delivery.id, bytes: delivery.value.length, eventId: delivery.headers['event-id'] }
   return { topic: destination, value: Buffer.from(JSON.stringify(body)), key: undefined, headers }
 }

@@ -123,20 +123,25 @@ export class HandlerConsumer {
       const tooLarge = new InvalidMessageError(`the message body is ${delivery.value.length} bytes, over maxMessageBytes (${limit} bytes), so it was not parsed; to handle bigger messages, raise maxMessageBytes on the handler or in startConsumers()`)
       return await this.#deadLetter(delivery, fallback, 0, describeError(tooLarge))
     }
-    let removedKeys: string[]
-    try {
-      ({ payload, event, removedKeys } = decodeMessage(delivery.value, delivery.headers))
-    } catch (err) {
-      return await this.#deadLetter(delivery, fallback, 0, describeError(err))
-    }
-    if (removedKeys.length > 0) {
-      this.#log.warn({ topic: delivery.topic, messageId: delivery.id, removedKeys }, 'removed keys that could pollute prototypes (__proto__, constructor.prototype) from the message body; the handler gets it without them')
-    }
-    const target = this.definition.route(event)
+    // A raw target found from the headers alone takes the body as it is: it is never decoded.
+    let target = this.definition.routeUndecoded?.(delivery.headers)
     if (target === undefined) {
-      this.#log.debug({ topic: delivery.topic, event: event?.name, messageId: delivery.id }, 'no handler for this event; acknowledged and skipped')
-      return await this.#ack(delivery, 'skipped')
+      let removedKeys: string[]
+      try {
+        ({ payload, event, removedKeys } = decodeMessage(delivery.value, delivery.headers))
+      } catch (err) {
+        return await this.#deadLetter(delivery, fallback, 0, describeError(err))
+      }
+      if (removedKeys.length > 0) {
+        this.#log.warn({ topic: delivery.topic, messageId: delivery.id, removedKeys }, 'removed keys that could pollute prototypes (__proto__, constructor.prototype) from the message body; the handler gets it without them')
+      }
+      target = this.definition.route(event)
+      if (target === undefined) {
+        this.#log.debug({ topic: delivery.topic, event: event?.name, messageId: delivery.id }, 'no handler for this event; acknowledged and skipped')
+        return await this.#ack(delivery, 'skipped')
+      }
     }
+    if (target.raw) event = undefined
     if (target.schema !== undefined) {
       const invalid = schemaErrors(target.schema, payload)
       if (invalid !== undefined) return await this.#deadLetter(delivery, target.policy, 0, invalid)
@@ -231,7 +236,8 @@ export class HandlerConsumer {
       },
       messaging: this.settings.messaging
     }
-    await target.invoke(payload, event, ctx)
+    // A raw handler gets its own copy of the bytes: whatever it does to them, the next attempt and the dead letter have the message as it came.
+    await target.invoke(target.raw ? Buffer.from(delivery.value) : payload, event, ctx)
   }
 
   /**

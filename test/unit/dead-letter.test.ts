@@ -1,6 +1,6 @@
 import { expect } from 'chai'
 import type { Delivery } from '../../lib/brokers/broker.js'
-import { DLQ_HEADERS, deadLetterMessage, deadLetterTopic, truncatedDeadLetter } from '../../lib/runner/dead-letter.js'
+import { DLQ_HEADERS, DLQ_ORIGINAL_HEADERS, deadLetterMessage, deadLetterTopic, truncatedDeadLetter } from '../../lib/runner/dead-letter.js'
 
 const delivery = (over: Partial<Delivery> = {}): Delivery => ({
   topic: 'orders',
@@ -41,5 +41,28 @@ describe('unit: dead letters', function () {
     expect(m.headers).to.not.have.property('x-trace')
     expect(m.headers[DLQ_HEADERS.truncated]).to.equal('true')
     expect(m.headers[DLQ_HEADERS.reason]).to.equal('too large')
+  })
+
+  it('a dead letter dead-lettered again, and again, keeps its first failure in herald-dlq-original-*; a first letter has none', function () {
+    const first = deadLetterMessage(delivery(), 'orders.billing.dlq', 'billing', 0, 'InvalidMessageError: not JSON')
+    expect(Object.keys(first.headers).filter(h => h.startsWith('herald-dlq-original-'))).to.deep.equal([])
+    const asDelivery = (m: typeof first, topic: string): Delivery => delivery({ topic, value: m.value, key: m.key, headers: m.headers })
+    const second = deadLetterMessage(asDelivery(first, 'orders.billing.dlq'), 'orders.billing.dlq.reader.dlq', 'reader', 2, 'Error: repair failed')
+    const third = deadLetterMessage(asDelivery(second, 'orders.billing.dlq.reader.dlq'), 'last', 'reader2', 1, 'Error: still broken')
+    for (const m of [second, third]) {
+      expect(m.headers).to.include({
+        [DLQ_ORIGINAL_HEADERS.reason]: 'InvalidMessageError: not JSON',
+        [DLQ_ORIGINAL_HEADERS.topic]: 'orders',
+        [DLQ_ORIGINAL_HEADERS.group]: 'billing',
+        [DLQ_ORIGINAL_HEADERS.attempts]: '0',
+        [DLQ_ORIGINAL_HEADERS.failedAt]: first.headers[DLQ_HEADERS.failedAt],
+        'x-trace': 't'
+      })
+    }
+    expect(third.headers).to.include({ [DLQ_HEADERS.reason]: 'Error: still broken', [DLQ_HEADERS.topic]: 'orders.billing.dlq.reader.dlq', [DLQ_HEADERS.group]: 'reader2', [DLQ_HEADERS.attempts]: '1' })
+    // Stored as a pointer, it still says what failed first.
+    const truncated = truncatedDeadLetter(asDelivery(second, 'orders.billing.dlq'), 'dead', 'reader', 1, 'too large')
+    expect(truncated.headers[DLQ_ORIGINAL_HEADERS.reason]).to.equal('InvalidMessageError: not JSON')
+    expect(truncated.headers[DLQ_ORIGINAL_HEADERS.topic]).to.equal('orders')
   })
 })
