@@ -52,6 +52,8 @@ export class HandlerConsumer {
   /** Messages waiting for a retry and set aside from `maxInFlight` (at most `maxWaitingRetries`). */
   #waiting = 0
   readonly #log: Logger
+  /** Lets the next message of a delivery's key start: called once its ack is on its way. */
+  readonly #handOn = new WeakMap<Delivery, () => void>()
   /** What observes each message being handled (tracing, metrics). */
   readonly #observed = new WeakMap<Delivery, MessageScope>()
   constructor (definition: HandlerDefinition, settings: ConsumerSettings) {
@@ -95,7 +97,10 @@ export class HandlerConsumer {
   handle (delivery: Delivery): Promise<void> {
     const { messaging, group } = this.settings
     this.#observed.set(delivery, observeConsume({ broker: messaging.options.broker, group, delivery, tracing: messaging.options.tracing }))
-    return this.#keys.run(delivery.key, () => this.#process(delivery)).catch((err: unknown) => {
+    return this.#keys.run(delivery.key, next => {
+      this.#handOn.set(delivery, next)
+      return this.#process(delivery)
+    }).catch((err: unknown) => {
       this.#log.error({ err: redactText(describeError(err)), messageId: delivery.id }, 'unexpected error while handling a message; it will be delivered again')
     }).finally(() => this.#observed.get(delivery)?.end('released'))
   }
@@ -300,7 +305,10 @@ export class HandlerConsumer {
   async #ack (delivery: Delivery, outcome: ConsumeOutcome = 'ack'): Promise<void> {
     this.#observed.get(delivery)?.end(outcome)
     try {
-      await delivery.ack()
+      // Its verdict is taken: the next message of its key may run while the broker confirms the ack.
+      const acking = delivery.ack()
+      this.#handOn.get(delivery)?.()
+      await acking
     } catch (err) {
       this.#log.warn({ messageId: delivery.id, err: redactText(describeError(err)) }, 'could not acknowledge the message; the broker will deliver it again')
     }

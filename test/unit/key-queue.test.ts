@@ -30,6 +30,23 @@ describe('unit: KeyQueue', function () {
     expect(log.slice(3)).to.deep.equal(['a1 end', 'a2'])
   })
 
+  it('a task that hands its key on lets the next of its key start before it ends, and no later one before that', async function () {
+    const queue = new KeyQueue()
+    const log: string[] = []
+    const handOn = deferred()
+    const end = deferred()
+    const first = queue.run('k', async next => { log.push('1 start'); await handOn.promise; next(); await end.promise; log.push('1 end') })
+    const second = queue.run('k', async () => { log.push('2') })
+    await tick()
+    expect(log, 'the second waits until the first hands the key on').to.deep.equal(['1 start'])
+    handOn.resolve()
+    await second
+    expect(log).to.deep.equal(['1 start', '2'])
+    end.resolve()
+    await first
+    expect(log).to.deep.equal(['1 start', '2', '1 end'])
+  })
+
   it('a failed task does not stop the next of its key; its own promise rejects', async function () {
     const queue = new KeyQueue()
     const first = queue.run('k', async () => { throw new Error('boom') })
