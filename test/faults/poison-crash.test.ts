@@ -80,8 +80,7 @@ for (const kind of KINDS) {
           .catch((err: Error) => { throw new Error(`${err.message} (dead letters: ${letters.length})${w.describe()}`) })
       }
       const crashed = workers.filter(w => !w.running)
-      // Kafka records the count of a partition's lowest unsettled message only (README, Broker
-      // notes): one delivery more may come before the poison message's count is recorded.
+      // Kafka may not count a message's first death (README, Broker notes): one delivery more.
       const deaths = crashed.length
       expect(kind === 'kafka' ? [maxRetries + 1, maxRetries + 2] : [maxRetries + 1], `workers that exited (${deaths})`).to.include(deaths)
       expect(crashed.map(w => w.exit?.code), 'exit codes').to.deep.equal(Array(deaths).fill(1))
@@ -91,8 +90,10 @@ for (const kind of KINDS) {
       expect(last.started().has(poisonId), 'the poison message handed to the last worker\'s handler').to.equal(false)
       expect(letters).to.have.length(1)
       expect(letters[0]!.n).to.equal(0)
-      expect(letters[0]!.headers[DLQ_HEADERS.reason]).to.match(new RegExp(`delivered ${deaths} times without being settled`))
-      expect(letters[0]!.headers[DLQ_HEADERS.attempts]).to.equal(String(deaths))
+      // The count the dead letter gives: every death, but on Kafka the first may have gone uncounted.
+      const counted = kind === 'kafka' ? maxRetries + 1 : deaths
+      expect(letters[0]!.headers[DLQ_HEADERS.reason]).to.match(new RegExp(`delivered ${counted} times without being settled`))
+      expect(letters[0]!.headers[DLQ_HEADERS.attempts]).to.equal(String(counted))
       expect(letters[0]!.headers, 'Herald\'s RabbitMQ count stays out of the dead letter').not.to.have.property('herald-redeliveries')
       expect(handled()).to.deep.equal(new Set([1, 2, 3].map(n => ids.get(n)!)))
     })

@@ -60,6 +60,8 @@ export function kafkaDelivery (p: Part, entry: Entry<KafkaMessage>, hooks: Deliv
     release: async () => {
       if (settled) return
       done()
+      // Its count goes back to what it was: handed over again, it is counted again.
+      if (p.markedHead === offset) p.markedHead = -1
       // Handed over again from here (or, after a stop, fetched again from the committed offset, which is not past it).
       p.flow.returned(entry)
       await hooks.released()

@@ -37,9 +37,12 @@ export class Part {
 
   /**
    * Whether the message at `offset` may be handed over now. Not before a commit landed
-   * whose lease covers it, nor, when it is the lowest unsettled message, before a commit
-   * counted this delivery of it: then `commit` is called to ask for one. The lease is
-   * raised `ahead` at a time, asked for halfway, so in a steady flow no message waits for it.
+   * whose lease covers it; and after a worker died (`suspect`), when it is the lowest
+   * unsettled message, not before a commit counted this delivery of it. Then `commit` is
+   * called to ask for one. The lease is raised `ahead` at a time, asked for halfway, so in
+   * a steady flow no message waits for a commit. Outside `suspect` a delivery is counted by
+   * the next commit only: a message that kills its worker at once may have that first
+   * death uncounted; it is then below the lease, so every later death is counted.
    */
   mayHandOver (offset: number, ahead: number, commit: () => void): boolean {
     if (offset >= this.leased - ahead / 2 && this.leaseWanted < offset + ahead) {
@@ -47,7 +50,7 @@ export class Part {
       commit()
     }
     if (offset >= this.leased) return false
-    if (offset === this.ledger.head() && this.markedHead !== offset) {
+    if (this.suspect && offset === this.ledger.head() && this.markedHead !== offset) {
       if (!this.wantMark) {
         this.wantMark = true
         commit()
@@ -165,8 +168,9 @@ export function collectCommits (parts: Iterable<Part>, abandoned: boolean, stopp
   for (const p of parts) {
     if (!p.isLoaded) continue
     const head = p.ledger.head()
-    // The head counts one delivery more when it is in hand, or about to be (it waits for this commit).
-    const counted = head !== undefined && (p.inHand.has(head) || (p.wantMark && !stopping))
+    // The head counts one delivery more when it is in hand, or about to be (it waits for this
+    // commit, or an earlier one counted it and it has not gone yet: a later round must not undo that).
+    const counted = head !== undefined && (p.inHand.has(head) || ((p.wantMark || p.markedHead === head) && !stopping))
     const idle = p.inHand.size === 0 && (stopping || p.handBack)
     if (idle) p.leased = -1
     const lease = idle ? undefined : Math.max(p.leased, p.leaseWanted)
