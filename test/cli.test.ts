@@ -215,7 +215,9 @@ describe('the herald CLI', function () {
     })
 
     it('TypeScript handlers without a loader: names the file and says to use a TypeScript loader', async function () {
-      const stderr = await failure(['consumer', '--handlers', 'test/fixtures/handlers'])
+      // Node 22.18+ and 24 strip types by themselves, so they are a loader: turn that off.
+      const stripsTypes = Boolean((process.features as { typescript?: unknown }).typescript)
+      const stderr = await failure(['consumer', '--handlers', 'test/fixtures/handlers'], stripsTypes ? { NODE_OPTIONS: '--no-experimental-strip-types' } : {})
       expect(stderr).to.contain('handler file test/fixtures/handlers/shipping.ts is TypeScript')
       expect(stderr).to.contain('node --import tsx')
     })

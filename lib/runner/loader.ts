@@ -13,7 +13,8 @@ export function typeScriptLoaderActive (): boolean {
   const features = process.features as { typescript?: unknown }
   if (features.typescript !== undefined && features.typescript !== false) return true
   const flags = [...process.execArgv, process.env.NODE_OPTIONS ?? ''].join(' ')
-  return /tsx|ts-node|@swc-node|@esbuild-kit|experimental-strip-types|experimental-transform-types/.test(flags)
+  // `--no-experimental-strip-types` (Node 22.18+ and 24 strip types by default) turns it off.
+  return /tsx|ts-node|@swc-node|@esbuild-kit|(?<!no-)experimental-(strip|transform)-types/.test(flags)
 }
 
 function skipped (name: string): boolean {

@@ -1,17 +1,17 @@
-import type { KafkaConfig, ProducerConfig, ConsumerConfig, RetryOptions } from 'kafkajs'
+import type { KafkaClientConfig, KafkaConsumerConfig, KafkaProducerConfig, KafkaRetryOptions } from '../client-types.js'
 import { ConfigError } from '../../errors.js'
 import { checkKnownKeys, checkObject, checkPositiveInt } from '../config-checks.js'
 
 /** Kafka options, under `kafka` in the messaging options. */
 export interface KafkaOptions {
   /** Passed to `new Kafka()`: `ssl`, `sasl`, `connectionTimeout`, `retry`, … (`brokers` and `clientId` come from Herald's options). */
-  client?: Omit<KafkaConfig, 'brokers' | 'clientId'>
+  client?: Omit<KafkaClientConfig, 'brokers' | 'clientId'>
   /**
    * Passed to `kafka.producer()`. Herald sets `idempotent: true` (with
    * `maxInFlightRequests: 1`, as kafkajs's idempotence needs) unless given, sends with
    * `acks: -1` (every in-sync replica), and partitions by key like the Java client.
    */
-  producer?: ProducerConfig
+  producer?: KafkaProducerConfig
   /**
    * Passed to `kafka.consumer()` (`groupId` comes from the handler). Herald's defaults:
    * `sessionTimeout` 30000, `heartbeatInterval` 3000, `rebalanceTimeout` 60000,
@@ -21,7 +21,7 @@ export interface KafkaOptions {
    * robin, for groups shared with other clients); it always reads a new group from the
    * earliest message and commits only what was handled (`autoCommit` is off).
    */
-  consumer?: Omit<ConsumerConfig, 'groupId'>
+  consumer?: Omit<KafkaConsumerConfig, 'groupId'>
   /** Partitions of the topics Herald creates (its subscribed and dead-letter topics). Default 3. */
   numPartitions?: number
   /** Replication factor of the topics Herald creates. Default: the broker's default. */
@@ -88,7 +88,7 @@ export const KAFKA_CONSUMER_DEFAULTS = {
  * waiting as long as its last retry did: with kafkajs's 30 s cap, up to half a minute after
  * Kafka is back; with this one, 5 s at most.
  */
-export function kafkaConsumerRetry (options: KafkaOptions): RetryOptions & { restartOnFailure?: (err: Error) => Promise<boolean> } {
+export function kafkaConsumerRetry (options: KafkaOptions): KafkaRetryOptions & { restartOnFailure?: (err: Error) => Promise<boolean> } {
   return { maxRetryTime: 5_000, ...options.client?.retry, ...options.consumer?.retry }
 }
 

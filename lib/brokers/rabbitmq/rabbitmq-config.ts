@@ -1,4 +1,4 @@
-import type { SocketOptions } from 'amqplib'
+import type { AmqpSocketOptions } from '../client-types.js'
 import { ConfigError } from '../../errors.js'
 import { checkKnownKeys, checkObject, checkPositiveInt, parseBrokerUrl } from '../config-checks.js'
 
@@ -15,7 +15,7 @@ export interface RabbitMqOptions {
    * connect timeout in ms, default 10000. `recovery` is refused: Herald reconnects and
    * resubscribes by itself.
    */
-  socketOptions?: SocketOptions
+  socketOptions?: AmqpSocketOptions
   /** Heartbeat interval in seconds, passed to the connection (`0` turns heartbeats off). Default: the server's (60). */
   heartbeat?: number
   /**

@@ -1,4 +1,4 @@
-import type { RedisOptions as IORedisOptions } from 'ioredis'
+import type { IORedisOptions } from '../client-types.js'
 import { ConfigError } from '../../errors.js'
 import { redactUrl } from '../../redact.js'
 import { checkKnownKeys, checkObject, checkPositiveInt, parseBrokerUrl } from '../config-checks.js'
