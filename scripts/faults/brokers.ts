@@ -22,7 +22,7 @@ import { Kafka, logLevel } from 'kafkajs'
 import type { MessagingOptions } from '../../lib/index.js'
 import { POISON_HEADER, type HarnessBroker, type PoisonMessage } from './common.js'
 import { freePorts, onExit, runAsync, sleep, startChild, stopChild, waitForPort, type Child } from './processes.js'
-import { TcpProxy } from './tcp-proxy.js'
+import { TcpProxy } from '../../test/support/tcp-proxy.js'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 
