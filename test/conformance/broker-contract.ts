@@ -211,6 +211,30 @@ export function brokerContract (target: BrokerContractTarget): void {
       expect(again).to.deep.equal([2])
     })
 
+    it('pause() stops new deliveries while a handed-over message can still be acked; what came meanwhile goes to the next member', async function () {
+      const b = await broker()
+      const topic = randomName()
+      const group = randomName('g')
+      const held: Delivery[] = []
+      const sub = await subscribe(b, group, [topic], async (d) => { held.push(d) })
+      const watched: number[] = []
+      await subscribe(b, randomName('watcher'), [topic], async (d) => { watched.push(numberOf(d)); await d.ack() })
+      await b.publish([message(topic, 1, 'k')])
+      await eventually(() => held.length === 1 && watched.includes(1), 'message 1 in both groups')
+      await sub.pause()
+      await b.publish([message(topic, 2, 'k')])
+      // The other group got message 2: the broker handed it out, and not to the paused subscription.
+      await eventually(() => watched.includes(2), 'message 2 in the other group')
+      expect(held.map(numberOf)).to.deep.equal([1])
+      await held[0]!.ack()
+      await sub.close()
+      const later: number[] = []
+      await subscribe(b, group, [topic], async (d) => { later.push(numberOf(d)); await d.ack() })
+      await b.publish([message(topic, 3, 'k')])
+      await eventually(() => later.includes(3), 'the sentinel after it')
+      expect(later).to.deep.equal([2, 3])
+    })
+
     it('the dead-letter destinations of a subscription exist once subscribe resolves, and keep what arrives', async function () {
       const b = await broker()
       const topic = randomName()
