@@ -14,6 +14,7 @@ import { BrokerError, ConfigError } from '../../lib/errors.js'
 import { createMessaging, DLQ_HEADERS, messageHandler, NonRetriableError, startConsumers, type Context, type Runner } from '../../lib/index.js'
 import { cleanUpRun } from '../cleanup.js'
 import { eventually, randomName, sleep } from '../helpers.js'
+import { collector, message } from '../support/deliveries.js'
 import { RecordingLogger } from '../support/recording-logger.js'
 
 const BOOTSTRAP = process.env.KAFKA_BOOTSTRAP_SERVERS ?? '127.0.0.1:9092'
@@ -32,22 +33,6 @@ const joins = (logger: RecordingLogger, group: string): number =>
   logger.records.filter(r => r.msg === 'joined Kafka consumer group' && r.fields.group === group).length
 
 const partitionOf = (d: Delivery): number => Number(/\/(\d+)@\d+$/.exec(d.id)?.[1])
-
-const message = (topic: string, value: string, key?: string, headers: Record<string, string> = {}): OutgoingMessage =>
-  ({ topic, value: Buffer.from(value), key, headers })
-
-/** A handler that records deliveries and acks them (unless told otherwise). */
-function collector (handle: (d: Delivery) => Promise<void> = async d => await d.ack()): { deliveries: Delivery[], values: () => string[], handler: DeliveryHandler } {
-  const deliveries: Delivery[] = []
-  return {
-    deliveries,
-    values: () => deliveries.map(d => d.value.toString()),
-    handler: async d => {
-      deliveries.push(d)
-      await handle(d)
-    }
-  }
-}
 
 describe('Kafka broker', function () {
   this.timeout(30_000)

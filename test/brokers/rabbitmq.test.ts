@@ -10,31 +10,16 @@ import { randomUUID } from 'node:crypto'
 import { promisify } from 'node:util'
 import amqplib, { type ChannelModel, type GetMessage } from 'amqplib'
 import { expect } from 'chai'
-import type { Broker, Delivery, DeliveryHandler, OutgoingMessage, SubscribeOptions, Subscription } from '../../lib/brokers/broker.js'
+import type { Broker, Delivery, DeliveryHandler, SubscribeOptions, Subscription } from '../../lib/brokers/broker.js'
 import { createBroker } from '../../lib/brokers/rabbitmq/index.js'
 import { resolveRabbitMqSettings, type RabbitMqOptions } from '../../lib/brokers/rabbitmq/rabbitmq-config.js'
 import { BrokerError, ConfigError } from '../../lib/errors.js'
+import { collector, message } from '../support/deliveries.js'
 import { RecordingLogger } from '../support/recording-logger.js'
 import { eventually } from '../helpers.js'
 
 const URL = process.env.RABBITMQ_URL ?? 'amqp://guest:guest@127.0.0.1:5672'
 const ADDRESS = URL.replace(/^(amqps?:\/\/[^:@/]*):[^@/]*@/, '$1:***@')
-
-const message = (topic: string, value: string, key?: string, headers: Record<string, string> = {}): OutgoingMessage =>
-  ({ topic, value: Buffer.from(value), key, headers })
-
-/** A handler that records deliveries and settles them as told (ack by default). */
-function collector (handle: (d: Delivery) => Promise<void> = async d => await d.ack()): { deliveries: Delivery[], values: () => string[], handler: DeliveryHandler } {
-  const deliveries: Delivery[] = []
-  return {
-    deliveries,
-    values: () => deliveries.map(d => d.value.toString()),
-    handler: async d => {
-      deliveries.push(d)
-      await handle(d)
-    }
-  }
-}
 
 /** Closes one of this process's connections from the server side, found by its connection name. */
 async function closeConnectionNamed (name: string): Promise<void> {
