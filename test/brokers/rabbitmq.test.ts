@@ -204,31 +204,6 @@ describe('RabbitMQ broker', function () {
     expect(c.deliveries[0]!.headers).to.deep.equal({ text: 'a', count: '42', ratio: '1.5', flag: 'true', bytes: 'raw', table: '{"a":1}', list: '[1,"two"]' })
   })
 
-  it('close() waits until a handed-over message is settled; a released one goes to another member of the group', async () => {
-    const broker = newBroker()
-    const topic = name('topic')
-    const group = name('group')
-    let held: Delivery | undefined
-    const first = await subscribe(broker, { topics: [topic], group, maxInFlight: 1 }, async (d) => { held = d })
-    await broker.publish([message(topic, 'in-flight')])
-    await eventually(() => held !== undefined, 'the first member to hold the message')
-
-    const other = collector()
-    await subscribe(broker, { topics: [topic], group }, other.handler)
-    let closed = false
-    const closing = first.close().then(() => { closed = true })
-    // A round trip to the broker: close() still waits for the held message.
-    await broker.publish([message(name('unrelated'), 'x')])
-    expect(closed, 'close() returned before the message was settled').to.equal(false)
-    expect(other.deliveries).to.deep.equal([])
-
-    await held!.release()
-    await closing
-    await eventually(() => other.deliveries.length === 1, 'the released message at the other member')
-    expect(other.values()).to.deep.equal(['in-flight'])
-    expect(other.deliveries[0]!.redeliveries, 'a release uses up no attempt').to.equal(0)
-  })
-
   it('publishing to a topic that no queue is bound to resolves with an unroutable error, not undefined', async () => {
     const broker = newBroker()
     const bound = name('topic')

@@ -118,26 +118,6 @@ describe('redis broker', function () {
     await eventually(async () => ((await raw.xpending(PREFIX + t, g)) as [number])[0] === 0, 'the reclaimed entry to be acknowledged')
   })
 
-  it('an entry released by a closing subscription goes to the next consumer of the group well before claimIdleMs', async function () {
-    const t = topic()
-    const g = group()
-    const b = await broker()
-    const first = await collect(b, { topics: [t], group: g }, 'hold')
-    await publish(b, [message(t, { n: 1 })])
-    await eventually(() => first.got.length === 1, 'the first delivery')
-    await first.sub.pause()
-    await first.got[0]!.release()
-    await first.sub.close()
-    const started = Date.now()
-    // The default claimIdleMs (30 s) applies: only the release makes it come back at once.
-    const second = await collect(await broker(), { topics: [t], group: g })
-    await eventually(() => second.got.length === 1, 'the redelivery', 10_000)
-    expect(Date.now() - started).to.be.below(10_000)
-    expect(body(second.got[0]!)).to.deep.equal({ n: 1 })
-    // A release is not a failed delivery: it uses up no attempt.
-    expect(second.got[0]!.redeliveries).to.equal(0)
-  })
-
   it('an entry with only a data field, from another producer, is an ordinary message', async function () {
     const b = await broker()
     const t = topic()
