@@ -54,6 +54,15 @@ export function brokerContract (target: BrokerContractTarget): void {
       return sub
     }
 
+    /** Subscribes `group` to `topic`, publishes message 1 and resolves once it is handed over, unsettled. */
+    async function holdOne (b: Broker, group: string, topic: string): Promise<{ sub: Subscription, held: Delivery }> {
+      let held: Delivery | undefined
+      const sub = await subscribe(b, group, [topic], async (d) => { held = d })
+      await b.publish([message(topic, 1, 'k')])
+      await eventually(() => held !== undefined, 'the delivery')
+      return { sub, held: held! }
+    }
+
     afterEach(async function () {
       await Promise.allSettled(subscriptions.splice(0).map(s => s.close()))
       await Promise.allSettled(brokers.splice(0).map(b => b.close()))
@@ -191,16 +200,13 @@ export function brokerContract (target: BrokerContractTarget): void {
       const b = await broker()
       const topic = randomName()
       const group = randomName('g')
-      let held: Delivery | undefined
-      const sub = await subscribe(b, group, [topic], async (d) => { held = d })
-      await b.publish([message(topic, 1, 'k')])
-      await eventually(() => held !== undefined, 'the delivery')
+      const { sub, held } = await holdOne(b, group, topic)
       let closed = false
       const closing = sub.close().then(() => { closed = true })
       // A round trip to the broker: close() still waits for the held message.
       await b.publish([message(randomName('unrelated'), 0)]).catch(() => [])
       expect(closed).to.equal(false)
-      await held!.ack()
+      await held.ack()
       await closing
       expect(closed).to.equal(true)
 
@@ -215,12 +221,9 @@ export function brokerContract (target: BrokerContractTarget): void {
       const b = await broker()
       const topic = randomName()
       const group = randomName('g')
-      let held: Delivery | undefined
-      const sub = await subscribe(b, group, [topic], async (d) => { held = d })
-      await b.publish([message(topic, 1, 'k')])
-      await eventually(() => held !== undefined, 'the delivery')
+      const { sub, held } = await holdOne(b, group, topic)
       await sub.pause()
-      await held!.release()
+      await held.release()
       await sub.close()
       // With the adapter's defaults (Redis reclaims an unsettled entry only after 30 s): only the release brings it back in time.
       const next: Delivery[] = []
