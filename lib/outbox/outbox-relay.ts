@@ -207,13 +207,10 @@ export class OutboxRelay {
   }
 
   async #race<T> (promise: Promise<T>, ms: number): Promise<T | typeof TIMEOUT | typeof STOPPED> {
-    let timer: NodeJS.Timeout | undefined
-    const timeout = new Promise<typeof TIMEOUT>(resolve => { timer = setTimeout(() => resolve(TIMEOUT), ms) })
-    try {
-      return await Promise.race([promise, timeout, this.#stopping])
-    } finally {
-      clearTimeout(timer)
-    }
+    const answered = Promise.race([promise, this.#stopping])
+    // A referenced timer: the relay keeps the process up while a batch waits for its answer.
+    if (!await settledWithin(answered, ms, { keepAlive: true })) return TIMEOUT
+    return await answered
   }
 
   async #wait (promise: Promise<void>): Promise<void> {
