@@ -19,6 +19,7 @@ export const ErrorCode = {
   UnknownTopic: 'HERALD_UNKNOWN_TOPIC',
   Unroutable: 'HERALD_UNROUTABLE',
   NotAStream: 'HERALD_NOT_A_STREAM',
+  UnknownDatabase: 'HERALD_UNKNOWN_DATABASE',
   RabbitMqChannelError: 'HERALD_RABBITMQ_CHANNEL_ERROR',
   OutboxWrite: 'HERALD_OUTBOX_WRITE',
   OutboxFull: 'HERALD_OUTBOX_FULL',
@@ -35,6 +36,11 @@ export const ErrorCode = {
 
 export type ErrorCode = typeof ErrorCode[keyof typeof ErrorCode]
 
+/** Codes also exported under their own names, as before `ErrorCode` existed. */
+export const MESSAGE_TOO_LARGE = ErrorCode.MessageTooLarge
+export const OUTBOX_FULL = ErrorCode.OutboxFull
+export const OUTBOX_WRITE_FAILED = ErrorCode.OutboxWrite
+
 /**
  * One error hierarchy for everything Herald throws. Every error has a stable `code`,
  * says whether trying again may help (`retriable`), and keeps the underlying `cause`.
@@ -47,7 +53,7 @@ export class HeraldError extends Error {
   constructor (message: string, options: { code?: string, retriable?: boolean, cause?: unknown } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause })
     this.name = new.target.name
-    this.code = options.code ?? 'HERALD_ERROR'
+    this.code = options.code ?? ErrorCode.Error
     this.retriable = options.retriable ?? false
   }
 }
@@ -56,7 +62,7 @@ export class HeraldError extends Error {
 export class ConfigError extends HeraldError {
   readonly option: string
   constructor (option: string, message: string) {
-    super(`${option}: ${message}`, { code: 'HERALD_CONFIG' })
+    super(`${option}: ${message}`, { code: ErrorCode.Config })
     this.option = option
   }
 }
@@ -64,7 +70,7 @@ export class ConfigError extends HeraldError {
 /** The broker could not be reached, or refused or did not acknowledge a send. */
 export class BrokerError extends HeraldError {
   constructor (message: string, options: { code?: string, retriable?: boolean, cause?: unknown } = {}) {
-    super(message, { code: options.code ?? 'HERALD_BROKER', retriable: options.retriable ?? true, cause: options.cause })
+    super(message, { code: options.code ?? ErrorCode.Broker, retriable: options.retriable ?? true, cause: options.cause })
   }
 }
 
@@ -76,7 +82,7 @@ export class PublishError extends HeraldError {
     const what = eventName === undefined ? `message to topic "${topic}"` : `event "${eventName}" to topic "${topic}"`
     const reason = cause instanceof Error ? cause.message : String(cause)
     super(`could not publish ${what}: ${reason}`, {
-      code: 'HERALD_PUBLISH',
+      code: ErrorCode.Publish,
       retriable: isRetriable(cause),
       cause
     })
@@ -91,21 +97,21 @@ export class PublishError extends HeraldError {
  */
 export class NonRetriableError extends HeraldError {
   constructor (message: string, options: { cause?: unknown } = {}) {
-    super(message, { code: 'HERALD_NON_RETRIABLE', retriable: false, cause: options.cause })
+    super(message, { code: ErrorCode.NonRetriable, retriable: false, cause: options.cause })
   }
 }
 
 /** A message that cannot be decoded or does not match the handler's schema. Never retried. */
 export class InvalidMessageError extends HeraldError {
   constructor (message: string, options: { cause?: unknown } = {}) {
-    super(message, { code: 'HERALD_INVALID_MESSAGE', retriable: false, cause: options.cause })
+    super(message, { code: ErrorCode.InvalidMessage, retriable: false, cause: options.cause })
   }
 }
 
 /** A handler module or definition Herald cannot use. Thrown at start-up. */
 export class HandlerError extends HeraldError {
   constructor (message: string, options: { cause?: unknown } = {}) {
-    super(message, { code: 'HERALD_HANDLER', cause: options.cause })
+    super(message, { code: ErrorCode.Handler, cause: options.cause })
   }
 }
 

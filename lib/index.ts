@@ -1,8 +1,7 @@
 export { configureMessaging, createMessaging, getMessaging, getProducer, publishEvent, Messaging } from './messaging.js'
 export type { MessagingHealth, MessagingOptions, ResolvedMessagingOptions } from './messaging.js'
-export { Producer, MESSAGE_TOO_LARGE } from './producer.js'
+export { Producer } from './producer.js'
 export type { SendOptions, PublishOptions } from './producer.js'
-export { OUTBOX_FULL, OUTBOX_WRITE_FAILED } from './outbox/outbox-spool.js'
 export type { OutboxOptions } from './outbox/outbox-config.js'
 export type { OutboxStats } from './outbox/outbox.js'
 export { createEvent, decodeMessage, isEvent, HEADER_EVENT_ID, HEADER_EVENT_NAME, HEADER_EVENT_SOURCE } from './event.js'
@@ -20,7 +19,8 @@ export { startConsumers } from './runner/start-consumers.js'
 export type { Runner, StartConsumersOptions } from './runner/start-consumers.js'
 export { loadHandlers } from './runner/loader.js'
 export {
-  HeraldError, ConfigError, BrokerError, PublishError, NonRetriableError, InvalidMessageError, HandlerError, HandlerTimeoutError, ShutdownAbortError, isRetriable, ErrorCode
+  HeraldError, ConfigError, BrokerError, PublishError, NonRetriableError, InvalidMessageError, HandlerError, HandlerTimeoutError, ShutdownAbortError, isRetriable, ErrorCode,
+  MESSAGE_TOO_LARGE, OUTBOX_FULL, OUTBOX_WRITE_FAILED
 } from './errors.js'
 export { DLQ_HEADERS, DLQ_ORIGINAL_HEADERS } from './runner/dead-letter.js'
 export type { Logger } from './logger.js'

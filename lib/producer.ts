@@ -37,9 +37,6 @@ export interface ProducerSettings {
   tracing?: boolean
 }
 
-/** `code` of the error a send fails with, at once, when its message is over `maxMessageBytes`. */
-export const MESSAGE_TOO_LARGE = 'HERALD_MESSAGE_TOO_LARGE'
-
 interface Pending {
   readonly message: OutgoingMessage
   readonly eventName: string | undefined

@@ -23,6 +23,27 @@ export async function withTimeout<T> (promise: Promise<T>, ms: number, onTimeout
 }
 
 /**
+ * Waits for `promise` at most `ms`: resolves `true` once it settles (resolved or rejected),
+ * `false` when `ms` passed first. Never rejects. The timer is cleared as soon as `promise`
+ * settles and does not keep the process alive unless `keepAlive` is set.
+ *
+ * @example
+ * if (!await settledWithin(connection.close(), 5000)) socket.destroy()
+ */
+export async function settledWithin (promise: Promise<unknown>, ms: number, { keepAlive = false }: { keepAlive?: boolean } = {}): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<boolean>(resolve => {
+    timer = setTimeout(() => resolve(false), ms)
+    if (!keepAlive) timer.unref()
+  })
+  try {
+    return await Promise.race([promise.then(() => true, () => true), late])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/**
  * Resolves `true` after `ms`, or `false` at once when `signal` aborts (before or during the
  * wait). Never rejects; the timer does not keep the process alive.
  */

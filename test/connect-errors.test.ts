@@ -1,18 +1,9 @@
 // What connect() says when the broker answers but will not let Herald in, or is not there at all.
 import { expect } from 'chai'
-import { inspect } from 'node:util'
 import { Redis } from 'ioredis'
-import { BrokerError, createMessaging, type Logger } from '../lib/index.js'
+import { BrokerError, createMessaging } from '../lib/index.js'
 import { brokerOptions, brokerSelected } from './helpers.js'
-
-function recordingLogger (): { logger: Logger, lines: Array<{ level: string, msg: string }> } {
-  const lines: Array<{ level: string, msg: string }> = []
-  const make = (): Logger => {
-    const record = (level: string) => (_obj: unknown, msg?: string): void => { lines.push({ level, msg: msg ?? '' }) }
-    return { debug: record('debug'), info: record('info'), warn: record('warn'), error: record('error'), child: () => make() }
-  }
-  return { logger: make(), lines }
-}
+import { RecordingLogger } from './support/recording-logger.js'
 
 describe('connect errors', function () {
   this.timeout(30_000)
@@ -48,7 +39,7 @@ describe('connect errors', function () {
 
   if (brokerSelected('kafka')) {
     it('kafka: an unreachable Kafka at start-up logs no "lost the connection; reconnecting" before connect() rejects', async function () {
-      const { logger, lines } = recordingLogger()
+      const logger = new RecordingLogger()
       const m = createMessaging({ broker: 'kafka', bootstrapServers: '127.0.0.1:1', logger, kafka: { client: { retry: { retries: 1, initialRetryTime: 100 } } } })
       try {
         const err = await m.connect().then(() => undefined, (e: unknown) => e)
@@ -57,8 +48,7 @@ describe('connect errors', function () {
       } finally {
         await m.close()
       }
-      const loud = lines.filter(l => l.level === 'warn' || l.level === 'error')
-      expect(loud.map(l => l.msg), inspect(lines)).to.deep.equal([])
+      expect(logger.problems().map(r => r.msg), logger.describe()).to.deep.equal([])
     })
   }
 })

@@ -5,10 +5,11 @@ import { expect } from 'chai'
 import Fastify from 'fastify'
 import { inspect } from 'node:util'
 import herald from '../plugins/fastify.js'
-import { BrokerError, createMessaging, messageHandler, startConsumers, type Logger, type MessagingOptions } from '../lib/index.js'
+import { BrokerError, createMessaging, messageHandler, startConsumers, type MessagingOptions } from '../lib/index.js'
 import type { BrokerKind } from '../lib/brokers/broker.js'
 import { brokerSelected, eventually, randomName } from './helpers.js'
 import { SilentServer } from './silent-server.js'
+import { RecordingLogger } from './support/recording-logger.js'
 
 const SECRET = 'S3cr3t-silent'
 
@@ -18,15 +19,6 @@ export function silentOptions (kind: Exclude<BrokerKind, 'memory'>, port: number
     case 'rabbitmq': return { broker: 'rabbitmq', url: `amqp://app:${SECRET}@127.0.0.1:${port}` }
     case 'redis': return { broker: 'redis', url: `redis://app:${SECRET}@127.0.0.1:${port}` }
   }
-}
-
-function recordingLogger (): { logger: Logger, lines: string[] } {
-  const lines: string[] = []
-  const make = (): Logger => {
-    const record = (level: string) => (obj: unknown, msg?: string): void => { lines.push(`${level} ${msg ?? ''} ${inspect(obj)}`) }
-    return { debug: record('debug'), info: record('info'), warn: record('warn'), error: record('error'), child: () => make() }
-  }
-  return { logger: make(), lines }
 }
 
 function expectTimeout (err: unknown, kind: string, port: number): void {
@@ -47,7 +39,7 @@ describe('a broker that accepts connections and never answers', function () {
     if (!brokerSelected(kind)) continue
     describe(kind, function () {
       it('connect() rejects within connectTimeout with HERALD_CONNECT_TIMEOUT naming the broker and the masked address, and leaves no connection open', async function () {
-        const { logger, lines } = recordingLogger()
+        const logger = new RecordingLogger()
         const m = createMessaging({ ...silentOptions(kind, server.port), connectTimeout: 1000, logger })
         try {
           const err = await m.connect().then(() => undefined, (e: unknown) => e)
@@ -58,7 +50,7 @@ describe('a broker that accepts connections and never answers', function () {
         } finally {
           await m.close()
         }
-        for (const line of lines) expect(line).not.to.contain(SECRET)
+        for (const line of logger.lines()) expect(line).not.to.contain(SECRET)
       })
 
       it('startConsumers() rejects within connectTimeout', async function () {

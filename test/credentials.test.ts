@@ -10,12 +10,13 @@ import { fileURLToPath, pathToFileURL } from 'node:url'
 import { inspect } from 'node:util'
 import { Redis } from 'ioredis'
 import {
-  createMessaging, DLQ_HEADERS, messageHandler, startConsumers, type Logger, type Messaging, type MessagingOptions, type Runner
+  createMessaging, DLQ_HEADERS, messageHandler, startConsumers, type Messaging, type MessagingOptions, type Runner
 } from '../lib/index.js'
 import type { BrokerKind } from '../lib/brokers/broker.js'
 import { redactText, redactUrl, rememberSecrets } from '../lib/redact.js'
 import { cleanUpRun } from './cleanup.js'
 import { brokerOptions, brokerSelected, eventually, randomName, RUN_ID } from './helpers.js'
+import { RecordingLogger } from './support/recording-logger.js'
 
 const SECRET = 'S3cr3t-pass'
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -23,16 +24,6 @@ const LIB_URL = pathToFileURL(join(ROOT, 'lib/index.ts')).href
 
 /** Everything a value holds as `inspect` shows it: causes, stacks, hidden properties. */
 const everything = (value: unknown): string => inspect(value, { depth: Infinity, showHidden: true })
-
-/** A logger that keeps every call, with its bindings, as text. */
-function recordingLogger (): { logger: Logger, records: string[] } {
-  const records: string[] = []
-  const make = (bindings: Record<string, unknown>): Logger => {
-    const record = (level: string) => (obj: unknown, msg?: string): void => { records.push(`${level} ${everything([bindings, obj, msg])}`) }
-    return { debug: record('debug'), info: record('info'), warn: record('warn'), error: record('error'), child: (b) => make({ ...bindings, ...b }) }
-  }
-  return { logger: make({}), records }
-}
 
 /** The test broker's URL with other credentials. */
 function withCredentials (url: string, user: string, password: string): string {
@@ -84,7 +75,7 @@ describe('credentials', function () {
     for (const c of refused) {
       if (!brokerSelected(c.kind)) continue
       it(`${c.kind}, ${c.what}: connect(), a publish, startConsumers() and health() say so, and no error, cause or log line shows the password`, async function () {
-        const { logger, records } = recordingLogger()
+        const logger = new RecordingLogger()
         const m = createMessaging({ ...c.options(), logger })
         const errors: unknown[] = []
         try {
@@ -108,7 +99,7 @@ describe('credentials', function () {
           if (c.code !== undefined) expect(e.code === 'HERALD_PUBLISH' ? e.cause?.code : e.code, (err as Error).message).to.equal(c.code)
           expect(everything(err)).not.to.contain(SECRET)
         }
-        for (const record of records) expect(record).not.to.contain(SECRET)
+        for (const record of logger.records) expect(everything(record)).not.to.contain(SECRET)
       })
     }
   })
@@ -149,7 +140,7 @@ describe('credentials', function () {
 
     it('is masked in the dead-letter reason and in every log line, even when a handler error quotes it bare or in a URL', async function () {
       if (!brokerSelected('redis')) this.skip()
-      const { logger, records } = recordingLogger()
+      const logger = new RecordingLogger()
       const m = createMessaging({ ...brokerOptions('redis'), url, logger })
       open.push(m)
       const topic = randomName()
@@ -171,9 +162,9 @@ describe('credentials', function () {
       await eventually(() => reasons.length === 1, 'the dead letter')
       expect(reasons[0]).to.equal(`Error: login to ${redactUrl(url)} failed (password ***)`)
       expect(reasons[0]).to.contain(`redis://${user}:***@`)
-      expect(records.some(r => r.includes('handler failed (attempt 1 of 2)'))).to.equal(true)
-      expect(records.some(r => r.includes('message dead-lettered'))).to.equal(true)
-      for (const record of records) expect(record).not.to.contain(SECRET)
+      expect(logger.messages().some(m => m.includes('handler failed (attempt 1 of 2)'))).to.equal(true)
+      expect(logger.messages().some(m => m.includes('message dead-lettered'))).to.equal(true)
+      for (const record of logger.records) expect(everything(record)).not.to.contain(SECRET)
     })
 
     it('never reaches stderr through the default logger, at HERALD_LOG_LEVEL=debug (a child process)', async function () {

@@ -9,6 +9,7 @@ import { ConfigError, PublishError } from '../lib/errors.js'
 import { expectEnvelope as expectPublishedEnvelope, published, rabbitQueueDepth, rabbitRefusingTopic, type Published } from './published.js'
 import { brokerSelected, sleep } from './helpers.js'
 import { sharedMemoryStore } from '../lib/brokers/memory/index.js'
+import { RecordingLogger } from './support/recording-logger.js'
 
 const SOURCE = 'express-test-service'
 const memory: MessagingOptions = { broker: 'memory', logger: false, source: SOURCE }
@@ -375,12 +376,9 @@ describe('Express middleware', function () {
   })
 
   describe('when the event cannot be published', function () {
-    /** A logger that keeps the error records. */
-    function capturingLogger (): { logger: MessagingOptions['logger'], records: Array<{ obj: Record<string, unknown>, msg: string | undefined }> } {
-      const records: Array<{ obj: Record<string, unknown>, msg: string | undefined }> = []
-      const log = (obj: unknown, msg?: string): void => { records.push({ obj: obj as Record<string, unknown>, msg }) }
-      return { logger: { debug: () => {}, info: () => {}, warn: () => {}, error: log }, records }
-    }
+    /** The error record about `event`, from the recorded log. */
+    const errorAbout = (logger: RecordingLogger, event: string): Record<string, unknown> | undefined =>
+      logger.records.find(r => r.level === 'error' && r.fields.event === event)?.fields
 
     describe('the broker refuses it (RabbitMQ nacks the topic)', function () {
       let rabbit: Awaited<ReturnType<typeof rabbitRefusingTopic>>
@@ -432,16 +430,16 @@ describe('Express middleware', function () {
       })
 
       it('logs the failure with the route pattern, the event name and its topic', async function () {
-        const { logger, records } = capturingLogger()
+        const logger = new RecordingLogger()
         const { app } = appWith({ ...rabbit.options, logger, source: SOURCE })
         app.post('/users/:id', emit({ name: 'user.updated', topic: rabbit.refused }), (req, res) => { res.json({ id: 1 }) })
 
         await request(app).post('/users/1')
 
-        const record = records.find(r => r.obj.event === 'user.updated')
-        expect(record, JSON.stringify(records)).to.not.equal(undefined)
-        expect(record!.obj.topic).to.equal(rabbit.refused)
-        expect(record!.obj.route).to.equal('POST /users/:id')
+        const record = errorAbout(logger, 'user.updated')
+        expect(record, logger.describe()).to.not.equal(undefined)
+        expect(record!.topic).to.equal(rabbit.refused)
+        expect(record!.route).to.equal('POST /users/:id')
       })
 
       it('a route with two events where the second is refused answers 503 naming which one was published', async function () {
@@ -465,7 +463,7 @@ describe('Express middleware', function () {
     describe('a bug in the reply or its event is a 500 (next(err)), and nothing is published', function () {
       it('a data() mapper that throws gives a 500, and the route\'s other events are not published either', async function () {
         const topic = randomUUID()
-        const { logger, records } = capturingLogger()
+        const logger = new RecordingLogger()
         const { app } = appWith({ ...memory, logger })
         app.post('/users', emit([{ name: 'user.created', topic }, { name: 'user.welcome', topic, data: () => { throw new Error('mapper bug') } }]),
           async (req, res) => { res.status(201).json({ id: 1 }) })
@@ -476,9 +474,9 @@ describe('Express middleware', function () {
         expect(res.status).to.equal(500)
         expect(res.body.message).to.contain('user.welcome').and.to.contain('mapper bug')
         expect(published(topic)).to.have.length(0)
-        const record = records.find(r => r.obj.event === 'user.welcome')
-        expect(record, JSON.stringify(records)).to.not.equal(undefined)
-        expect(record!.obj.route).to.equal('POST /users')
+        const record = errorAbout(logger, 'user.welcome')
+        expect(record, logger.describe()).to.not.equal(undefined)
+        expect(record!.route).to.equal('POST /users')
       })
 
       it('a messaging instance closed while the app still serves is a 500 (a retry cannot help), not a 503', async function () {
@@ -511,7 +509,7 @@ describe('Express middleware', function () {
 
       it('an event over maxMessageBytes gives a 500, logged with the route and the event', async function () {
         const topic = randomUUID()
-        const { logger, records } = capturingLogger()
+        const logger = new RecordingLogger()
         const { app } = appWith({ ...memory, logger, maxMessageBytes: 1024 })
         app.set('env', 'test')
         app.post('/files/:id', emit({ name: 'file.stored', topic }), (req, res) => { res.json({ content: 'x'.repeat(2000) }) })
@@ -522,10 +520,10 @@ describe('Express middleware', function () {
         expect(res.status).to.equal(500)
         expect(res.text).to.not.contain('xxxx')
         expect(published(topic)).to.have.length(0)
-        const record = records.find(r => r.obj.event === 'file.stored')
-        expect(record, JSON.stringify(records)).to.not.equal(undefined)
-        expect(record!.obj.route).to.equal('POST /files/:id')
-        expect(record!.obj.code).to.equal('HERALD_MESSAGE_TOO_LARGE')
+        const record = errorAbout(logger, 'file.stored')
+        expect(record, logger.describe()).to.not.equal(undefined)
+        expect(record!.route).to.equal('POST /files/:id')
+        expect(record!.code).to.equal('HERALD_MESSAGE_TOO_LARGE')
       })
 
       it('a body without the keyField gives a 500 instead of an event with no key', async function () {

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url'
 import type { Broker } from '../lib/index.js'
 import { startConsumers, messageHandler } from '../lib/index.js'
 import { randomName } from './helpers.js'
+import { RecordingLogger } from './support/recording-logger.js'
 
 function configError (fn: () => unknown): ConfigError {
   try {
@@ -156,11 +157,9 @@ describe('configuration', function () {
 
   describe('the embedded broker in a process that looks like production', function () {
     function warnings (options: Parameters<typeof createMessaging>[0] = {}): string[] {
-      const lines: string[] = []
-      const record = (level: string) => (_obj: unknown, msg?: string): void => { if (level === 'warn') lines.push(msg ?? '') }
-      const logger = { debug: record('debug'), info: record('info'), warn: record('warn'), error: record('error') }
+      const logger = new RecordingLogger()
       createMessaging({ ...options, logger })
-      return lines
+      return logger.messages('warn')
     }
     beforeEach(function () { resetMemoryWarning() })
 

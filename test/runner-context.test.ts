@@ -6,7 +6,7 @@ import {
   createMessaging, ErrorCode, HandlerTimeoutError, HeraldError, messageHandler, ShutdownAbortError, startConsumers,
   type Context, type Logger, type Messaging
 } from '../lib/index.js'
-import { RecordingLogger } from './faults/recording-logger.js'
+import { RecordingLogger } from './support/recording-logger.js'
 import { eventually, randomName } from './helpers.js'
 
 describe('the handler context', function () {

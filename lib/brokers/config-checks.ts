@@ -1,6 +1,36 @@
 import { ConfigError } from '../errors.js'
 import { redactUrl } from '../redact.js'
 
+/** The settings of a broker reached by one URL (RabbitMQ, Redis): what its `<kind>-config.ts` resolves. */
+export interface UrlBrokerSettings<O> {
+  url: string
+  /** The adapter's options as given (already checked). */
+  options: O
+  /** How long connecting may take, in ms (the messaging option `connectTimeout`). */
+  connectTimeout?: number
+}
+
+/** Where a URL broker's address comes from and how it must look. */
+export interface BrokerUrlSource {
+  /** The environment variable read when the `url` option is not given, e.g. `REDIS_URL`. */
+  envVar: string
+  /** The URL used when neither is given. */
+  fallback: string
+  schemes: string[]
+  /** The form to show in an error, e.g. `redis://:password@localhost:6379/0`. */
+  example: string
+}
+
+/**
+ * The URL of a broker: the `url` option, else the environment variable, else the fallback;
+ * checked. `option` names where it came from, for the errors that follow.
+ */
+export function resolveBrokerUrl (url: string | undefined, env: NodeJS.ProcessEnv, source: BrokerUrlSource): { option: string, value: string, parsed: URL } {
+  const option = url !== undefined ? 'url' : source.envVar
+  const value = url ?? env[source.envVar] ?? source.fallback
+  return { option, value, parsed: parseBrokerUrl(option, value, source.schemes, source.example) }
+}
+
 /** Parses a broker URL, failing with the option's name, the (masked) value and the expected form. */
 export function parseBrokerUrl (option: string, url: string, schemes: string[], example: string): URL {
   let parsed: URL

@@ -8,11 +8,6 @@
 import { BrokerError, ErrorCode, HeraldError } from '../errors.js'
 import type { BrokerKind, OutgoingMessage } from './broker.js'
 
-/** `code` of the error a send fails with when the broker can never take its topic name. */
-export const INVALID_TOPIC = 'HERALD_INVALID_TOPIC'
-/** `code` of the error a send fails with when a header value cannot be carried as text. */
-export const INVALID_HEADER = 'HERALD_INVALID_HEADER'
-
 const KAFKA_TOPIC = /^[a-zA-Z0-9._-]+$/
 const KAFKA_MAX_TOPIC = 249
 const RABBITMQ_MAX_ROUTING_KEY_BYTES = 255
@@ -22,13 +17,13 @@ const shown = (topic: string): string => JSON.stringify(topic.length > 60 ? `${t
 /** Why `kind` can never take a message to `topic`, or `undefined` when it can. */
 export function topicProblem (kind: BrokerKind, topic: string): HeraldError | undefined {
   if (typeof topic !== 'string' || topic === '') {
-    return new HeraldError(`the topic must be a non-empty string, got ${JSON.stringify(topic)}`, { code: INVALID_TOPIC, retriable: false })
+    return new HeraldError(`the topic must be a non-empty string, got ${JSON.stringify(topic)}`, { code: ErrorCode.InvalidTopic, retriable: false })
   }
   if (kind === 'kafka' && (topic.length > KAFKA_MAX_TOPIC || !KAFKA_TOPIC.test(topic) || topic === '.' || topic === '..')) {
-    return new HeraldError(`${shown(topic)} (${topic.length} characters) is an invalid topic name for Kafka: Kafka topic names are at most ${KAFKA_MAX_TOPIC} characters of letters, digits, ".", "_" and "-"; rename the topic`, { code: INVALID_TOPIC, retriable: false })
+    return new HeraldError(`${shown(topic)} (${topic.length} characters) is an invalid topic name for Kafka: Kafka topic names are at most ${KAFKA_MAX_TOPIC} characters of letters, digits, ".", "_" and "-"; rename the topic`, { code: ErrorCode.InvalidTopic, retriable: false })
   }
   if (kind === 'rabbitmq' && Buffer.byteLength(topic) > RABBITMQ_MAX_ROUTING_KEY_BYTES) {
-    return new HeraldError(`the topic ${shown(topic)} is ${Buffer.byteLength(topic)} bytes, over the ${RABBITMQ_MAX_ROUTING_KEY_BYTES} bytes RabbitMQ allows in a routing key; use a shorter topic name`, { code: INVALID_TOPIC, retriable: false })
+    return new HeraldError(`the topic ${shown(topic)} is ${Buffer.byteLength(topic)} bytes, over the ${RABBITMQ_MAX_ROUTING_KEY_BYTES} bytes RabbitMQ allows in a routing key; use a shorter topic name`, { code: ErrorCode.InvalidTopic, retriable: false })
   }
   return undefined
 }
@@ -44,7 +39,7 @@ export function normalizeHeaders (headers: Record<string, unknown> | undefined):
   const out: Record<string, string> = {}
   if (headers === undefined || headers === null) return out
   if (typeof headers !== 'object' || Array.isArray(headers)) {
-    throw new HeraldError(`headers must be an object of string values, got ${Array.isArray(headers) ? 'an array' : typeof headers}`, { code: INVALID_HEADER, retriable: false })
+    throw new HeraldError(`headers must be an object of string values, got ${Array.isArray(headers) ? 'an array' : typeof headers}`, { code: ErrorCode.InvalidHeader, retriable: false })
   }
   for (const [name, value] of Object.entries(headers)) {
     if (value === undefined || value === null) continue
@@ -52,7 +47,7 @@ export function normalizeHeaders (headers: Record<string, unknown> | undefined):
     else if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') out[name] = String(value)
     else {
       const what = Buffer.isBuffer(value) ? 'a Buffer' : Array.isArray(value) ? 'an array' : typeof value === 'object' ? 'an object' : `a ${typeof value}`
-      throw new HeraldError(`header "${name}" is ${what}; header values must be strings (numbers and booleans are sent as text, undefined and null are left out): encode it yourself, e.g. JSON.stringify(value)`, { code: INVALID_HEADER, retriable: false })
+      throw new HeraldError(`header "${name}" is ${what}; header values must be strings (numbers and booleans are sent as text, undefined and null are left out): encode it yourself, e.g. JSON.stringify(value)`, { code: ErrorCode.InvalidHeader, retriable: false })
     }
   }
   return out

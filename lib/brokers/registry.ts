@@ -6,6 +6,7 @@
 import { ConfigError } from '../errors.js'
 import { redactUrl } from '../redact.js'
 import type { Broker, BrokerDeps, BrokerKind } from './broker.js'
+import type { UrlBrokerSettings } from './config-checks.js'
 import { resolveKafkaSettings, type KafkaOptions, type KafkaSettings } from './kafka/kafka-config.js'
 import { resolveMemorySettings, type MemoryOptions, type MemorySettings } from './memory/memory-config.js'
 import { resolveRabbitMqSettings, type RabbitMqOptions, type RabbitMqSettings } from './rabbitmq/rabbitmq-config.js'
@@ -48,6 +49,18 @@ interface Entry<S> {
   load(): Promise<AdapterModule<S>>
 }
 
+/** The entry of an adapter reached by one URL: its address is that URL, password masked. */
+function urlAdapter<S extends UrlBrokerSettings<unknown>> (client: string, resolve: (input: AdapterInput, env: NodeJS.ProcessEnv) => S, load: () => Promise<AdapterModule<S>>): Entry<S> {
+  return {
+    client,
+    resolve: (input, env) => {
+      const settings: S = { ...resolve(input, env), connectTimeout: input.connectTimeout }
+      return { settings, address: redactUrl(settings.url) }
+    },
+    load
+  }
+}
+
 const ADAPTERS: { [K in BrokerKind]: Entry<any> } = {
   kafka: {
     client: 'kafkajs',
@@ -57,22 +70,8 @@ const ADAPTERS: { [K in BrokerKind]: Entry<any> } = {
     },
     load: async () => await import('./kafka/index.js')
   } satisfies Entry<KafkaSettings>,
-  rabbitmq: {
-    client: 'amqplib',
-    resolve: (input, env) => {
-      const settings: RabbitMqSettings = { ...resolveRabbitMqSettings(input.url, env, input.rabbitmq), connectTimeout: input.connectTimeout }
-      return { settings, address: redactUrl(settings.url) }
-    },
-    load: async () => await import('./rabbitmq/index.js')
-  } satisfies Entry<RabbitMqSettings>,
-  redis: {
-    client: 'ioredis',
-    resolve: (input, env) => {
-      const settings: RedisSettings = { ...resolveRedisSettings(input.url, env, input.redis), connectTimeout: input.connectTimeout }
-      return { settings, address: redactUrl(settings.url) }
-    },
-    load: async () => await import('./redis/index.js')
-  } satisfies Entry<RedisSettings>,
+  rabbitmq: urlAdapter<RabbitMqSettings>('amqplib', (input, env) => resolveRabbitMqSettings(input.url, env, input.rabbitmq), async () => await import('./rabbitmq/index.js')),
+  redis: urlAdapter<RedisSettings>('ioredis', (input, env) => resolveRedisSettings(input.url, env, input.redis), async () => await import('./redis/index.js')),
   memory: {
     client: undefined,
     resolve: (input) => ({ settings: resolveMemorySettings(input.memory), address: 'in-process' }),

@@ -1,6 +1,7 @@
 // Consumer lag, read from the brokers when metrics are scraped: each group a running
 // runner consumes, through the broker's optional `lag` capability, bounded in time so a
 // slow broker never hangs a scrape.
+import { BrokerError } from '../errors.js'
 import { withTimeout } from '../time.js'
 import { consumedGroups } from './registry.js'
 
@@ -17,7 +18,7 @@ export async function collectLag (): Promise<GroupLag[]> {
   const reads = [...consumedGroups].map(async ({ messaging, group, topics }) => {
     const broker = await messaging.broker()
     if (broker.lag === undefined) return []
-    const lags = await withTimeout(broker.lag(group, topics), LAG_TIMEOUT_MS, () => new Error(`reading the lag of group "${group}" took over ${LAG_TIMEOUT_MS} ms`))
+    const lags = await withTimeout(broker.lag(group, topics), LAG_TIMEOUT_MS, () => new BrokerError(`reading the lag of group "${group}" took over ${LAG_TIMEOUT_MS} ms`))
     return lags.map(l => ({ group, topic: l.topic, messages: l.messages }))
   })
   const out: GroupLag[] = []

@@ -2,7 +2,7 @@ import type { OutgoingMessage } from '../brokers/broker.js'
 import { BrokerError, ErrorCode, isRetriable } from '../errors.js'
 import type { Logger } from '../logger.js'
 import { redactText } from '../redact.js'
-import { Backoff } from '../time.js'
+import { Backoff, settledWithin } from '../time.js'
 import type { OutboxSpool, SpooledMessage } from './outbox-spool.js'
 
 /** Backoff between attempts while the broker does not take the outbox's messages, in ms. */
@@ -14,7 +14,7 @@ const MAX_RETRY_MS = 10_000
  * (unlike a refused credential, which someone will fix): such a message is set aside in
  * `undeliverable.log` rather than holding up everything behind it.
  */
-const UNDELIVERABLE_CODES = new Set(['HERALD_UNROUTABLE', 'HERALD_MESSAGE_TOO_LARGE', 'HERALD_INVALID_TOPIC', 'HERALD_UNKNOWN_TOPIC', 'HERALD_INVALID_HEADER', 'HERALD_NOT_A_STREAM'])
+const UNDELIVERABLE_CODES = new Set<string>([ErrorCode.Unroutable, ErrorCode.MessageTooLarge, ErrorCode.InvalidTopic, ErrorCode.UnknownTopic, ErrorCode.InvalidHeader, ErrorCode.NotAStream])
 
 export interface RelayDeps {
   spool: OutboxSpool
@@ -104,15 +104,9 @@ export class OutboxRelay {
   async drained (timeout: number): Promise<boolean> {
     if (this.#deps.spool.idle) return true
     this.#hurry?.()
-    let timer: NodeJS.Timeout | undefined
-    const drained = new Promise<boolean>(resolve => this.#drainWaiters.push(() => resolve(true)))
-    // A referenced timer, unlike withTimeout's: close() keeps the process up while it drains.
-    const late = new Promise<boolean>(resolve => { timer = setTimeout(() => resolve(false), timeout) })
-    try {
-      return await Promise.race([drained, late])
-    } finally {
-      clearTimeout(timer)
-    }
+    const drained = new Promise<void>(resolve => this.#drainWaiters.push(resolve))
+    // A referenced timer: close() keeps the process up while it drains.
+    return await settledWithin(drained, timeout, { keepAlive: true })
   }
 
   /** Stops at once: a batch on its way is not waited for (it will be sent again on the next start). */
@@ -213,13 +207,10 @@ export class OutboxRelay {
   }
 
   async #race<T> (promise: Promise<T>, ms: number): Promise<T | typeof TIMEOUT | typeof STOPPED> {
-    let timer: NodeJS.Timeout | undefined
-    const timeout = new Promise<typeof TIMEOUT>(resolve => { timer = setTimeout(() => resolve(TIMEOUT), ms) })
-    try {
-      return await Promise.race([promise, timeout, this.#stopping])
-    } finally {
-      clearTimeout(timer)
-    }
+    const answered = Promise.race([promise, this.#stopping])
+    // A referenced timer: the relay keeps the process up while a batch waits for its answer.
+    if (!await settledWithin(answered, ms, { keepAlive: true })) return TIMEOUT
+    return await answered
   }
 
   async #wait (promise: Promise<void>): Promise<void> {

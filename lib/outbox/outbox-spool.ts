@@ -2,17 +2,12 @@ import { readFileSync, unlinkSync } from 'node:fs'
 import { open, unlink, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { OutgoingMessage } from '../brokers/broker.js'
-import { BrokerError } from '../errors.js'
+import { BrokerError, ErrorCode } from '../errors.js'
 import type { Logger } from '../logger.js'
 import { CURSOR_FILE, FILE_MODE, listSegments, readCursor, recoverSegment, segmentPath, syncDirectory, UNDELIVERABLE_FILE, writeCursor } from './outbox-files.js'
 import { encodeRecord } from './outbox-record.js'
 
 export { UNDELIVERABLE_FILE } from './outbox-files.js'
-
-/** `code` of the error a send fails with when the outbox holds `maxBytes` already. */
-export const OUTBOX_FULL = 'HERALD_OUTBOX_FULL'
-/** `code` of the error a send fails with when the outbox could not write it to disk. */
-export const OUTBOX_WRITE_FAILED = 'HERALD_OUTBOX_WRITE'
 
 /** A spooled message and where its line ends, which is what the cursor records once it is relayed. */
 export interface SpooledMessage {
@@ -134,13 +129,13 @@ export class OutboxSpool {
    * `maxBytes`, or (`HERALD_OUTBOX_WRITE`) when the disk refused it.
    */
   append (message: OutgoingMessage): Promise<void> {
-    if (this.#closed) return Promise.reject(new BrokerError(`the outbox at ${this.dir} is closed`, { code: OUTBOX_WRITE_FAILED, retriable: false }))
+    if (this.#closed) return Promise.reject(new BrokerError(`the outbox at ${this.dir} is closed`, { code: ErrorCode.OutboxWrite, retriable: false }))
     const at = Date.now()
     const line = encodeRecord(message, at)
     if (this.#bytes + this.#reserved + line.length > this.maxBytes) {
       return Promise.reject(new BrokerError(
         `the outbox is full and the broker is unreachable: ${this.pending} messages (${this.#bytes} bytes) wait in ${this.dir} to be relayed, and this one (${line.length} bytes) would take it over outbox.maxBytes (${this.maxBytes}); it was not stored. Bring the broker back, or give the outbox more room (outbox.maxBytes)`,
-        { code: OUTBOX_FULL, retriable: true }))
+        { code: ErrorCode.OutboxFull, retriable: true }))
     }
     this.#reserved += line.length
     return new Promise<void>((resolve, reject) => {
@@ -238,7 +233,7 @@ export class OutboxSpool {
       } catch (err) {
         this.#reserved -= data.length
         if (segment !== undefined) await this.#abandon(segment)
-        const error = new BrokerError(`could not write to the outbox at ${this.dir}: ${(err as Error).message}`, { code: OUTBOX_WRITE_FAILED, retriable: true, cause: err })
+        const error = new BrokerError(`could not write to the outbox at ${this.dir}: ${(err as Error).message}`, { code: ErrorCode.OutboxWrite, retriable: true, cause: err })
         this.#logger.error({ dir: this.dir, err: (err as Error).message }, 'could not write to the outbox; the sends it was for fail')
         for (const w of batch) w.reject(error)
         continue

@@ -11,7 +11,7 @@ import { KeyQueue, Semaphore } from './key-queue.js'
 import { setMaxListeners } from 'node:events'
 import { RetryWaits, retryDelayFor } from './retry.js'
 import { Attempt } from './attempt.js'
-import { Backoff, sleep } from '../time.js'
+import { Backoff, settledWithin, sleep } from '../time.js'
 import { schemaErrors } from '../handlers/schema.js'
 import { observeConsume, traceLogFields, type AttemptScope, type ConsumeOutcome, type MessageScope } from '../observability/observe.js'
 
@@ -251,10 +251,8 @@ export class HandlerConsumer {
    * Only a forced shutdown stops waiting for it.
    */
   async #settledOrForced (run: Promise<unknown>, delivery: Delivery, timeout: number): Promise<void> {
-    let returned = false
-    const settled = run.then(() => { returned = true }, () => { returned = true })
-    await Promise.race([settled, new Promise<void>(resolve => setTimeout(resolve, 0))])
-    if (returned || this.#forced.signal.aborted) return
+    const settled = run.then(() => {}, () => {})
+    if (await settledWithin(settled, 0, { keepAlive: true }) || this.#forced.signal.aborted) return
     this.#log.warn({ topic: delivery.topic, messageId: delivery.id, timeout }, 'the handler timed out and has not returned yet (it ignores ctx.signal); its slot and its key stay held until it returns')
     let onForced: () => void = () => {}
     const forced = new Promise<void>(resolve => { onForced = resolve })

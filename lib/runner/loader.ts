@@ -28,12 +28,16 @@ function skipped (name: string): boolean {
  * its real path is inside `dir`.
  */
 export async function findHandlerFiles (dir: string): Promise<string[]> {
-  let root: string
+  let root: string | undefined
+  let cause: unknown
   try {
     root = await realpath(dir)
-    if (!(await stat(root)).isDirectory()) throw new Error('not a directory')
+    if (!(await stat(root)).isDirectory()) root = undefined
   } catch (err) {
-    throw new HandlerError(`handlers directory "${dir}" does not exist or is not a directory; pass dir (or --handlers) pointing at your handlers folder`, { cause: err })
+    cause = err
+  }
+  if (root === undefined) {
+    throw new HandlerError(`handlers directory "${dir}" does not exist or is not a directory; pass dir (or --handlers) pointing at your handlers folder`, { cause })
   }
   const withTs = typeScriptLoaderActive()
   const files: string[] = []

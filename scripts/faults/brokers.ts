@@ -21,8 +21,9 @@ import { Redis } from 'ioredis'
 import { Kafka, logLevel } from 'kafkajs'
 import type { MessagingOptions } from '../../lib/index.js'
 import { POISON_HEADER, type HarnessBroker, type PoisonMessage } from './common.js'
-import { freePorts, onExit, runAsync, sleep, startChild, stopChild, waitForPort, type Child } from './processes.js'
-import { TcpProxy } from './tcp-proxy.js'
+import { freePorts, onExit, runAsync, sleep, startChild, stopChild, waitForPort, type Child } from '../../test/support/processes.js'
+import { startRedisServer } from '../../test/support/redis-server.js'
+import { TcpProxy } from '../../test/support/tcp-proxy.js'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 
@@ -123,12 +124,7 @@ class PrivateRedis implements BrokerUnderTest {
   }
 
   async #boot (): Promise<void> {
-    this.#server = startChild('redis-server', 'redis-server', [
-      '--port', String(this.#port), '--bind', '127.0.0.1', '--protected-mode', 'yes',
-      '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--dir', this.#dir,
-      '--daemonize', 'no', '--logfile', ''
-    ], { logFile: path.join(this.#dir, '..', 'redis.log') })
-    await waitForPort(this.#port, 20_000, 'redis-server')
+    this.#server = await startRedisServer(this.#port, this.#dir, path.join(this.#dir, '..', 'redis.log'))
   }
 
   serviceConnection (): Pick<MessagingOptions, 'url'> {

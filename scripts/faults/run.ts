@@ -22,7 +22,7 @@ import { parseArgs } from 'node:util'
 import { createBroker, type BrokerUnderTest, type RawDeadLetter } from './brokers.js'
 import { deadLetterTopicOf, parseHandled, poisonMessages, SETTINGS_ENV, type ChildSettings, type DeadRecord, type HandledRecord, type HarnessBroker } from './common.js'
 import { runLoad, type LoadResult } from './load.js'
-import { installExitHandlers, onExit, sleep, startChild, stopChild, tail, waitReady, type Child } from './processes.js'
+import { installExitHandlers, onExit, sleep, startChild, stopChild, tail, waitReady, type Child } from '../../test/support/processes.js'
 import { computeFigures, formatReport, type FaultEvent } from './report.js'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
@@ -108,9 +108,9 @@ function outboxAvailable (): boolean {
 }
 
 /** Why a child failed to start: the last `SomethingError: …` line of its log, else the first line of `fallback`. */
-function startFailure (logFile: string, fallback: string): string {
+function startFailure (logFile: string | undefined, fallback: string): string {
   let lines: string[] = []
-  try { lines = readFileSync(logFile, 'utf8').split('\n') } catch {}
+  try { if (logFile !== undefined) lines = readFileSync(logFile, 'utf8').split('\n') } catch {}
   const line = lines.reverse().find(l => /^\s*[A-Za-z]*Error: /.test(l))
   return (line?.trim() ?? fallback.split('\n')[0] ?? '').slice(0, 300)
 }

@@ -10,50 +10,16 @@ import { randomUUID } from 'node:crypto'
 import { promisify } from 'node:util'
 import amqplib, { type ChannelModel, type GetMessage } from 'amqplib'
 import { expect } from 'chai'
-import type { Broker, Delivery, DeliveryHandler, OutgoingMessage, SubscribeOptions, Subscription } from '../../lib/brokers/broker.js'
+import type { Broker, Delivery, DeliveryHandler, SubscribeOptions, Subscription } from '../../lib/brokers/broker.js'
 import { createBroker } from '../../lib/brokers/rabbitmq/index.js'
 import { resolveRabbitMqSettings, type RabbitMqOptions } from '../../lib/brokers/rabbitmq/rabbitmq-config.js'
 import { BrokerError, ConfigError } from '../../lib/errors.js'
-import type { Logger } from '../../lib/logger.js'
-import { eventually, sleep } from '../helpers.js'
+import { collector, message } from '../support/deliveries.js'
+import { RecordingLogger } from '../support/recording-logger.js'
+import { eventually } from '../helpers.js'
 
 const URL = process.env.RABBITMQ_URL ?? 'amqp://guest:guest@127.0.0.1:5672'
 const ADDRESS = URL.replace(/^(amqps?:\/\/[^:@/]*):[^@/]*@/, '$1:***@')
-
-interface LogRecord { level: string, fields: Record<string, unknown>, msg: string }
-
-class CapturingLogger implements Logger {
-  readonly records: LogRecord[] = []
-  #log (level: string, obj: unknown, msg?: string): void {
-    const fields = obj !== null && typeof obj === 'object' ? obj as Record<string, unknown> : {}
-    this.records.push({ level, fields, msg: typeof obj === 'string' ? obj : msg ?? '' })
-  }
-
-  debug (obj: unknown, msg?: string): void { this.#log('debug', obj, msg) }
-  info (obj: unknown, msg?: string): void { this.#log('info', obj, msg) }
-  warn (obj: unknown, msg?: string): void { this.#log('warn', obj, msg) }
-  error (obj: unknown, msg?: string): void { this.#log('error', obj, msg) }
-
-  text (): string {
-    return this.records.map(r => `${r.level} ${r.msg} ${JSON.stringify(r.fields)}`).join('\n')
-  }
-}
-
-const message = (topic: string, value: string, key?: string, headers: Record<string, string> = {}): OutgoingMessage =>
-  ({ topic, value: Buffer.from(value), key, headers })
-
-/** A handler that records deliveries and settles them as told (ack by default). */
-function collector (handle: (d: Delivery) => Promise<void> = async d => await d.ack()): { deliveries: Delivery[], values: () => string[], handler: DeliveryHandler } {
-  const deliveries: Delivery[] = []
-  return {
-    deliveries,
-    values: () => deliveries.map(d => d.value.toString()),
-    handler: async d => {
-      deliveries.push(d)
-      await handle(d)
-    }
-  }
-}
 
 /** Closes one of this process's connections from the server side, found by its connection name. */
 async function closeConnectionNamed (name: string): Promise<void> {
@@ -67,7 +33,7 @@ async function closeConnectionNamed (name: string): Promise<void> {
 describe('RabbitMQ broker', function () {
   this.timeout(30_000)
 
-  let logger: CapturingLogger
+  let logger: RecordingLogger
   let exchange: string
   let brokers: Broker[]
   let subscriptions: Subscription[]
@@ -113,7 +79,7 @@ describe('RabbitMQ broker', function () {
   }
 
   beforeEach(async () => {
-    logger = new CapturingLogger()
+    logger = new RecordingLogger()
     exchange = name('exchange')
     brokers = []
     subscriptions = []
@@ -127,7 +93,7 @@ describe('RabbitMQ broker', function () {
     for (const queue of queues) await ch.deleteQueue(queue)
     await ch.deleteExchange(exchange)
     await rawConnection.close()
-    expect(logger.text()).not.to.contain('guest:guest')
+    expect(logger.lines().join('\n')).not.to.contain('guest:guest')
   })
 
   it('reports itself healthy with the password-masked address, and unhealthy once closed', async () => {
@@ -153,35 +119,10 @@ describe('RabbitMQ broker', function () {
     expect(err.message).to.contain('ACCESS')
     expect(err.retriable).to.equal(false)
     expect(`${err.message} ${err.stack ?? ''} ${JSON.stringify(err)}`).not.to.contain(secret)
-    expect(logger.text()).not.to.contain(secret)
+    expect(logger.lines().join('\n')).not.to.contain(secret)
     const health = await broker.health()
     expect(health.ok).to.equal(false)
     expect(health.detail).not.to.contain(secret)
-  })
-
-  it('a published message is delivered with its value, key and headers intact', async () => {
-    const broker = newBroker()
-    const topic = name('topic')
-    const c = collector()
-    await subscribe(broker, { topics: [topic] }, c.handler)
-    const headers = { 'event-name': 'user.created', 'event-id': randomUUID(), 'content-type': 'application/json', 'x-note': 'grüße' }
-    expect(await broker.publish([
-      message(topic, '{"id":1,"name":"Zoë"}', 'user-1', headers),
-      message(topic, '{"id":2}')
-    ])).to.deep.equal([undefined, undefined])
-
-    await eventually(() => c.deliveries.length === 2, 'two deliveries')
-    const [first, second] = c.deliveries
-    expect(first!.value.toString()).to.equal('{"id":1,"name":"Zoë"}')
-    expect(first!.key).to.equal('user-1')
-    expect(first!.headers).to.deep.equal(headers)
-    expect(second!.key).to.equal(undefined)
-    expect(second!.headers).to.deep.equal({})
-    for (const d of c.deliveries) {
-      expect(d.topic).to.equal(topic)
-      expect(d.redeliveries).to.equal(0)
-      expect(d.id).to.match(new RegExp(`^${topic}\\.herald-test-group-[0-9a-f-]+#\\d+$`))
-    }
   })
 
   it('a plain amqplib consumer reads the body, the headers, the herald-key header, and persistent delivery of what Herald publishes', async () => {
@@ -261,159 +202,6 @@ describe('RabbitMQ broker', function () {
     await eventually(() => c.deliveries.length === 1, 'the raw message')
     expect(c.deliveries[0]!.key).to.equal('99')
     expect(c.deliveries[0]!.headers).to.deep.equal({ text: 'a', count: '42', ratio: '1.5', flag: 'true', bytes: 'raw', table: '{"a":1}', list: '[1,"two"]' })
-  })
-
-  it('two groups each get every message', async () => {
-    const broker = newBroker()
-    const topic = name('topic')
-    const first = collector()
-    const second = collector()
-    await subscribe(broker, { topics: [topic] }, first.handler)
-    await subscribe(broker, { topics: [topic] }, second.handler)
-    const sent = Array.from({ length: 6 }, (_, i) => `m${i}`)
-    expect(await broker.publish(sent.map(v => message(topic, v)))).to.deep.equal(sent.map(() => undefined))
-
-    await eventually(() => first.deliveries.length === 6 && second.deliveries.length === 6, 'every message in both groups')
-    expect(first.values()).to.deep.equal(sent)
-    expect(second.values()).to.deep.equal(sent)
-  })
-
-  it('two subscriptions in one group share the work, and each message is handled once', async () => {
-    const broker = newBroker()
-    const topic = name('topic')
-    const group = name('group')
-    const slowAck = async (d: Delivery): Promise<void> => { await sleep(20); await d.ack() }
-    const a = collector(slowAck)
-    const b = collector(slowAck)
-    await subscribe(broker, { topics: [topic], group, maxInFlight: 1 }, a.handler)
-    await subscribe(broker, { topics: [topic], group, maxInFlight: 1 }, b.handler)
-    const sent = Array.from({ length: 20 }, (_, i) => `m${String(i).padStart(2, '0')}`)
-    await broker.publish(sent.map(v => message(topic, v)))
-
-    await eventually(() => a.deliveries.length + b.deliveries.length >= 20, '20 deliveries')
-    await sleep(300) // a duplicate would show up meanwhile
-    expect([...a.values(), ...b.values()].sort()).to.deep.equal(sent)
-    expect(a.deliveries.length, 'the first member got none').to.be.greaterThan(0)
-    expect(b.deliveries.length, 'the second member got none').to.be.greaterThan(0)
-  })
-
-  it('an acked message is not delivered again; a released one is, and the release uses up no attempt', async () => {
-    const broker = newBroker()
-    const topic = name('topic')
-    const group = name('group')
-    let released = false
-    const c = collector(async (d) => {
-      if (d.value.toString() === 'release-me' && !released) {
-        released = true
-        await d.release()
-      } else {
-        await d.ack()
-      }
-    })
-    const sub = await subscribe(broker, { topics: [topic], group }, c.handler)
-    await broker.publish([message(topic, 'ack-me'), message(topic, 'release-me')])
-
-    await eventually(() => c.deliveries.length === 3, 'ack-me, release-me, and release-me again')
-    expect(c.values()).to.deep.equal(['ack-me', 'release-me', 'release-me'])
-    expect(c.deliveries[2]!.redeliveries).to.equal(0)
-    expect(c.deliveries[2]!.redeliveriesCounted).to.equal(true)
-    await sub.close()
-
-    // Nothing is left in the group's queue, and a new member of the group gets nothing.
-    expect(await messageCount(`${topic}.${group}`)).to.equal(0)
-    const later = collector()
-    await subscribe(broker, { topics: [topic], group }, later.handler)
-    await sleep(300)
-    expect(later.deliveries).to.deep.equal([])
-  })
-
-  it('ack() and release() resolve and are idempotent: a second call does nothing', async () => {
-    const broker = newBroker()
-    const topic = name('topic')
-    const c = collector(async (d) => {
-      await d.ack()
-      await d.ack()
-      await d.release()
-    })
-    await subscribe(broker, { topics: [topic] }, c.handler)
-    await broker.publish([message(topic, 'once')])
-    await eventually(() => c.deliveries.length === 1, 'one delivery')
-    await sleep(300)
-    // A second settle of the same delivery tag would close the channel (406 unknown delivery tag).
-    expect(c.deliveries.length).to.equal(1)
-    expect(logger.records.filter(r => r.level === 'error')).to.deep.equal([])
-  })
-
-  it('close() waits until a handed-over message is settled; a released one goes to another member of the group', async () => {
-    const broker = newBroker()
-    const topic = name('topic')
-    const group = name('group')
-    let held: Delivery | undefined
-    const first = await subscribe(broker, { topics: [topic], group, maxInFlight: 1 }, async (d) => { held = d })
-    await broker.publish([message(topic, 'in-flight')])
-    await eventually(() => held !== undefined, 'the first member to hold the message')
-
-    const other = collector()
-    await subscribe(broker, { topics: [topic], group }, other.handler)
-    let closed = false
-    const closing = first.close().then(() => { closed = true })
-    await sleep(300)
-    expect(closed, 'close() returned before the message was settled').to.equal(false)
-    expect(other.deliveries).to.deep.equal([])
-
-    await held!.release()
-    await closing
-    await eventually(() => other.deliveries.length === 1, 'the released message at the other member')
-    expect(other.values()).to.deep.equal(['in-flight'])
-    expect(other.deliveries[0]!.redeliveries, 'a release uses up no attempt').to.equal(0)
-  })
-
-  it('pause() stops new deliveries while a handed-over message can still be acked', async () => {
-    const broker = newBroker()
-    const topic = name('topic')
-    const group = name('group')
-    const held: Delivery[] = []
-    const sub = await subscribe(broker, { topics: [topic], group }, async (d) => { held.push(d) })
-    await broker.publish([message(topic, 'before')])
-    await eventually(() => held.length === 1, 'the first message')
-
-    await sub.pause()
-    await broker.publish([message(topic, 'after')])
-    await sleep(300)
-    expect(held.map(d => d.value.toString())).to.deep.equal(['before'])
-    await held[0]!.ack()
-    await sub.close()
-
-    const later = collector()
-    await subscribe(broker, { topics: [topic], group }, later.handler)
-    await eventually(() => later.deliveries.length === 1, 'the message published while paused')
-    await sleep(200)
-    expect(later.values()).to.deep.equal(['after'])
-  })
-
-  it('never hands over more than maxInFlight unsettled messages, across several topics', async () => {
-    const broker = newBroker()
-    const topics = [name('topic'), name('topic')]
-    const held: Delivery[] = []
-    await subscribe(broker, { topics, maxInFlight: 2 }, async (d) => { held.push(d) })
-    await broker.publish(topics.flatMap(t => [message(t, `${t}-1`), message(t, `${t}-2`), message(t, `${t}-3`)]))
-
-    await eventually(() => held.length === 2, 'two messages handed over')
-    await sleep(300)
-    expect(held.length).to.equal(2)
-    await held[0]!.ack()
-    await eventually(() => held.length === 3, 'a third once one settled')
-    await sleep(200)
-    expect(held.length).to.equal(3)
-    for (const d of held.slice(1)) await d.ack()
-    await eventually(() => held.length === 5, 'two more')
-    for (const d of held.slice(3)) await d.ack()
-    await eventually(() => held.length === 6, 'the last')
-    await held[5]!.ack()
-    // Each topic's messages in publish order.
-    for (const t of topics) {
-      expect(held.filter(d => d.topic === t).map(d => d.value.toString())).to.deep.equal([`${t}-1`, `${t}-2`, `${t}-3`])
-    }
   })
 
   it('publishing to a topic that no queue is bound to resolves with an unroutable error, not undefined', async () => {
@@ -600,14 +388,4 @@ describe('RabbitMQ broker', function () {
     await eventually(() => c.deliveries.length === 1, 'the message published after')
   })
 
-  it('publish and subscribe fail once the broker is closed', async () => {
-    const broker = newBroker()
-    await broker.connect()
-    await broker.close()
-    const [err] = await broker.publish([message(name('topic'), 'late')])
-    expect(err).to.be.instanceOf(BrokerError)
-    let error: unknown
-    await broker.subscribe({ group: name('group'), topics: [name('topic')], maxInFlight: 1, deadLetterTopics: [] }, async () => {}).catch((e: unknown) => { error = e })
-    expect(error).to.be.instanceOf(BrokerError)
-  })
 })

@@ -3,11 +3,12 @@ import { Type } from '@sinclair/typebox'
 import { Partitioners } from 'kafkajs'
 import {
   consumer, createMessaging, HeraldError, messageHandler, NonRetriableError, onEvent, PublishError, startConsumers,
-  type Context, type Event, type Logger, type Messaging, type MessagingOptions, type Runner, DLQ_HEADERS
+  type Context, type Event, type Messaging, type MessagingOptions, type Runner, DLQ_HEADERS
 } from '../../lib/index.js'
 import type { BrokerKind } from '../../lib/brokers/broker.js'
 import { cleanUpRun } from '../cleanup.js'
 import { eventually, randomName, sleep } from '../helpers.js'
+import { RecordingLogger } from '../support/recording-logger.js'
 
 /** How a broker differs, where it truly does. */
 export interface BrokerFeatures {
@@ -145,13 +146,17 @@ export function conformance (target: ConformanceTarget): void {
       const m = messaging()
       const topic = randomName()
       const attempts: Array<{ attempt: number, at: number }> = []
-      await start(m, [messageHandler({ topic, group: randomName('g'), maxRetries: 3, retryDelay: 100, backoff: 'exponential' }, async (_message, ctx) => {
+      let sentinel = false
+      await start(m, [messageHandler({ topic, group: randomName('g'), maxRetries: 3, retryDelay: 100, backoff: 'exponential' }, async (message: { n: number }, ctx) => {
+        if (message.n === 0) { sentinel = true; return }
         attempts.push({ attempt: ctx.attempt, at: Date.now() })
         if (ctx.attempt < 3) throw new Error('database unavailable')
       })])
-      await m.publishEvent('job', { n: 1 }, { topic })
+      await m.publishEvent('job', { n: 1 }, { topic, key: 'k' })
       await eventually(() => attempts.length === 3, 'three attempts')
-      await sleep(400)
+      // A sentinel after it, same key: once it is handled, no attempt of the first is still to come.
+      await m.publishEvent('job', { n: 0 }, { topic, key: 'k' })
+      await eventually(() => sentinel, 'the sentinel')
       expect(attempts.map(a => a.attempt)).to.deep.equal([1, 2, 3])
       // exponential: 100 ms before the first retry, 200 ms before the second (timers may fire ~1 ms early)
       expect(attempts[1]!.at - attempts[0]!.at).to.be.at.least(95)
@@ -189,13 +194,17 @@ export function conformance (target: ConformanceTarget): void {
       const group = randomName('g')
       const dead = await deadLetters(m, topic, group)
       let calls = 0
-      await start(m, [messageHandler({ topic, group, maxRetries: 5, retryDelay: 20 }, async () => {
+      let sentinel = false
+      await start(m, [messageHandler({ topic, group, maxRetries: 5, retryDelay: 20 }, async (message: { id: number }) => {
+        if (message.id === 0) { sentinel = true; return }
         calls++
         throw new NonRetriableError('customer is blocked')
       })])
-      await m.publishEvent('order.created', { id: 1 }, { topic })
+      await m.publishEvent('order.created', { id: 1 }, { topic, key: 'k' })
       await eventually(() => dead.length === 1, 'the dead letter')
-      await sleep(200)
+      // A sentinel after it, same key: once it is handled, no other attempt of the first is to come.
+      await m.publishEvent('order.created', { id: 0 }, { topic, key: 'k' })
+      await eventually(() => sentinel, 'the sentinel')
       expect(calls).to.equal(1)
       expect(dead[0]!.ctx.headers[DLQ_HEADERS.attempts]).to.equal('1')
       expect(dead[0]!.ctx.headers[DLQ_HEADERS.reason]).to.contain('customer is blocked')
@@ -257,9 +266,11 @@ export function conformance (target: ConformanceTarget): void {
       await m.publishEvent('something.else', { id: 2 }, { topic: topicA, key: 'k' })
       await m.publishEvent('payment.refunded', { amount: 5 }, { topic: topicB, key: 'k' })
       await m.publishEvent('user.created', { id: 3 }, { topic: topicA, key: 'k' })
-      await eventually(() => seen.length === 3, 'three handled events')
-      await sleep(200)
-      expect(seen).to.have.members(['seen:user 1 on A', 'seen:payment.refunded 5', 'seen:user 3 on A'])
+      // A sentinel after them on each topic, same key: once both are handled, nothing else is to come.
+      await m.publishEvent('user.created', { id: 9 }, { topic: topicA, key: 'k' })
+      await m.publishEvent('payment.captured', { amount: 9 }, { topic: topicB, key: 'k' })
+      await eventually(() => seen.includes('seen:user 9 on A') && seen.includes('seen:payment.captured 9'), 'the sentinels')
+      expect(seen).to.have.members(['seen:user 1 on A', 'seen:payment.refunded 5', 'seen:user 3 on A', 'seen:user 9 on A', 'seen:payment.captured 9'])
       expect(seen.indexOf('seen:user 1 on A')).to.be.below(seen.indexOf('seen:user 3 on A'))
       expect(dead, 'the unknown event is skipped, not dead-lettered').to.have.length(0)
     })
@@ -294,9 +305,7 @@ export function conformance (target: ConformanceTarget): void {
     })
 
     it('__proto__ and constructor.prototype keys in a body are removed: the handler gets the rest and no prototype is polluted', async function () {
-      const warnings: unknown[] = []
-      const noop = (): void => {}
-      const logger: Logger = { debug: noop, info: noop, error: noop, warn: (obj) => { warnings.push(obj) } }
+      const logger = new RecordingLogger()
       const m = messaging({ logger })
       const topic = randomName()
       const got: Array<Record<string, unknown>> = []
@@ -320,7 +329,7 @@ export function conformance (target: ConformanceTarget): void {
       expect(({} as Record<string, unknown>).polluted).to.equal(undefined)
       expect(({} as Record<string, unknown>).isAdmin).to.equal(undefined)
       expect(got[1]).to.deep.equal({ after: true })
-      expect(warnings.some(w => (w as { removedKeys?: string[] }).removedKeys?.length === 4)).to.equal(true)
+      expect(logger.records.some(r => r.level === 'warn' && (r.fields.removedKeys as string[] | undefined)?.length === 4)).to.equal(true)
     })
 
     it('a message over maxMessageBytes is dead-lettered unchanged and unparsed, with a reason giving its size and the option', async function () {
@@ -436,7 +445,6 @@ export function conformance (target: ConformanceTarget): void {
       const total = 40
       await Promise.all([...Array(total).keys()].map(n => producer.publishEvent('job', { n }, { topic, key: `key-${n}` })))
       await eventually(() => byConsumer[0]!.length + byConsumer[1]!.length >= total, 'all messages handled')
-      await sleep(300)
       const all = [...byConsumer[0]!, ...byConsumer[1]!].sort((x, y) => x - y)
       expect(all).to.deep.equal([...Array(total).keys()])
       expect(byConsumer[0]!.length, 'first consumer got a share').to.be.above(0)
@@ -510,17 +518,17 @@ export function conformance (target: ConformanceTarget): void {
         await sleep(500)
         finished++
       })], { shutdownTimeout: 10_000 })
-      await m.publishEvent('job', { n: 1 }, { topic })
+      await m.publishEvent('job', { n: 1 }, { topic, key: 'k' })
       await eventually(() => started === 1, 'the handler to start')
       await runner.stop()
       expect(finished, 'stop() resolved only after the handler finished').to.equal(1)
-      // A new consumer of the same group gets nothing: the message was acknowledged.
-      let again = 0
-      await start(messaging(), [messageHandler({ topic, group }, async () => { again++ })])
-      await m.publishEvent('job', { n: 2 }, { topic })
-      await eventually(() => again >= 1, 'the next message')
-      await sleep(300)
-      expect(again).to.equal(1)
+      // A new consumer of the same group gets only a sentinel published after it, same key:
+      // the message was acknowledged.
+      const again: number[] = []
+      await start(messaging(), [messageHandler({ topic, group }, async (message: { n: number }) => { again.push(message.n) })])
+      await m.publishEvent('job', { n: 2 }, { topic, key: 'k' })
+      await eventually(() => again.includes(2), 'the sentinel')
+      expect(again).to.deep.equal([2])
       expect(dead).to.have.length(0)
     })
 

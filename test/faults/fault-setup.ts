@@ -3,7 +3,7 @@ import { Kafka, logLevel } from 'kafkajs'
 import { Redis } from 'ioredis'
 import type { MessagingOptions, Messaging } from '../../lib/index.js'
 import type { BrokerKind } from '../../lib/brokers/broker.js'
-import { brokerOptions } from '../helpers.js'
+import { brokerOptions, eventually } from '../helpers.js'
 import type { WorkerConfig, WorkerLine } from './worker.js'
 import type { WorkerProcess } from './worker-process.js'
 
@@ -36,6 +36,18 @@ export function workerConfig (kind: BrokerKind, topic: string, group: string, ex
 export async function publishJobs (messaging: Messaging, topic: string, count: number, from = 0): Promise<Map<number, string>> {
   const sent = await Promise.all(Array.from({ length: count }, async (_v, i) => await messaging.publishEvent('fault.job', { n: from + i }, { topic })))
   return new Map(sent.map((event, i) => [from + i, event.id]))
+}
+
+/**
+ * Resolves once `group` has nothing left on `topics`: no message not yet delivered, pending
+ * or uncommitted (the broker's lag is 0), so nothing handled can still come back to it. A
+ * condition to wait for, where a pause would guess how long a redelivery takes.
+ */
+export async function drained (messaging: Messaging, group: string, topics: string[], timeout = 30_000): Promise<void> {
+  const broker = await messaging.broker()
+  if (broker.lag === undefined) throw new Error(`the ${broker.kind} broker cannot tell a group's lag`)
+  const lag = broker.lag.bind(broker)
+  await eventually(async () => (await lag(group, topics)).every(l => l.messages === 0), `group ${group} to have nothing left (lag 0)`, timeout, 100)
 }
 
 /** How many messages sit in the dead-letter destination of `topic` for `group`. */

@@ -7,8 +7,8 @@
 import { expect } from 'chai'
 import { createMessaging, type Messaging } from '../../lib/index.js'
 import { cleanUpRun } from '../cleanup.js'
-import { brokerSelected, randomName, sleep } from '../helpers.js'
-import { custodies, faultOptions, overlaps, publishJobs, tally, workerConfig } from './fault-setup.js'
+import { brokerSelected, randomName } from '../helpers.js'
+import { custodies, drained, faultOptions, overlaps, publishJobs, tally, workerConfig } from './fault-setup.js'
 import { WorkerProcess } from './worker-process.js'
 
 if (brokerSelected('kafka')) {
@@ -64,7 +64,7 @@ if (brokerSelected('kafka')) {
       await a.until(w => rejoinedHolding(w) > 0, 'A rejoined the group while messages waited for their retry')
       expect(a.of('done').filter(l => [0, 1, 2].includes(l.n!)), 'retries done before the rebalance').to.deep.equal([])
       await b.until(() => tally([a, b]).handled.size === count, `all ${count} handled`, 40_000)
-      await sleep(1_000)
+      await drained(messaging, group, [topic])
       trace([a, b])
 
       const { handled, duplicates } = tally([a, b])
@@ -88,7 +88,7 @@ if (brokerSelected('kafka')) {
       await b.ready()
       await a.until(w => rejoinedHolding(w) > 0, 'A rejoined the group while handlers ran')
       await b.until(() => tally([a, b]).handled.size === count, `all ${count} handled`, 40_000)
-      await sleep(1_000)
+      await drained(messaging, group, [topic])
       trace([a, b])
 
       const { handled, duplicates } = tally([a, b])

@@ -14,8 +14,8 @@ import { cleanUpRun } from '../cleanup.js'
 import { brokerSelected, eventually, randomName, sleep } from '../helpers.js'
 import { faultOptions, publishJobs, queuesOf } from './fault-setup.js'
 import { PrivateRedis } from './private-redis.js'
-import { RecordingLogger, type LogRecord } from './recording-logger.js'
-import { TcpProxy } from './tcp-proxy.js'
+import { RecordingLogger, type LogRecord } from '../support/recording-logger.js'
+import { TcpProxy } from '../support/tcp-proxy.js'
 
 const run = promisify(execFile)
 const ROOT = new URL('../..', import.meta.url).pathname
@@ -185,19 +185,19 @@ describe('faults: reconnection', function () {
       it('connections cut and dropped for 3 s (through a proxy) are reconnected with backoff; consuming and publishing resume', async function () {
         const names = { topic: randomName('faults-rc'), group: randomName('g') }
         queues.push(...queuesOf(names.topic, names.group))
-        const proxy = new TcpProxy(5672)
-        const port = await proxy.start()
+        const proxy = new TcpProxy({ targetPort: 5672 })
+        const port = await proxy.listen()
         try {
           const result = await throughOutage('rabbitmq', { url: `amqp://guest:guest@127.0.0.1:${port}` }, {
-            begin: async () => { proxy.drop(); proxy.cut() },
-            end: async () => { await proxy.resume() },
+            begin: async () => { proxy.cut('until resumed') },
+            end: async () => { proxy.resume() },
             lasts: 3_000
           }, names)
           expectFewOutageLines(result)
           expectPublishingAtOnce(result)
           // Two connections, each waiting 250 ms, 500 ms, 1 s, 2 s… between attempts: a handful each, not one per message or per retry of each subscription.
-          expect(proxy.dropped, 'connection attempts while RabbitMQ was away').to.be.within(2, 12)
-          this.test!.title += ` [${result.acknowledgedDuring}/${DURING} acknowledged during, ${result.problems.length} warn/error lines, ${proxy.dropped} connection attempts in 3 s]`
+          expect(proxy.refused, 'connection attempts while RabbitMQ was away').to.be.within(2, 12)
+          this.test!.title += ` [${result.acknowledgedDuring}/${DURING} acknowledged during, ${result.problems.length} warn/error lines, ${proxy.refused} connection attempts in 3 s]`
         } finally {
           await proxy.close()
         }
@@ -227,18 +227,18 @@ describe('faults: reconnection', function () {
       })
 
       it('every connection cut by a proxy, dropped for 2 s: consumers and the producer reconnect', async function () {
-        const proxy = new TcpProxy(6379)
-        const port = await proxy.start()
+        const proxy = new TcpProxy({ targetPort: 6379 })
+        const port = await proxy.listen()
         const names = { topic: randomName('faults-rc'), group: randomName('g') }
         try {
           const result = await throughOutage('redis', { url: `redis://127.0.0.1:${port}` }, {
-            begin: async () => { proxy.drop(); proxy.cut() },
-            end: async () => { await proxy.resume() },
+            begin: async () => { proxy.cut('until resumed') },
+            end: async () => { proxy.resume() },
             lasts: 2_000
           }, names)
           expectFewOutageLines(result)
           expectPublishingAtOnce(result)
-          this.test!.title += ` [${result.acknowledgedDuring}/${DURING} acknowledged during, ${result.problems.length} warn/error lines, ${proxy.dropped} connection attempts in 2 s]`
+          this.test!.title += ` [${result.acknowledgedDuring}/${DURING} acknowledged during, ${result.problems.length} warn/error lines, ${proxy.refused} connection attempts in 2 s]`
         } finally {
           await proxy.close()
         }

@@ -1,5 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import { withTimeout } from '../../lib/time.js'
+import { killAll, startChild } from '../support/processes.js'
 import type { WorkerConfig, WorkerLine } from './worker.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
@@ -12,10 +14,10 @@ export interface WorkerExit {
   at: number
 }
 
-/** Every worker started by the fault tests, so `killAll()` (afterEach) leaves none behind. */
-const alive = new Set<WorkerProcess>()
-
-/** A `test/faults/worker.ts` child process and what it printed, parsed. */
+/**
+ * A `test/faults/worker.ts` child process (started and tracked by test/support/processes.ts)
+ * and what it printed, parsed.
+ */
 export class WorkerProcess {
   readonly child: ChildProcess
   readonly lines: WorkerLine[] = []
@@ -29,12 +31,10 @@ export class WorkerProcess {
 
   constructor (name: string, config: WorkerConfig) {
     this.name = name
-    this.child = spawn(process.execPath, ['--import', 'tsx', SCRIPT], {
+    this.child = startChild(`worker ${name}`, process.execPath, ['--import', 'tsx', SCRIPT], {
       cwd: ROOT,
-      env: { PATH: process.env.PATH ?? '', HERALD_FAULT_WORKER: JSON.stringify(config) },
-      stdio: ['ignore', 'pipe', 'pipe']
-    })
-    alive.add(this)
+      env: { PATH: process.env.PATH ?? '', HERALD_FAULT_WORKER: JSON.stringify(config) }
+    }).process
     this.child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
       const text = this.#partial + chunk
       const parts = text.split('\n')
@@ -53,7 +53,6 @@ export class WorkerProcess {
     this.child.stderr!.setEncoding('utf8').on('data', (chunk: string) => { this.stderr += chunk })
     this.#exit = new Promise((resolve) => {
       this.child.once('close', (code, signal) => {
-        alive.delete(this)
         this.exit = { code, signal, at: Date.now() }
         resolve(this.exit)
       })
@@ -107,15 +106,7 @@ export class WorkerProcess {
 
   /** Resolves once the process ended; fails after `timeout` ms. */
   async exited (timeout = 20_000): Promise<WorkerExit> {
-    let timer: NodeJS.Timeout | undefined
-    const late = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new Error(`worker ${this.name} still running ${timeout} ms later${this.describe()}`)), timeout)
-    })
-    try {
-      return await Promise.race([this.#exit, late])
-    } finally {
-      clearTimeout(timer)
-    }
+    return await withTimeout(this.#exit, timeout, () => new Error(`worker ${this.name} still running ${timeout} ms later${this.describe()}`))
   }
 
   /** The last lines and stderr, for a failure message. */
@@ -124,10 +115,8 @@ export class WorkerProcess {
     return `\n--- ${this.name} (pid ${this.pid}) last lines ---\n${tail}\n--- stderr ---\n${this.stderr.slice(-3000)}`
   }
 
-  /** SIGKILLs every worker still running and waits for them to end. */
+  /** SIGKILLs every worker (every child the tests started) still running and waits for them to end. */
   static async killAll (): Promise<void> {
-    const workers = [...alive]
-    for (const w of workers) w.kill('SIGKILL')
-    await Promise.all(workers.map(async w => await w.exited(5_000).catch(() => undefined)))
+    await killAll()
   }
 }

@@ -4,20 +4,16 @@ import request from 'supertest'
 import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api'
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base'
 import herald from '../../plugins/fastify.js'
-import { createMessaging, messageHandler, startConsumers, type Logger, type Messaging, type Runner } from '../../lib/index.js'
+import { createMessaging, messageHandler, startConsumers, type Messaging, type Runner } from '../../lib/index.js'
 import type { BrokerKind } from '../../lib/brokers/broker.js'
 import { cleanUpRun } from '../cleanup.js'
 import { brokerOptions, eventually, randomName, selectedBrokers } from '../helpers.js'
+import { RecordingLogger } from '../support/recording-logger.js'
 import { parentOf, registerTestSdk, type TestSdk } from './otel-setup.js'
 
 const SYSTEM: Record<BrokerKind, string> = { kafka: 'kafka', rabbitmq: 'rabbitmq', redis: 'redis', memory: 'herald.memory' }
 
 /** A logger that keeps every line with its bindings. */
-function recordingLogger (lines: Array<Record<string, unknown>>, bindings: Record<string, unknown> = {}): Logger {
-  const log = (obj: unknown, msg?: string): void => { lines.push({ ...bindings, ...(typeof obj === 'object' ? obj as object : {}), msg }) }
-  return { debug: log, info: log, warn: log, error: log, child: (b) => recordingLogger(lines, { ...bindings, ...b }) }
-}
-
 for (const kind of selectedBrokers()) {
   describe(`tracing: ${kind}`, function () {
     this.timeout(60_000)
@@ -54,8 +50,8 @@ for (const kind of selectedBrokers()) {
     it('one trace runs from the HTTP request through the producer span and the message headers to the consumer span and a span made in the handler', async function () {
       const topic = randomName()
       const group = randomName('g')
-      const lines: Array<Record<string, unknown>> = []
-      const worker = messaging({ logger: recordingLogger(lines) })
+      const logger = new RecordingLogger()
+      const worker = messaging({ logger })
       let headers: Record<string, string> | undefined
       await start(worker, [messageHandler({ topic, group }, async (_message, ctx) => {
         headers = ctx.headers
@@ -99,8 +95,8 @@ for (const kind of selectedBrokers()) {
       expect(consumer!.attributes).to.include({ 'messaging.system': SYSTEM[kind], 'messaging.destination.name': topic, 'messaging.consumer.group.name': group, 'messaging.message.id': headers!['event-id'], 'herald.attempt': 1, 'herald.outcome': 'ack' })
 
       expect(parentOf(handlerSpan!)).to.equal(consumer!.spanContext().spanId)
-      const line = lines.find((l: Record<string, unknown>) => l.msg === 'welcome email sent')
-      expect(line).to.include({ trace_id: traceId, span_id: consumer!.spanContext().spanId })
+      const line = logger.records.find(r => r.msg === 'welcome email sent')
+      expect(line?.fields).to.include({ trace_id: traceId, span_id: consumer!.spanContext().spanId })
     })
 
     it('a failed attempt records its exception; the retry starts a new trace linked to the producer; the dead-lettering is its own span and the dead letter keeps the original traceparent', async function () {

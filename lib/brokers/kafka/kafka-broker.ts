@@ -1,5 +1,5 @@
 import { Kafka, PartitionAssigners, Partitioners, type Admin, type Consumer, type Producer } from 'kafkajs'
-import { BrokerError, isRetriable } from '../../errors.js'
+import { BrokerError, isRetriable, ErrorCode } from '../../errors.js'
 import type { Logger } from '../../logger.js'
 import { redactText, rememberSecrets } from '../../redact.js'
 import { withTimeout } from '../../time.js'
@@ -137,7 +137,7 @@ export class KafkaBroker implements Broker {
         if (err instanceof BrokerError) throw err
         await Promise.allSettled([this.#producer.disconnect(), this.#admin.disconnect()])
         if (refusedLogin(err)) {
-          throw new BrokerError(`Kafka at ${this.#address} refused the login: ${kafkaReason(err, this.#secrets)}; check kafka.client.sasl (mechanism, user name and password)`, { code: 'HERALD_BROKER_AUTH', retriable: false, cause: err })
+          throw new BrokerError(`Kafka at ${this.#address} refused the login: ${kafkaReason(err, this.#secrets)}; check kafka.client.sasl (mechanism, user name and password)`, { code: ErrorCode.BrokerAuth, retriable: false, cause: err })
         }
         throw kafkaError(`could not reach Kafka at ${this.#address}`, err, this.#secrets)
       } finally {

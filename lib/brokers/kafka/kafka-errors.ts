@@ -1,5 +1,5 @@
 import type { KafkaConfig } from 'kafkajs'
-import { BrokerError } from '../../errors.js'
+import { BrokerError, ErrorCode } from '../../errors.js'
 import { redactText } from '../../redact.js'
 
 /**
@@ -56,9 +56,9 @@ export function kafkaRetriable (err: unknown): boolean {
  * what to do.
  */
 const UNSENDABLE: Record<string, { code: string, hint: string }> = {
-  MESSAGE_TOO_LARGE: { code: 'HERALD_MESSAGE_TOO_LARGE', hint: 'the topic\'s max.message.bytes (the broker\'s message.max.bytes by default) is smaller than this message: raise it, or publish less; set Herald\'s maxMessageBytes to that limit to fail such sends before they reach Kafka' },
-  RECORD_LIST_TOO_LARGE: { code: 'HERALD_MESSAGE_TOO_LARGE', hint: 'the batch is over the topic\'s max.message.bytes: raise it, or lower maxBatchSize' },
-  INVALID_TOPIC_EXCEPTION: { code: 'HERALD_INVALID_TOPIC', hint: 'Kafka topic names are at most 249 characters of letters, digits, ".", "_" and "-"' }
+  MESSAGE_TOO_LARGE: { code: ErrorCode.MessageTooLarge, hint: 'the topic\'s max.message.bytes (the broker\'s message.max.bytes by default) is smaller than this message: raise it, or publish less; set Herald\'s maxMessageBytes to that limit to fail such sends before they reach Kafka' },
+  RECORD_LIST_TOO_LARGE: { code: ErrorCode.MessageTooLarge, hint: 'the batch is over the topic\'s max.message.bytes: raise it, or lower maxBatchSize' },
+  INVALID_TOPIC_EXCEPTION: { code: ErrorCode.InvalidTopic, hint: 'Kafka topic names are at most 249 characters of letters, digits, ".", "_" and "-"' }
 }
 
 /** Wraps a kafkajs error in a `BrokerError` whose message starts with what Herald was doing. */

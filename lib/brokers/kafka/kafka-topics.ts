@@ -1,7 +1,7 @@
 import type { Admin } from 'kafkajs'
 import { BrokerError, ErrorCode } from '../../errors.js'
 import type { Logger } from '../../logger.js'
-import { sleep } from '../../time.js'
+import { Backoff, sleep } from '../../time.js'
 import type { KafkaSettings } from './kafka-config.js'
 import { kafkaError, kafkaErrorTypes, kafkaReason } from './kafka-errors.js'
 
@@ -85,8 +85,11 @@ export class KafkaTopics {
 
   /** Waits until every partition of a topic just created has a leader (up to ~10 s). */
   async #waitForLeaders (topic: string, cause: unknown): Promise<void> {
-    for (let pause = 100, waited = 0; waited < 10_000; waited += pause, pause = Math.min(pause * 2, 2_000)) {
+    const backoff = new Backoff(100, 2_000)
+    for (let waited = 0; waited < 10_000;) {
+      const pause = backoff.next()
       await sleep(pause)
+      waited += pause
       const metadata = await this.#admin.fetchTopicMetadata({ topics: [topic] }).catch(() => undefined)
       const partitions = metadata?.topics.find(t => t.name === topic)?.partitions ?? []
       if (partitions.length > 0 && partitions.every(p => p.leader >= 0)) return

@@ -101,6 +101,8 @@ class MemorySubscription implements Subscription {
       this.#inFlight--
       if (how === 'ack') this.#store.ack(entry.topic, this.#options.group, entry.seq)
       else this.#store.release(entry.topic, this.#options.group, entry.seq)
+      // The room it made is for any topic of the subscription, not only this one.
+      this.#offerMore()
       if (this.#inFlight === 0) for (const resolve of this.#idle.splice(0)) resolve()
     }
     const delivery: Delivery = {
@@ -117,12 +119,17 @@ class MemorySubscription implements Subscription {
         retrying = on
         this.#retrying += on ? 1 : -1
         // Room for another: offer what the store holds for this group.
-        if (on && !this.#paused) for (const topic of this.#members.keys()) this.#store.pump(topic, this.#options.group)
+        if (on) this.#offerMore()
       }
     }
     // Hand over outside the store's call stack; microtasks keep the log order.
     queueMicrotask(() => { void this.#onDelivery(delivery) })
     return true
+  }
+
+  /** Offers what the store holds for this group on each of its topics (there is room again). */
+  #offerMore (): void {
+    if (!this.#paused) for (const topic of this.#members.keys()) this.#store.pump(topic, this.#options.group)
   }
 
   async pause (): Promise<void> {

@@ -161,7 +161,7 @@ export class MemoryStore {
     const i = group.members.indexOf(member)
     if (i >= 0) group.members.splice(i, 1)
     for (const [seq, p] of [...group.pending]) {
-      if (p.member === member) this.release(topic, groupName, seq)
+      if (p.member === member) this.release(topic, groupName, seq, { counted: true })
     }
   }
 
@@ -174,13 +174,17 @@ export class MemoryStore {
     this.#trim(t)
   }
 
-  release (topic: string, groupName: string, seq: number): void {
+  /**
+   * Puts a pending entry back for redelivery. A release uses up no attempt; an entry whose
+   * member left without settling it (`counted`) was delivered once more, as on Redis.
+   */
+  release (topic: string, groupName: string, seq: number, { counted = false }: { counted?: boolean } = {}): void {
     const t = this.#topics.get(topic)
     const group = t?.groups.get(groupName)
     const p = group?.pending.get(seq)
     if (t === undefined || group === undefined || p === undefined) return
     group.pending.delete(seq)
-    group.redeliver.push({ entry: p.entry, redeliveries: p.redeliveries + 1 })
+    group.redeliver.push({ entry: p.entry, redeliveries: p.redeliveries + (counted ? 1 : 0) })
     group.redeliver.sort((a, b) => a.entry.seq - b.entry.seq)
     this.#pump(t, group)
   }

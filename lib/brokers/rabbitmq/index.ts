@@ -8,7 +8,6 @@ export { resolveRabbitMqSettings as resolveSettings } from './rabbitmq-config.js
 
 export { RabbitMqBroker } from './rabbitmq-broker.js'
 export { resolveRabbitMqSettings, type RabbitMqOptions, type RabbitMqSettings } from './rabbitmq-config.js'
-export { UNROUTABLE } from './rabbitmq-errors.js'
 export { groupQueueName } from './rabbitmq-names.js'
 
 /**

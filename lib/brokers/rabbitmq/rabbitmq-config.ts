@@ -1,6 +1,6 @@
 import type { AmqpSocketOptions } from '../client-types.js'
 import { ConfigError } from '../../errors.js'
-import { checkKnownKeys, checkObject, checkPositiveInt, parseBrokerUrl } from '../config-checks.js'
+import { checkKnownKeys, checkObject, checkPositiveInt, resolveBrokerUrl, type BrokerUrlSource, type UrlBrokerSettings } from '../config-checks.js'
 
 /** The queue types Herald can declare its queues as. */
 export type RabbitMqQueueType = 'classic' | 'quorum'
@@ -28,12 +28,9 @@ export interface RabbitMqOptions {
   queueType?: RabbitMqQueueType
 }
 
-export interface RabbitMqSettings {
-  url: string
+/** `connectTimeout` applies when `socketOptions.timeout` is not given. */
+export interface RabbitMqSettings extends UrlBrokerSettings<RabbitMqOptions> {
   exchange: string
-  options: RabbitMqOptions
-  /** How long opening a connection may take, in ms, when `socketOptions.timeout` is not given (the messaging option `connectTimeout`). */
-  connectTimeout?: number
 }
 
 const RABBITMQ_OPTION_KEYS: ReadonlyArray<keyof RabbitMqOptions> = ['exchange', 'socketOptions', 'heartbeat', 'queueType']
@@ -41,13 +38,16 @@ const RABBITMQ_OPTION_KEYS: ReadonlyArray<keyof RabbitMqOptions> = ['exchange', 
 /** The connect timeout when `socketOptions.timeout` is not given, in ms. */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000
 
-const EXAMPLE = 'amqp://user:password@localhost:5672/vhost (or amqps:// for TLS)'
+const URL_SOURCE: BrokerUrlSource = {
+  envVar: 'RABBITMQ_URL',
+  fallback: 'amqp://localhost:5672',
+  schemes: ['amqp', 'amqps'],
+  example: 'amqp://user:password@localhost:5672/vhost (or amqps:// for TLS)'
+}
 
 /** Validates the RabbitMQ options; throws a `ConfigError` naming the option and the fix. */
 export function resolveRabbitMqSettings (url: string | undefined, env: NodeJS.ProcessEnv, options: RabbitMqOptions | undefined): RabbitMqSettings {
-  const option = url !== undefined ? 'url' : 'RABBITMQ_URL'
-  const value = url ?? env.RABBITMQ_URL ?? 'amqp://localhost:5672'
-  parseBrokerUrl(option, value, ['amqp', 'amqps'], EXAMPLE)
+  const { value } = resolveBrokerUrl(url, env, URL_SOURCE)
   checkKnownKeys('rabbitmq', checkObject('rabbitmq', options), RABBITMQ_OPTION_KEYS)
   const exchange = options?.exchange ?? 'herald'
   if (typeof exchange !== 'string' || exchange === '' || exchange.startsWith('amq.')) {

@@ -2,6 +2,8 @@ import amqplib, { type Channel, type ChannelModel, type ConfirmChannel, type Soc
 import { BrokerError } from '../../errors.js'
 import type { Logger } from '../../logger.js'
 import { redactUrl, rememberSecrets } from '../../redact.js'
+import { Backoff, settledWithin, sleep } from '../../time.js'
+import { brokerClosedError } from '../shared/closed-error.js'
 import { DEFAULT_CONNECT_TIMEOUT_MS, type RabbitMqSettings } from './rabbitmq-config.js'
 import { connectError, rabbitMqReason, rabbitMqSecrets } from './rabbitmq-errors.js'
 
@@ -41,8 +43,9 @@ export class RabbitMqConnection {
   #lostAt = 0
   /** The next background attempt to connect again, while one is scheduled or running. */
   #nextAttempt: Promise<ChannelModel> | undefined
-  #cancelWait: (() => void) | undefined
-  #pause = RECONNECT_FIRST_MS
+  /** Aborted by `close()`: ends the pause before the next attempt. */
+  readonly #closing = new AbortController()
+  readonly #backoff = new Backoff(RECONNECT_FIRST_MS, RECONNECT_MAX_MS)
 
   constructor (settings: RabbitMqSettings, connectionName: string, log: Logger) {
     this.#name = connectionName
@@ -82,7 +85,7 @@ export class RabbitMqConnection {
    * (masked) address.
    */
   async open (): Promise<ChannelModel> {
-    if (this.#closed) throw new BrokerError('the RabbitMQ connection is closed; create a new Messaging instance', { retriable: false })
+    if (this.#closed) throw brokerClosedError('RabbitMQ')
     if (this.#model !== undefined) return this.#model
     if (this.#nextAttempt !== undefined) return await this.#nextAttempt
     return await this.#attempt()
@@ -97,19 +100,10 @@ export class RabbitMqConnection {
   /** Connects again after a pause, and again after a longer one if that fails, until connected or closed. */
   #reconnectLater (): void {
     if (this.#closed || this.#nextAttempt !== undefined || this.#model !== undefined) return
-    const pause = this.#pause
-    this.#pause = Math.min(pause * 2, RECONNECT_MAX_MS)
-    const waited = new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, pause)
-      this.#cancelWait = () => { clearTimeout(timer); resolve() }
-    })
-    const attempt = waited.then(async () => {
-      if (this.#closed) throw new BrokerError('the RabbitMQ connection is closed; create a new Messaging instance', { retriable: false })
+    const attempt = sleep(this.#backoff.next(), this.#closing.signal).then(async () => {
+      if (this.#closed) throw brokerClosedError('RabbitMQ')
       return await this.#attempt()
-    }).finally(() => {
-      this.#nextAttempt = undefined
-      this.#cancelWait = undefined
-    })
+    }).finally(() => { this.#nextAttempt = undefined })
     this.#nextAttempt = attempt
     attempt.catch(() => this.#reconnectLater())
   }
@@ -131,20 +125,16 @@ export class RabbitMqConnection {
   /** Closes the connection; its channels close with it (their unacknowledged messages are requeued by the server). */
   async close (): Promise<void> {
     this.#closed = true
-    this.#cancelWait?.()
+    this.#closing.abort()
     // A connection still opening is not waited for: #connect closes it if it opens, and
     // amqplib's socket timeout (connectTimeout) ends it if it does not.
     const model = this.#model
     this.#model = undefined
     if (model === undefined) return
-    let timer: NodeJS.Timeout | undefined
-    const timedOut = new Promise<boolean>(resolve => { timer = setTimeout(() => resolve(true), CLOSE_TIMEOUT_MS) })
-    const closed = model.close().then(() => false, () => false)
-    if (await Promise.race([closed, timedOut])) {
+    if (!await settledWithin(model.close(), CLOSE_TIMEOUT_MS)) {
       // The server did not answer (a dead peer the heartbeat has not noticed yet): drop the socket.
       (model.connection as unknown as { stream?: { destroy?: () => void } }).stream?.destroy?.()
     }
-    clearTimeout(timer)
   }
 
   async #connect (): Promise<ChannelModel> {
@@ -158,7 +148,7 @@ export class RabbitMqConnection {
     }
     if (this.#closed) {
       await model.close().catch(() => {})
-      throw new BrokerError('the RabbitMQ connection is closed; create a new Messaging instance', { retriable: false })
+      throw brokerClosedError('RabbitMQ')
     }
     let failure: unknown
     model.on('error', (err: unknown) => { failure = err })
@@ -186,7 +176,7 @@ export class RabbitMqConnection {
       this.#log.error({ err: rabbitMqReason(err, this.secrets), event }, 'unexpected error in a RabbitMQ connection listener')
     })
     this.#model = model
-    this.#pause = RECONNECT_FIRST_MS
+    this.#backoff.reset()
     if (this.#lost) {
       this.#lost = false
       this.#log.info({ address: this.address, connection: this.#name, seconds: Math.round((Date.now() - this.#lostAt) / 100) / 10 }, 'reconnected to RabbitMQ')

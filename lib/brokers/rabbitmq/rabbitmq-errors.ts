@@ -1,8 +1,5 @@
-import { BrokerError } from '../../errors.js'
+import { BrokerError, ErrorCode } from '../../errors.js'
 import { redactText } from '../../redact.js'
-
-/** `code` of the error a publish resolves with when no queue is bound to its topic. */
-export const UNROUTABLE = 'HERALD_UNROUTABLE'
 
 /** The secrets a RabbitMQ configuration carries: the URL password and TLS or SASL ones. */
 export function rabbitMqSecrets (url: string, socketOptions: Record<string, unknown> | undefined): string[] {
@@ -37,11 +34,11 @@ export function connectError (address: string, vhost: string, err: unknown, secr
   const reason = rabbitMqReason(err, secrets)
   if (/ACCESS[-_]REFUSED|\b403\b/.test(reason)) {
     // The server answered: it is reachable, and trying again with the same credential cannot help.
-    return new BrokerError(`RabbitMQ at ${address} refused the login: ${reason}; check the user name and password in the URL (or the credentials in rabbitmq.socketOptions)`, { code: 'HERALD_BROKER_AUTH', retriable: false, cause: err })
+    return new BrokerError(`RabbitMQ at ${address} refused the login: ${reason}; check the user name and password in the URL (or the credentials in rabbitmq.socketOptions)`, { code: ErrorCode.BrokerAuth, retriable: false, cause: err })
   }
   let hint = ''
   let retriable = true
-  let code = 'HERALD_BROKER_UNREACHABLE'
+  let code: ErrorCode = ErrorCode.BrokerUnreachable
   if (/Expected ConnectionOpenOk/.test(reason) || /NOT[-_]ALLOWED|\b530\b/.test(reason)) {
     hint = `; the server refused the virtual host "${vhost}": check that it exists and that the user has permissions on it (the URL path is the vhost, URL-encoded: "/" is %2F)`
     retriable = false
@@ -49,7 +46,7 @@ export function connectError (address: string, vhost: string, err: unknown, secr
     hint = '; is RabbitMQ running and listening on that host and port?'
   } else if (/ETIMEDOUT|timed? ?out/i.test(reason)) {
     hint = '; the host did not answer in time (connectTimeout, or rabbitmq.socketOptions.timeout): check the address, the port and any firewall'
-    code = 'HERALD_CONNECT_TIMEOUT'
+    code = ErrorCode.ConnectTimeout
   }
   return new BrokerError(`could not reach RabbitMQ at ${address}: ${reason}${hint}`, { code, retriable, cause: err })
 }
@@ -58,7 +55,7 @@ export function connectError (address: string, vhost: string, err: unknown, secr
 export function unroutableError (topic: string, exchange: string, replyText: string): BrokerError {
   return new BrokerError(
     `no queue is bound to topic "${topic}" on exchange "${exchange}" (RabbitMQ: ${replyText}); start a consumer for it first (its queue is created when it subscribes), or bind a queue of your own to the exchange with routing key "${topic}"`,
-    { code: UNROUTABLE, retriable: false }
+    { code: ErrorCode.Unroutable, retriable: false }
   )
 }
 
@@ -67,9 +64,6 @@ export function channelClosedError (what: string, cause: unknown, secrets: strin
   const reason = cause === undefined ? 'the channel closed' : rabbitMqReason(cause, secrets)
   return new BrokerError(`${what}: ${reason}`, { cause })
 }
-
-/** `code` of the error of a message whose channel the server closed (a channel error: 403, 404, 406, …). */
-export const CHANNEL_ERROR = 'HERALD_RABBITMQ_CHANNEL_ERROR'
 
 /**
  * The server closed the publishing channel with a reply code (a channel error, unlike a
@@ -88,7 +82,7 @@ export function channelError (err: unknown, secrets: string[]): BrokerError {
     ? '; publish less, or raise RabbitMQ\'s max_message_size (and set Herald\'s maxMessageBytes to it, to fail such sends before they reach RabbitMQ)'
     : code === 403 ? '; the user lacks the write permission on the exchange' : ''
   return new BrokerError(`RabbitMQ did not confirm the message: the publishing channel closed: ${reason}${hint}`, {
-    code: tooLarge ? 'HERALD_MESSAGE_TOO_LARGE' : CHANNEL_ERROR,
+    code: tooLarge ? ErrorCode.MessageTooLarge : ErrorCode.RabbitMqChannelError,
     retriable: !(tooLarge || code === 406 || code === 403),
     cause: err
   })
@@ -96,7 +90,7 @@ export function channelError (err: unknown, secrets: string[]): BrokerError {
 
 /** True for the error of a message whose channel the server closed with a channel error. */
 export function isChannelError (err: unknown): boolean {
-  return err instanceof BrokerError && (err.code === CHANNEL_ERROR || (err.code === 'HERALD_MESSAGE_TOO_LARGE' && replyCode(err.cause) !== undefined))
+  return err instanceof BrokerError && (err.code === ErrorCode.RabbitMqChannelError || (err.code === ErrorCode.MessageTooLarge && replyCode(err.cause) !== undefined))
 }
 
 /** Explains a failed queue or exchange declaration (a 406 means it exists with other settings). */

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { ConfirmChannel, Message, MessageProperties, Options } from 'amqplib'
 import { BrokerError, ErrorCode } from '../../errors.js'
+import { settledWithin } from '../../time.js'
 import { brokerClosedError } from '../shared/closed-error.js'
 import type { OutgoingMessage } from '../broker.js'
 import { checkOutgoing } from '../outgoing-checks.js'
@@ -143,12 +144,7 @@ export class RabbitMqPublisher {
     const pc = this.#live ?? await this.#opening?.catch(() => undefined)
     this.#live = undefined
     if (pc === undefined || pc.closed) return
-    let timer: NodeJS.Timeout | undefined
-    await Promise.race([
-      pc.channel.waitForConfirms().catch(() => {}),
-      new Promise<void>(resolve => { timer = setTimeout(resolve, CONFIRM_GRACE_MS) })
-    ])
-    clearTimeout(timer)
+    await settledWithin(pc.channel.waitForConfirms(), CONFIRM_GRACE_MS, { keepAlive: true })
     await pc.channel.close().catch(() => {})
   }
 

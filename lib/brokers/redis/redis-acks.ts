@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis'
+import { BrokerError } from '../../errors.js'
 
 /** The acks of one stream gathered in one tick, answered together. */
 interface Batch {
@@ -58,7 +59,7 @@ export class RedisAcks {
       let i = 0
       for (const batch of batches.values()) {
         const result = results?.[i++]
-        if (result === undefined) batch.reject(new Error('Redis sent no reply to XACK'))
+        if (result === undefined) batch.reject(new BrokerError('Redis sent no reply to XACK'))
         else if (result[0] !== null) batch.reject(result[0])
         else batch.resolve()
       }

@@ -116,7 +116,7 @@ export class RedisBroker implements Broker {
     let next = 0
     return checked.map((c, i) => {
       if (c.error !== undefined) return c.error
-      const [err, id] = replies?.[next++] ?? [new Error('no reply'), null]
+      const [err, id] = replies?.[next++] ?? [new BrokerError('Redis sent no reply'), null]
       if (err === null && id !== null && id !== undefined) return undefined
       const reason = err === null ? 'no entry id in the reply' : this.#connections.reason(err)
       const stream = this.#settings.prefix + messages[i]!.topic

@@ -1,7 +1,7 @@
 import type { IORedisOptions } from '../client-types.js'
 import { ConfigError } from '../../errors.js'
 import { redactUrl } from '../../redact.js'
-import { checkKnownKeys, checkObject, checkPositiveInt, parseBrokerUrl } from '../config-checks.js'
+import { checkKnownKeys, checkObject, checkPositiveInt, resolveBrokerUrl, type BrokerUrlSource, type UrlBrokerSettings } from '../config-checks.js'
 
 /** Redis options, under `redis` in the messaging options. */
 export interface RedisOptions {
@@ -28,12 +28,9 @@ export interface RedisOptions {
   claimIdleMs?: number
 }
 
-export interface RedisSettings {
-  url: string
+/** `connectTimeout` bounds connecting until Redis answers. */
+export interface RedisSettings extends UrlBrokerSettings<RedisOptions> {
   prefix: string
-  options: RedisOptions
-  /** How long connecting (until Redis answers) may take, in ms (the messaging option `connectTimeout`). */
-  connectTimeout?: number
 }
 
 const REDIS_OPTION_KEYS: ReadonlyArray<keyof RedisOptions> = ['prefix', 'client', 'maxLen', 'claimIdleMs']
@@ -41,17 +38,20 @@ const REDIS_OPTION_KEYS: ReadonlyArray<keyof RedisOptions> = ['prefix', 'client'
 /** `claimIdleMs` when the option is not given. */
 export const DEFAULT_CLAIM_IDLE_MS = 30_000
 
-const EXAMPLE = 'redis://:password@localhost:6379/0 (or rediss:// for TLS)'
+const URL_SOURCE: BrokerUrlSource = {
+  envVar: 'REDIS_URL',
+  fallback: 'redis://localhost:6379',
+  schemes: ['redis', 'rediss'],
+  example: 'redis://:password@localhost:6379/0 (or rediss:// for TLS)'
+}
 
 /** Validates the Redis options; throws a `ConfigError` naming the option and the fix. */
 export function resolveRedisSettings (url: string | undefined, env: NodeJS.ProcessEnv, options: RedisOptions | undefined): RedisSettings {
-  const option = url !== undefined ? 'url' : 'REDIS_URL'
-  const value = url ?? env.REDIS_URL ?? 'redis://localhost:6379'
-  const parsed = parseBrokerUrl(option, value, ['redis', 'rediss'], EXAMPLE)
+  const { option, value, parsed } = resolveBrokerUrl(url, env, URL_SOURCE)
   // ioredis reads the path as the database number: anything else would send SELECT NaN.
   const database = parsed.pathname.replace(/^\//, '')
   if (database !== '' && !/^\d+$/.test(database)) {
-    throw new ConfigError(option, `"${redactUrl(value)}" names database "${safeDecode(database)}", but a Redis database is a number (the URL path, e.g. /0); use the form ${EXAMPLE}`)
+    throw new ConfigError(option, `"${redactUrl(value)}" names database "${safeDecode(database)}", but a Redis database is a number (the URL path, e.g. /0); use the form ${URL_SOURCE.example}`)
   }
   checkKnownKeys('redis', checkObject('redis', options), REDIS_OPTION_KEYS)
   const prefix = options?.prefix ?? ''

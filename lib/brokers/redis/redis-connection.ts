@@ -96,7 +96,7 @@ export class RedisConnections {
     try {
       await client.select(db)
     } catch (err) {
-      throw new BrokerError(`Redis at ${this.address} has no database ${db} (${this.reason(err)}): the URL path (or redis.client.db) is the database number, from 0 to the server's "databases" setting minus 1 (16 databases by default)`, { code: 'HERALD_UNKNOWN_DATABASE', retriable: false, cause: err })
+      throw new BrokerError(`Redis at ${this.address} has no database ${db} (${this.reason(err)}): the URL path (or redis.client.db) is the database number, from 0 to the server's "databases" setting minus 1 (16 databases by default)`, { code: ErrorCode.UnknownDatabase, retriable: false, cause: err })
     }
   }
 

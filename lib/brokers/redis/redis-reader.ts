@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis'
 import type { Logger } from '../../logger.js'
-import { sleep, withTimeout } from '../../time.js'
+import { settledWithin } from '../../time.js'
 import type { RedisConnections } from './redis-connection.js'
 import { parseClientId, parseReadReply, type RawEntry } from './redis-replies.js'
 
@@ -90,7 +90,7 @@ export class RedisReader {
           return
         }
       }
-      await Promise.race([finished, sleep(UNBLOCK_RETRY_MS)])
+      await settledWithin(finished, UNBLOCK_RETRY_MS)
     }
   }
 
@@ -101,7 +101,7 @@ export class RedisReader {
    * claimIdleMs.
    */
   async stop (loop: Promise<void>, ms: number): Promise<void> {
-    const ended = await withTimeout(loop.then(() => true), ms, () => new Error('read still on its way')).catch(() => false)
+    const ended = await settledWithin(loop, ms)
     if (!ended && this.#reading !== undefined) this.#p.blocking.disconnect()
     await loop
   }

@@ -1,3 +1,4 @@
+import { inspect } from 'node:util'
 import type { Logger } from '../../lib/logger.js'
 
 export interface LogRecord {
@@ -7,7 +8,10 @@ export interface LogRecord {
   at: number
 }
 
-/** A logger that keeps every record (children write to the same list), for tests that count log lines. */
+/**
+ * The one logger the tests and the fault harness record Herald's log with: it keeps every
+ * record (children write to the same list, with their bindings in `fields`).
+ */
 export class RecordingLogger implements Logger {
   readonly records: LogRecord[]
   readonly #bindings: Record<string, unknown>
@@ -18,7 +22,8 @@ export class RecordingLogger implements Logger {
   }
 
   #write (level: LogRecord['level'], obj: unknown, msg?: string): void {
-    const fields = obj !== null && typeof obj === 'object' ? obj as Record<string, unknown> : {}
+    // An error logged as the object keeps its message and stack (spreading it would lose them).
+    const fields = obj instanceof Error ? { err: obj } : obj !== null && typeof obj === 'object' ? obj as Record<string, unknown> : {}
     this.records.push({ level, msg: typeof obj === 'string' ? obj : msg ?? '', fields: { ...this.#bindings, ...fields }, at: Date.now() })
   }
 
@@ -31,12 +36,23 @@ export class RecordingLogger implements Logger {
     return new RecordingLogger(this.records, { ...this.#bindings, ...bindings })
   }
 
+  /** The messages of the records at `level` (every level when not given). */
+  messages (level?: LogRecord['level']): string[] {
+    return this.records.filter(r => level === undefined || r.level === level).map(r => r.msg)
+  }
+
   /** Warn and error records written at or after `since` (epoch ms). */
   problems (since = 0): LogRecord[] {
     return this.records.filter(r => r.at >= since && (r.level === 'warn' || r.level === 'error'))
   }
 
+  /** Each record as one line of text, its fields in full (errors with their messages): what a log would show. */
+  lines (records: LogRecord[] = this.records): string[] {
+    return records.map(r => `${r.level} ${r.msg} ${inspect(r.fields, { depth: Infinity, breakLength: Infinity })}`)
+  }
+
+  /** The records with their times, for a failure message. */
   describe (records: LogRecord[] = this.records): string {
-    return records.map(r => `${new Date(r.at).toISOString()} ${r.level} ${r.msg} ${JSON.stringify(r.fields)}`).join('\n')
+    return this.lines(records).map((line, i) => `${new Date(records[i]!.at).toISOString()} ${line}`).join('\n')
   }
 }

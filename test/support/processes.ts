@@ -1,8 +1,14 @@
-// Child processes of the harness: started with their output in a log file, tracked so that
-// every one of them is killed when the harness exits, however it exits.
+// The one process control of the fault tests (test/faults) and the fault harness
+// (scripts/faults): children started with their output in a log file or on pipes, tracked so
+// that every one of them can be killed at once (`killAll()` after a test; on exit, however
+// the harness exits), stopped with a grace period, waited for.
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { closeSync, openSync, readFileSync } from 'node:fs'
 import net from 'node:net'
+import { settledWithin, withTimeout } from '../../lib/time.js'
+import { sleep } from '../helpers.js'
+
+export { sleep }
 
 const live = new Set<ChildProcess>()
 /** Children started as the leader of their own process group (killed as a group). */
@@ -16,13 +22,15 @@ export function onExit (name: string, fn: () => void): () => void {
   return () => { lastResorts.delete(name) }
 }
 
+/** Sends `signal` to a child, or to its whole process group when it leads one. */
+function signal (child: ChildProcess, sig: NodeJS.Signals): void {
+  try {
+    if (child.pid !== undefined) process.kill(grouped.has(child) ? -child.pid : child.pid, sig)
+  } catch {}
+}
+
 function killEverything (): void {
-  for (const child of live) {
-    try {
-      // Detached children lead their own process group: take the whole group.
-      if (child.pid !== undefined) process.kill(grouped.has(child) ? -child.pid : child.pid, 'SIGKILL')
-    } catch {}
-  }
+  for (const child of live) signal(child, 'SIGKILL')
   live.clear()
   // Last registered first: a broker's clean-up needs its files before the temp dir goes.
   for (const fn of [...lastResorts.values()].reverse()) {
@@ -49,26 +57,28 @@ export function installExitHandlers (): void {
 export interface Child {
   readonly process: ChildProcess
   readonly name: string
-  readonly logFile: string
+  /** Where its output goes; undefined when it is on `process.stdout` and `process.stderr` (pipes). */
+  readonly logFile: string | undefined
   /** Resolves with the exit code (or signal) once the child exited. */
   readonly exited: Promise<string>
 }
 
 /**
- * Starts a child with stdout and stderr appended to `logFile`. With `ipc`, an IPC channel
- * is opened (a node child then exits when the harness goes away). `group` starts it in a
- * process group of its own, killed as a whole.
+ * Starts a child with stdout and stderr appended to `logFile`, or on pipes when there is
+ * none. With `ipc`, an IPC channel is opened (a node child then exits when the harness goes
+ * away). `group` starts it in a process group of its own, killed as a whole.
  */
-export function startChild (name: string, command: string, args: string[], options: { logFile: string, env?: NodeJS.ProcessEnv, ipc?: boolean, group?: boolean, cwd?: string }): Child {
-  const fd = openSync(options.logFile, 'a')
+export function startChild (name: string, command: string, args: string[], options: { logFile?: string, env?: NodeJS.ProcessEnv, ipc?: boolean, group?: boolean, cwd?: string } = {}): Child {
+  const fd = options.logFile === undefined ? undefined : openSync(options.logFile, 'a')
+  const out = fd ?? 'pipe'
   const spawnOptions: SpawnOptions = {
-    stdio: options.ipc === true ? ['ignore', fd, fd, 'ipc'] : ['ignore', fd, fd],
+    stdio: options.ipc === true ? ['ignore', out, out, 'ipc'] : ['ignore', out, out],
     env: options.env ?? process.env,
     detached: options.group === true,
     cwd: options.cwd
   }
   const child = spawn(command, args, spawnOptions)
-  closeSync(fd)
+  if (fd !== undefined) closeSync(fd)
   if (options.group === true) grouped.add(child)
   live.add(child)
   const exited = new Promise<string>(resolve => {
@@ -86,45 +96,44 @@ export function startChild (name: string, command: string, args: string[], optio
 
 /** Waits for the child's first IPC message with `ready: true`; rejects if it exits first or `timeoutMs` passes. */
 export async function waitReady<T extends { ready: boolean }> (child: Child, timeoutMs: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
   let onMessage: ((m: unknown) => void) | undefined
+  const ready = Promise.race([
+    new Promise<T>(resolve => {
+      onMessage = (m: unknown) => { if (typeof m === 'object' && m !== null && (m as T).ready) resolve(m as T) }
+      child.process.on('message', onMessage)
+    }),
+    child.exited.then(how => { throw new Error(`${child.name} exited (${how}) before it was ready; its log:\n${tail(child.logFile)}`) })
+  ])
   try {
-    return await Promise.race([
-      new Promise<T>(resolve => {
-        onMessage = (m: unknown) => { if (typeof m === 'object' && m !== null && (m as T).ready) resolve(m as T) }
-        child.process.on('message', onMessage)
-      }),
-      child.exited.then(how => { throw new Error(`${child.name} exited (${how}) before it was ready; its log:\n${tail(child.logFile)}`) }),
-      new Promise<never>((_resolve, reject) => {
-        timer = setTimeout(() => reject(new Error(`${child.name} not ready after ${timeoutMs} ms; its log:\n${tail(child.logFile)}`)), timeoutMs)
-      })
-    ])
+    return await withTimeout(ready, timeoutMs, () => new Error(`${child.name} not ready after ${timeoutMs} ms; its log:\n${tail(child.logFile)}`))
   } finally {
-    clearTimeout(timer)
     if (onMessage !== undefined) child.process.off('message', onMessage)
   }
 }
 
 /** Sends `signal`, waits up to `graceMs` for the exit, then SIGKILLs. Resolves with how it exited. */
-export async function stopChild (child: Child, signal: NodeJS.Signals = 'SIGTERM', graceMs = 15_000): Promise<string> {
-  const send = (s: NodeJS.Signals): void => {
-    try {
-      if (child.process.pid !== undefined) process.kill(grouped.has(child.process) ? -child.process.pid : child.process.pid, s)
-    } catch {}
-  }
+export async function stopChild (child: Child, sig: NodeJS.Signals = 'SIGTERM', graceMs = 15_000): Promise<string> {
   if (child.process.exitCode !== null || child.process.signalCode !== null) return await child.exited
-  send(signal)
-  let timer: NodeJS.Timeout | undefined
-  const late = new Promise<string>(resolve => { timer = setTimeout(() => resolve('timeout'), graceMs) })
-  const how = await Promise.race([child.exited, late])
-  clearTimeout(timer)
-  if (how !== 'timeout') return how
-  send('SIGKILL')
+  signal(child.process, sig)
+  if (await settledWithin(child.exited, graceMs, { keepAlive: true })) return await child.exited
+  signal(child.process, 'SIGKILL')
   return `${await child.exited} (SIGKILL after ${graceMs} ms)`
 }
 
+/** SIGKILLs every child still running (after a test) and waits until each has exited. */
+export async function killAll (): Promise<void> {
+  const children = [...live]
+  const exits = children.map(async child => await new Promise<void>(resolve => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve()
+    else child.once('exit', () => resolve())
+  }))
+  for (const child of children) signal(child, 'SIGKILL')
+  await Promise.all(exits.map(async exit => await settledWithin(exit, 5_000)))
+}
+
 /** The last lines of a log file, for an error message. */
-export function tail (file: string, lines = 30): string {
+export function tail (file: string | undefined, lines = 30): string {
+  if (file === undefined) return '(output on pipes)'
   try {
     return readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n')
   } catch {
@@ -187,5 +196,3 @@ export async function runAsync (command: string, args: string[], options: { env?
     })
   })
 }
-
-export const sleep = async (ms: number): Promise<void> => await new Promise(resolve => setTimeout(resolve, ms))
