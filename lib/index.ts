@@ -23,5 +23,7 @@ export {
   HeraldError, ConfigError, BrokerError, PublishError, NonRetriableError, InvalidMessageError, HandlerError, HandlerTimeoutError, ShutdownAbortError, isRetriable, ErrorCode
 } from './errors.js'
 export { DLQ_HEADERS } from './runner/dead-letter.js'
+export { DeadLetters, REPLAY_HEADERS } from './dead-letters/dead-letters.js'
+export type { DeadLetter, DeadLetterOutcome, DeadLetterTarget, LetterFilter, ListOptions, PurgeOptions, ReplayOptions } from './dead-letters/dead-letters.js'
 export type { Logger } from './logger.js'
-export type { Broker, BrokerKind, BrokerHealth, Delivery, OutgoingMessage, SubscribeOptions, Subscription } from './brokers/broker.js'
+export type { Broker, BrokerKind, BrokerHealth, DeadLetterCursor, StoredMessage, Delivery, OutgoingMessage, SubscribeOptions, Subscription } from './brokers/broker.js'

@@ -1,0 +1,54 @@
+import type { Redis } from 'ioredis'
+import { BrokerError } from '../../errors.js'
+import type { DeadLetterCursor } from '../broker.js'
+import { text } from './redis-replies.js'
+import { decodeEntry } from './redis-stream.js'
+
+/**
+ * A pass over a dead-letter stream with `XRANGE` (no group: nothing is acknowledged or
+ * claimed by reading). A letter is removed with `XDEL`. A stream that does not exist reads
+ * as empty (Redis makes it with its first entry).
+ *
+ * No `redeliver`: a Redis topic is one stream that every group reads, so a replay needs a
+ * per-group stream the group's consumer also reads, which the consumer does not have yet.
+ */
+export async function redisDeadLetters (client: Redis, stream: string, reason: (err: unknown) => string): Promise<DeadLetterCursor> {
+  let after = '-'
+  const failed = (what: string, err: unknown): BrokerError => new BrokerError(`could not ${what} the dead-letter stream "${stream}" on Redis: ${reason(err)}`, { cause: err })
+  /** The last entry when the pass began: the pass reads no further. */
+  let last: string | undefined
+  try {
+    last = (await client.xrevrange(stream, '+', '-', 'COUNT', 1))[0]?.[0]
+  } catch (err) {
+    throw failed('read', err)
+  }
+  return {
+    read: async (limit) => {
+      if (last === undefined) return []
+      let reply: unknown
+      try {
+        reply = await client.callBuffer('XRANGE', stream, after === '-' ? '-' : `(${after}`, last, 'COUNT', limit)
+      } catch (err) {
+        throw failed('read', err)
+      }
+      const out = []
+      for (const item of Array.isArray(reply) ? reply as unknown[] : []) {
+        if (!Array.isArray(item) || item.length < 2) continue
+        const id = text(item[0])
+        after = id
+        if (!Array.isArray(item[1])) continue
+        const entry = decodeEntry(stream, id, item[1] as unknown[])
+        out.push({ id, value: entry.value, key: entry.key, headers: entry.headers })
+      }
+      return out
+    },
+    remove: async (message) => {
+      try {
+        await client.xdel(stream, message.id)
+      } catch (err) {
+        throw failed('remove a letter from', err)
+      }
+    },
+    close: async () => {}
+  }
+}

@@ -1,0 +1,166 @@
+import { expect } from 'chai'
+import {
+  createMessaging, DLQ_HEADERS, HeraldError, messageHandler, NonRetriableError, REPLAY_HEADERS, startConsumers,
+  type Context, type Messaging, type Runner
+} from '../lib/index.js'
+import type { BrokerKind } from '../lib/brokers/broker.js'
+import { cleanUpRun } from './cleanup.js'
+import { brokerOptions, eventually, randomName, selectedBrokers } from './helpers.js'
+
+/** Where `deadLetters().replay()` can send a letter to one group only. */
+const REPLAYS: readonly BrokerKind[] = ['memory', 'rabbitmq']
+/** Where dead letters can be read at all. */
+const READS: readonly BrokerKind[] = ['memory', 'rabbitmq', 'redis']
+
+const NOT_UTF8 = Buffer.from([0xff, 0xfe, 0x00])
+
+interface Seen { id: string | undefined, key: string | undefined, headers: Record<string, string> }
+
+for (const kind of selectedBrokers().filter(k => READS.includes(k))) {
+  describe(`dead letters: ${kind}`, function () {
+    this.timeout(60_000)
+    const open: Array<Messaging | Runner> = []
+    const queues: string[] = []
+
+    afterEach(async function () {
+      for (const c of open.splice(0).reverse()) await ('stop' in c ? c.stop() : c.close())
+    })
+    after(async function () { await cleanUpRun(kind, queues) })
+
+    /**
+     * Two groups on one topic: `failing` dead-letters every message whose key is in
+     * `failingKeys` (and the body that is not UTF-8), `other` handles everything. Three
+     * events (k1, k2, k3) and one body that is not UTF-8 are published.
+     */
+    async function scene () {
+      const m = createMessaging(brokerOptions(kind))
+      open.push(m)
+      const topic = randomName()
+      const failing = randomName('failing')
+      const other = randomName('other')
+      const failingKeys = new Set(['k1', 'k2', 'k3'])
+      const handled: Seen[] = []
+      const otherSeen: Seen[] = []
+      const seen = (ctx: Context): Seen => ({ id: ctx.event?.id, key: ctx.key, headers: ctx.headers })
+      const runner = await startConsumers({
+        messaging: m,
+        signals: false,
+        handlers: [
+          messageHandler({ topic, group: failing, maxRetries: 0 }, async (_data, ctx) => {
+            if (failingKeys.has(ctx.key ?? '')) throw new NonRetriableError(`boom ${ctx.key ?? ''}`)
+            handled.push(seen(ctx))
+          }),
+          messageHandler({ topic, group: other, maxRetries: 0 }, async (_data, ctx) => { otherSeen.push(seen(ctx)) })
+        ]
+      })
+      open.push(runner)
+      queues.push(`${topic}.${failing}`, `${topic}.${failing}.dlq`, `${topic}.${other}`, `${topic}.${other}.dlq`)
+      const events = []
+      for (const key of ['k1', 'k2', 'k3']) events.push(await m.publishEvent('order.placed', { key, note: 'x'.repeat(100) }, { topic, key }))
+      const [err] = await (await m.broker()).publish([{ topic, value: NOT_UTF8, key: 'bin', headers: {} }])
+      expect(err).to.equal(undefined)
+      const letters = m.deadLetters({ topic, group: failing })
+      await eventually(async () => (await letters.list()).length === 4, 'the four dead letters')
+      await eventually(() => otherSeen.length === 3, 'the other group to handle the three events')
+      return { m, topic, failing, other, failingKeys, handled, otherSeen, events, letters }
+    }
+
+    it('list shows each letter (reason, attempts, event, size, preview, hex for a body that is not UTF-8) and consumes nothing', async function () {
+      const { letters, events, topic, failing } = await scene()
+      const list = await letters.list()
+      expect(list.map(l => l.key)).to.deep.equal(['k1', 'k2', 'k3', 'bin'])
+      const [first] = list
+      expect(first!.reason).to.equal('NonRetriableError: boom k1')
+      expect(first!.attempts).to.equal(1)
+      expect(first!.topic).to.equal(topic)
+      expect(first!.group).to.equal(failing)
+      expect(Date.parse(first!.failedAt!)).to.be.a('number').and.not.NaN
+      expect(first!.eventName).to.equal('order.placed')
+      expect(first!.eventId).to.equal(events[0]!.id)
+      expect(first!.size).to.be.above(100)
+      expect(first!.preview.length).to.be.at.most(80)
+      expect(first!.preview.startsWith('{"id":"')).to.equal(true)
+      expect(first!.replayCount).to.equal(0)
+      expect(new Set(list.map(l => l.id)).size).to.equal(4)
+      const bin = list[3]!
+      expect(bin.reason).to.match(/not valid UTF-8/)
+      expect(bin.preview).to.equal('hex:fffe00')
+      expect(bin.size).to.equal(3)
+      expect(bin.eventName).to.equal(undefined)
+      // Reading consumed nothing: the same letters, in the same order, again; limit cuts.
+      expect((await letters.list()).map(l => l.key)).to.deep.equal(['k1', 'k2', 'k3', 'bin'])
+      expect((await letters.list({ limit: 2 })).map(l => l.key)).to.deep.equal(['k1', 'k2'])
+    })
+
+    it('purge: a dry run counts by reason, a filter narrows, and a purge empties', async function () {
+      const { letters } = await scene()
+      const dry = await letters.purge({ dryRun: true })
+      expect(dry).to.deep.include({ dryRun: true, count: 4 })
+      expect(dry.byReason['NonRetriableError: boom k2']).to.equal(1)
+      expect(await letters.list()).to.have.length(4)
+      expect((await letters.purge({ filter: 'no such reason' })).count).to.equal(0)
+      expect((await letters.purge({ filter: 'boom k2' })).count).to.equal(1)
+      expect((await letters.list()).map(l => l.key)).to.deep.equal(['k1', 'k3', 'bin'])
+      expect((await letters.purge()).count).to.equal(3)
+      expect(await letters.list()).to.deep.equal([])
+    })
+
+    if (REPLAYS.includes(kind)) {
+      it('replay reaches the failing group only, unchanged but for its headers; a second replay replays nothing; maxReplays refuses', async function () {
+        const { m, topic, letters, failingKeys, handled, otherSeen, events } = await scene()
+        failingKeys.delete('k1')
+        failingKeys.delete('k2')
+        const dry = await letters.replay({ dryRun: true, filter: 'boom' })
+        expect(dry).to.deep.equal({ dryRun: true, count: 3, byReason: { 'NonRetriableError: boom k1': 1, 'NonRetriableError: boom k2': 1, 'NonRetriableError: boom k3': 1 }, refused: [] })
+        expect(await letters.list()).to.have.length(4)
+
+        const done = await letters.replay({ filter: 'boom', rate: 100 })
+        expect(done.count).to.equal(3)
+        await eventually(() => handled.length === 2, 'the failing group to handle k1 and k2')
+        expect(handled.map(h => h.id)).to.deep.equal([events[0]!.id, events[1]!.id])
+        expect(handled[0]!.key).to.equal('k1')
+        expect(handled[0]!.headers[REPLAY_HEADERS.count]).to.equal('1')
+        expect(handled[0]!.headers[REPLAY_HEADERS.from]).to.equal(letters.destination)
+        expect(handled[0]!.headers[DLQ_HEADERS.reason]).to.equal(undefined)
+        // k3 failed again: dead-lettered once more, carrying its replay count.
+        await eventually(async () => (await letters.list()).some(l => l.key === 'k3'), 'k3 dead-lettered again')
+        const again = await letters.list()
+        expect(again.map(l => [l.key, l.replayCount])).to.deep.equal([['bin', 0], ['k3', 1]])
+
+        // The other group saw nothing again: a marker published after the replay is the next thing it sees.
+        await m.publishEvent('marker', {}, { topic, key: 'marker' })
+        await eventually(() => otherSeen.length === 4, 'the other group to see the marker')
+        expect(otherSeen.map(s => s.key)).to.deep.equal(['k1', 'k2', 'k3', 'marker'])
+
+        expect((await letters.replay({ filter: 'boom k1' })).count).to.equal(0)
+        const refused = await letters.replay({ filter: 'boom', maxReplays: 1 })
+        expect(refused.count).to.equal(0)
+        expect(refused.refused).to.have.length(1)
+        expect(refused.refused[0]!.reason).to.match(/replayed 1 times already \(maxReplays 1\)/)
+        expect((await letters.list()).map(l => l.key)).to.deep.equal(['bin', 'k3'])
+      })
+    } else {
+      it('replay is refused with HERALD_UNSUPPORTED and leaves every letter', async function () {
+        const { letters } = await scene()
+        const err = await letters.replay().then(() => undefined, (e: unknown) => e)
+        expect(err).to.be.instanceOf(HeraldError)
+        expect((err as HeraldError).code).to.equal('HERALD_UNSUPPORTED')
+        expect(await letters.list()).to.have.length(4)
+      })
+    }
+  })
+}
+
+describe('dead letters: options', function () {
+  it('a missing topic or group, or a bad limit, is a ConfigError that says what to give', async function () {
+    const m = createMessaging({ broker: 'memory', logger: false })
+    try {
+      expect(() => m.deadLetters({ topic: '', group: 'g' })).to.throw(/topic: deadLetters\(\) needs the topic/)
+      expect(() => m.deadLetters({ topic: 't' } as never)).to.throw(/group: deadLetters\(\) needs the group/)
+      const err = await m.deadLetters({ topic: 't', group: 'g' }).list({ limit: 0 }).then(() => undefined, (e: unknown) => e)
+      expect(String(err)).to.match(/limit: must be a whole number of at least 1, got 0/)
+    } finally {
+      await m.close()
+    }
+  })
+})
