@@ -129,7 +129,7 @@ for (const kind of selectedBrokers().filter(k => READS.includes(k))) {
 
         // The other group saw nothing again: a marker published after the replay is the next thing it sees.
         await m.publishEvent('marker', {}, { topic, key: 'marker' })
-        await eventually(() => otherSeen.length === 4, 'the other group to see the marker')
+        await eventually(() => otherSeen.some(s => s.key === 'marker'), 'the other group to see the marker')
         expect(otherSeen.map(s => s.key)).to.deep.equal(['k1', 'k2', 'k3', 'marker'])
 
         expect((await letters.replay({ filter: 'boom k1' })).count).to.equal(0)

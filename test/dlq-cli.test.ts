@@ -1,0 +1,159 @@
+import { expect } from 'chai'
+import { execFile } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { createMessaging, messageHandler, NonRetriableError, startConsumers, type Messaging, type Runner } from '../lib/index.js'
+import type { BrokerKind } from '../lib/brokers/broker.js'
+import { cleanUpRun } from './cleanup.js'
+import { brokerOptions, eventually, randomName, selectedBrokers } from './helpers.js'
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+const BIN = join(ROOT, 'dist/bin/herald.js')
+
+interface Run { code: number, stdout: string, stderr: string }
+
+/** `node dist/bin/herald.js dlq …` to its end, with only the environment given. */
+async function dlq (args: string[], env: Record<string, string> = {}): Promise<Run> {
+  return await new Promise((resolve, reject) => {
+    execFile(process.execPath, [BIN, 'dlq', ...args], { cwd: ROOT, timeout: 30_000, env: { PATH: process.env.PATH ?? '', HERALD_LOG_LEVEL: 'silent', ...env } }, (err, stdout, stderr) => {
+      const code = err === null ? 0 : (err as { code?: unknown }).code
+      if (typeof code !== 'number') reject(err ?? new Error('no exit code'))
+      else resolve({ code, stdout, stderr })
+    })
+  })
+}
+
+const lines = (text: string): string[] => text.split('\n').filter(line => line !== '')
+
+describe('herald dlq', function () {
+  this.timeout(60_000)
+
+  before(function () {
+    if (!existsSync(BIN)) throw new Error(`${BIN} is missing: run "npm run build" first`)
+  })
+
+  describe('usage errors exit 2 with one line and a hint', function () {
+    const cases: Array<[string[], string]> = [
+      [['list', '--topic', 't'], 'herald: --group G is needed: the group whose dead letters to read'],
+      [['list', '--group', 'g'], 'herald: --topic T is needed: the topic whose group failed'],
+      [['show', '--topic', 't', '--group', 'g'], 'herald: unknown dlq command "show"; the dlq commands are: list, replay, purge'],
+      [[], 'herald: give what to do: herald dlq list|replay|purge --topic T --group G'],
+      [['replay', '--topic', 't', '--group', 'g', '--rate', 'fast'], 'herald: --rate must be a number of letters per second above 0, e.g. 10; got "fast"'],
+      [['list', '--topic', 't', '--group', 'g', '--limit', '0'], 'herald: --limit must be a whole number of at least 1, e.g. 10; got "0"'],
+      [['purge', '--topic', 't', '--group', 'g', '--dry-run'], 'herald: --rate, --max-replays and --dry-run are options of "herald dlq replay" (purge counts without --yes)']
+    ]
+    for (const [args, message] of cases) {
+      it(`herald dlq ${args.join(' ')}`, async function () {
+        const { code, stdout, stderr } = await dlq(args)
+        expect(code).to.equal(2)
+        expect(stdout).to.equal('')
+        expect(lines(stderr)).to.deep.equal([message, 'run "herald --help" for usage'])
+      })
+    }
+  })
+
+  for (const kind of selectedBrokers().filter(k => k === 'rabbitmq' || k === 'redis')) {
+    describe(`on ${kind}`, function () {
+      const open: Array<Messaging | Runner> = []
+      const queues: string[] = []
+      const env: Record<string, string> = kind === 'redis' ? { REDIS_URL: String(brokerOptions('redis').url) } : { RABBITMQ_URL: String(brokerOptions('rabbitmq').url) }
+
+      afterEach(async function () {
+        for (const c of open.splice(0).reverse()) await ('stop' in c ? c.stop() : c.close())
+      })
+      after(async function () { await cleanUpRun(kind, queues) })
+
+      /** A group that dead-letters k1 and k2 while `failing` holds them. */
+      async function scene () {
+        // No prefix: the CLI reads the streams by their topic's name, as a deployment without `redis.prefix` does.
+        const m = createMessaging({ ...brokerOptions(kind), redis: {} })
+        open.push(m)
+        const topic = randomName()
+        const group = randomName('g')
+        const failing = new Set(['k1', 'k2'])
+        const handled: string[] = []
+        open.push(await startConsumers({
+          messaging: m,
+          signals: false,
+          handlers: [messageHandler({ topic, group, maxRetries: 0 }, async (_data, ctx) => {
+            if (failing.has(ctx.key ?? '')) throw new NonRetriableError(`boom ${ctx.key ?? ''}`)
+            handled.push(ctx.key ?? '')
+          })]
+        }))
+        queues.push(`${topic}.${group}`, `${topic}.${group}.dlq`)
+        for (const key of ['k1', 'k2']) await m.publishEvent('order.placed', { key }, { topic, key })
+        await eventually(async () => (await m.deadLetters({ topic, group }).list()).length === 2, 'two dead letters')
+        const args = ['--topic', topic, '--group', group, '--broker', kind]
+        return { m, topic, group, failing, handled, args }
+      }
+
+      it('list prints the count by reason, a table of the letters and the total; --json the same for scripts', async function () {
+        const { topic, group, args } = await scene()
+        const { code, stdout, stderr } = await dlq(['list', ...args], env)
+        expect(code, stderr).to.equal(0)
+        const out = lines(stdout)
+        expect(out.slice(0, 3)).to.deep.equal([`dead letters in ${topic}.${group}.dlq, by reason:`, '  1  NonRetriableError: boom k1', '  1  NonRetriableError: boom k2'])
+        expect(out[3]).to.match(/^ID +KEY +ATTEMPTS +FAILED AT +EVENT +SIZE +REASON +PREVIEW$/)
+        expect(out[4]).to.match(/ k1 +1 +\d{4}-\d\d-\d\dT[\d:.]+Z +order\.placed +\d+ +NonRetriableError: boom k1 +\{"id":"/)
+        expect(out[5]).to.contain('NonRetriableError: boom k2')
+        expect(out[6]).to.equal('total: 2')
+
+        const json = await dlq(['list', ...args, '--json'], env)
+        expect(json.code).to.equal(0)
+        const parsed = JSON.parse(json.stdout) as { total: number, byReason: Record<string, number>, letters: Array<{ key: string, reason: string }> }
+        expect(parsed.total).to.equal(2)
+        expect(parsed.letters.map(l => l.key)).to.deep.equal(['k1', 'k2'])
+        expect(parsed.byReason).to.deep.equal({ 'NonRetriableError: boom k1': 1, 'NonRetriableError: boom k2': 1 })
+      })
+
+      it('purge without --yes only counts and says to add --yes; with --yes it empties', async function () {
+        const { topic, group, args } = await scene()
+        const dry = await dlq(['purge', ...args], env)
+        expect(dry.code, dry.stderr).to.equal(0)
+        expect(lines(dry.stdout)).to.deep.equal([
+          `dry run: 2 dead letters would be purged from ${topic}.${group}.dlq, by reason:`,
+          '  1  NonRetriableError: boom k1', '  1  NonRetriableError: boom k2',
+          'nothing was removed: add --yes to remove them'
+        ])
+        const purged = await dlq(['purge', ...args, '--yes', '--filter', 'boom k2'], env)
+        expect(lines(purged.stdout)[0]).to.equal(`1 dead letters purged from ${topic}.${group}.dlq, by reason:`)
+        expect((await dlq(['purge', ...args, '--yes'], env)).code).to.equal(0)
+        expect(lines((await dlq(['list', ...args], env)).stdout)).to.deep.equal([`no dead letters in ${topic}.${group}.dlq`])
+      })
+
+      if (kind === 'rabbitmq') {
+        it('replay: --dry-run counts, replay sends to the group, a second replay replays nothing', async function () {
+          const { topic, group, args, failing, handled } = await scene()
+          const dry = await dlq(['replay', ...args, '--dry-run'], env)
+          expect(dry.code, dry.stderr).to.equal(0)
+          expect(lines(dry.stdout)[0]).to.equal(`dry run: 2 dead letters would be replayed to group ${group} of topic ${topic}, by reason:`)
+          failing.clear()
+          const run = await dlq(['replay', ...args, '--rate', '20'], env)
+          expect(run.code, run.stderr).to.equal(0)
+          expect(lines(run.stdout)[0]).to.equal(`2 dead letters replayed to group ${group} of topic ${topic}, by reason:`)
+          await eventually(() => handled.length === 2, 'the group to handle both')
+          expect(handled).to.deep.equal(['k1', 'k2'])
+          const again = await dlq(['replay', ...args], env)
+          expect(lines(again.stdout)).to.deep.equal([`0 dead letters replayed to group ${group} of topic ${topic}`])
+        })
+
+        it('a dead-letter queue that does not exist: exit 1, one line naming it', async function () {
+          const { code, stdout, stderr } = await dlq(['list', '--topic', 'no-such-topic', '--group', 'nobody', '--broker', 'rabbitmq'], env)
+          expect(code).to.equal(1)
+          expect(stdout).to.equal('')
+          expect(lines(stderr)).to.deep.equal(['herald: there is no dead-letter queue "no-such-topic.nobody.dlq" on RabbitMQ at amqp://guest:***@127.0.0.1:5672: check the topic and group (Herald declares it when the group first subscribes)'])
+        })
+      } else {
+        it('replay: exit 1 with one line saying this broker cannot replay to one group yet; the letters stay', async function () {
+          const { args } = await scene()
+          const { code, stderr } = await dlq(['replay', ...args], env)
+          expect(code).to.equal(1)
+          expect(lines(stderr)).to.have.length(1)
+          expect(stderr).to.match(/^herald: this broker cannot replay dead letters to one group only yet/)
+          expect(lines((await dlq(['list', ...args], env)).stdout).at(-1)).to.equal('total: 2')
+        })
+      }
+    })
+  }
+})
