@@ -8,7 +8,7 @@ import { cleanUpRun } from './cleanup.js'
 import { brokerOptions, eventually, randomName, selectedBrokers } from './helpers.js'
 
 /** Where `deadLetters().replay()` can send a letter to one group only. */
-const REPLAYS: readonly BrokerKind[] = ['memory', 'rabbitmq']
+const REPLAYS: readonly BrokerKind[] = ['memory', 'rabbitmq', 'redis']
 /** Where dead letters can be read at all. */
 const READS: readonly BrokerKind[] = ['memory', 'rabbitmq', 'redis']
 

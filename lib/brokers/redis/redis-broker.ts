@@ -189,9 +189,9 @@ export class RedisBroker implements Broker {
     return await redisLag(await this.#connected(), this.#settings.prefix, group, topics)
   }
 
-  /** Reads a dead-letter stream with XRANGE and removes letters with XDEL (redis-dead-letters.ts). */
+  /** Reads a dead-letter stream with XRANGE, removes letters with XDEL, replays to the group's own stream (redis-dead-letters.ts). */
   async deadLetters (destination: string): Promise<DeadLetterCursor> {
-    return await redisDeadLetters(await this.#connected(), this.#settings.prefix + destination, err => this.#connections.reason(err))
+    return await redisDeadLetters(await this.#connected(), this.#settings.prefix, destination, this.#settings.options.maxLen, err => this.#connections.reason(err))
   }
 
   async health (): Promise<BrokerHealth> {

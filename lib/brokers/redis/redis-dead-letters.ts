@@ -2,17 +2,17 @@ import type { Redis } from 'ioredis'
 import { BrokerError } from '../../errors.js'
 import type { DeadLetterCursor } from '../broker.js'
 import { text } from './redis-replies.js'
-import { decodeEntry } from './redis-stream.js'
+import { decodeEntry, xaddArguments } from './redis-stream.js'
+import { groupRetryTopic } from '../shared/group-destination.js'
 
 /**
  * A pass over a dead-letter stream with `XRANGE` (no group: nothing is acknowledged or
  * claimed by reading). A letter is removed with `XDEL`. A stream that does not exist reads
- * as empty (Redis makes it with its first entry).
- *
- * No `redeliver`: a Redis topic is one stream that every group reads, so a replay needs a
- * per-group stream the group's consumer also reads, which the consumer does not have yet.
+ * as empty (Redis makes it with its first entry). A replay is an `XADD` to the group's own
+ * stream `<topic>.<group>.retry`, which only that group's subscriptions read beside the topic.
  */
-export async function redisDeadLetters (client: Redis, stream: string, reason: (err: unknown) => string): Promise<DeadLetterCursor> {
+export async function redisDeadLetters (client: Redis, prefix: string, destination: string, maxLen: number | undefined, reason: (err: unknown) => string): Promise<DeadLetterCursor> {
+  const stream = prefix + destination
   let after = '-'
   const failed = (what: string, err: unknown): BrokerError => new BrokerError(`could not ${what} the dead-letter stream "${stream}" on Redis: ${reason(err)}`, { cause: err })
   /** The last entry when the pass began: the pass reads no further. */
@@ -47,6 +47,14 @@ export async function redisDeadLetters (client: Redis, stream: string, reason: (
         await client.xdel(stream, message.id)
       } catch (err) {
         throw failed('remove a letter from', err)
+      }
+    },
+    redeliver: async (message, group) => {
+      const target = prefix + groupRetryTopic(message.topic, group)
+      try {
+        await client.callBuffer('XADD', target, ...xaddArguments(message, maxLen))
+      } catch (err) {
+        throw new BrokerError(`could not replay a dead letter to the stream "${target}" on Redis: ${reason(err)}`, { cause: err })
       }
     },
     close: async () => {}
