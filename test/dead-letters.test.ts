@@ -151,6 +151,25 @@ for (const kind of selectedBrokers().filter(k => READS.includes(k))) {
   })
 }
 
+if (selectedBrokers().includes('kafka')) {
+  describe('dead letters: kafka', function () {
+    this.timeout(30_000)
+    it('list, purge and replay reject with HERALD_UNSUPPORTED, naming the dead-letter topic', async function () {
+      const m = createMessaging(brokerOptions('kafka'))
+      try {
+        const letters = m.deadLetters({ topic: 'orders', group: 'billing' })
+        for (const call of [async () => await letters.list(), async () => await letters.purge(), async () => await letters.replay()]) {
+          const err = await call().then(() => undefined, (e: unknown) => e)
+          expect((err as HeraldError).code).to.equal('HERALD_UNSUPPORTED')
+          expect((err as Error).message).to.equal('the kafka adapter cannot read dead letters (it has no deadLetters()); read "orders.billing.dlq" with a handler instead')
+        }
+      } finally {
+        await m.close()
+      }
+    })
+  })
+}
+
 describe('dead letters: options', function () {
   it('a missing topic or group, or a bad limit, is a ConfigError that says what to give', async function () {
     const m = createMessaging({ broker: 'memory', logger: false })
