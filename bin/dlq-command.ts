@@ -111,7 +111,7 @@ function countByReason (letters: DeadLetter[]): Record<string, number> {
 }
 
 function printReasons (byReason: Record<string, number>): void {
-  const rows = Object.entries(byReason).sort((a, b) => b[1] - a[1])
+  const rows = Object.entries(byReason).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
   const width = Math.max(0, ...rows.map(([, n]) => String(n).length))
   for (const [reason, n] of rows) out(`  ${String(n).padStart(width)}  ${reason}`)
 }

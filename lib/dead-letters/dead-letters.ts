@@ -120,8 +120,8 @@ export class DeadLetters {
     const rate = positive('rate', options.rate)
     const maxReplays = count('maxReplays', options.maxReplays, 0) ?? DEFAULT_MAX_REPLAYS
     const outcome = emptyOutcome(options.dryRun === true)
-    await this.#pass(async (cursor) => {
-      if (cursor.redeliver === undefined) throw this.#unsupported('replay')
+    await this.#pass(async (cursor, kind) => {
+      if (cursor.redeliver === undefined) throw this.#unsupported('replay', kind)
       const redeliver = cursor.redeliver.bind(cursor)
       let last = 0
       await each(cursor, limit, outcome, async (stored, letter) => {
@@ -145,21 +145,21 @@ export class DeadLetters {
     return outcome
   }
 
-  async #pass<T> (work: (cursor: DeadLetterCursor) => Promise<T>): Promise<T> {
+  async #pass<T> (work: (cursor: DeadLetterCursor, kind: string) => Promise<T>): Promise<T> {
     const broker = await this.#broker()
     if (broker.deadLetters === undefined) throw this.#unsupported('read', broker.kind)
     const cursor = await broker.deadLetters(this.destination)
     try {
-      return await work(cursor)
+      return await work(cursor, broker.kind)
     } finally {
       await cursor.close()
     }
   }
 
-  #unsupported (what: 'read' | 'replay', kind?: string): HeraldError {
+  #unsupported (what: 'read' | 'replay', kind: string): HeraldError {
     const message = what === 'read'
-      ? `the ${kind ?? 'broker'} adapter cannot read dead letters (it has no deadLetters()); read "${this.destination}" with a handler instead`
-      : `this broker cannot replay dead letters to one group only yet (see the README, "Dead letters"): nothing was replayed; list them, fix the cause, and publish them again yourself`
+      ? `the ${kind} adapter cannot read dead letters (it has no deadLetters()); read "${this.destination}" with a handler instead`
+      : `the ${kind} adapter cannot replay dead letters to one group only (its dead-letter cursor has no redeliver()): nothing was replayed; list them, fix the cause, and publish them again yourself`
     return new HeraldError(message, { code: ErrorCode.Unsupported })
   }
 }
