@@ -1,5 +1,5 @@
 import { expect } from 'chai'
-import { execFile } from 'node:child_process'
+import { execFile, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -13,15 +13,22 @@ const BIN = join(ROOT, 'dist/bin/herald.js')
 
 interface Run { code: number, stdout: string, stderr: string }
 
-/** `node dist/bin/herald.js dlq …` to its end, with only the environment given. */
-async function dlq (args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return await new Promise((resolve, reject) => {
-    execFile(process.execPath, [BIN, 'dlq', ...args], { cwd: ROOT, timeout: 30_000, env: { PATH: process.env.PATH ?? '', HERALD_LOG_LEVEL: 'silent', ...env } }, (err, stdout, stderr) => {
+/** `node dist/bin/herald.js dlq …`, with only the environment given: the child, and its end. */
+function start (args: string[], env: Record<string, string> = {}): { child: ChildProcess, done: Promise<Run> } {
+  let child: ChildProcess | undefined
+  const done = new Promise<Run>((resolve, reject) => {
+    child = execFile(process.execPath, [BIN, 'dlq', ...args], { cwd: ROOT, timeout: 30_000, env: { PATH: process.env.PATH ?? '', HERALD_LOG_LEVEL: 'silent', ...env } }, (err, stdout, stderr) => {
       const code = err === null ? 0 : (err as { code?: unknown }).code
-      if (typeof code !== 'number') reject(err ?? new Error('no exit code'))
-      else resolve({ code, stdout, stderr })
+      if (typeof code === 'number') resolve({ code, stdout, stderr })
+      else if (child?.signalCode !== null) resolve({ code: -1, stdout, stderr })
+      else reject(err ?? new Error('no exit code'))
     })
   })
+  return { child: child!, done }
+}
+
+async function dlq (args: string[], env: Record<string, string> = {}): Promise<Run> {
+  return await start(args, env).done
 }
 
 const lines = (text: string): string[] => text.split('\n').filter(line => line !== '')
@@ -143,6 +150,23 @@ describe('herald dlq', function () {
         expect(inOrder(handled)).to.deep.equal(['k1', 'k2'])
         const again = await dlq(['replay', ...args], env)
         expect(lines(again.stdout)).to.deep.equal([`0 dead letters replayed to group ${group} of topic ${topic}`])
+      })
+
+      it('a replay killed half-way (SIGKILL) resumes with the next run: every letter reaches the group, at most the one in flight twice', async function () {
+        const { m, topic, args, failing, handled } = await scene()
+        failing.clear()
+        // One letter every 2 s: the kill lands between the first and the second.
+        const first = start(['replay', ...args, '--rate', '0.5'], env)
+        await eventually(() => handled.length >= 1, 'the first replayed letter to be handled')
+        first.child.kill('SIGKILL')
+        expect((await first.done).code, 'killed before it ended').to.equal(-1)
+        const second = await dlq(['replay', ...args], env)
+        expect(second.code, second.stderr).to.equal(0)
+        await eventually(() => handled.includes('k1') && handled.includes('k2'), 'both letters to be handled')
+        await m.publishEvent('marker', {}, { topic, key: 'marker' })
+        await eventually(() => handled.includes('marker'), 'the marker')
+        expect(handled.length).to.be.at.most(4)
+        expect(lines((await dlq(['list', ...args], env)).stdout)[0]).to.match(/^no dead letters in /)
       })
 
       if (kind !== 'redis') {

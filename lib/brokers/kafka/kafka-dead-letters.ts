@@ -9,6 +9,11 @@ import { decodeHeaders } from './kafka-headers.js'
 
 /** Letters read ahead of `read()` before the consumer pauses. */
 const READ_AHEAD = 500
+/**
+ * The pass's group membership: a pass killed half-way leaves a member Kafka waits for until
+ * its session times out, and the next pass joins only then; 10 s, not the consumers' 30 s.
+ */
+const PASS_SESSION = { sessionTimeout: 10_000, heartbeatInterval: 1_000 }
 /** Removed ranges a partition's commit can record beyond its offset (the ledger's limit). */
 const MAX_RANGES = 64
 
@@ -57,7 +62,7 @@ export async function kafkaDeadLetters (deps: KafkaDeadLetterDeps, topic: string
   const notify = (): void => { wake?.(); wake = undefined }
 
   if (open.length > 0) {
-    const c = consumer = deps.kafka.consumer({ ...KAFKA_CONSUMER_DEFAULTS, groupId, allowAutoTopicCreation: false })
+    const c = consumer = deps.kafka.consumer({ ...KAFKA_CONSUMER_DEFAULTS, ...PASS_SESSION, groupId, allowAutoTopicCreation: false })
     c.on(c.events.CRASH, (e) => { failure = kafkaError(`reading the dead-letter topic "${topic}" stopped`, e.payload.error, deps.secrets); notify() })
     try {
       await c.connect()
