@@ -82,8 +82,9 @@ export function preview (value: Buffer): string {
   try {
     text = utf8.decode(value)
   } catch {
-    const hex = value.subarray(0, (PREVIEW_CHARS - 4) / 2).toString('hex')
-    return `hex:${hex}${value.length > (PREVIEW_CHARS - 4) / 2 ? '…' : ''}`
+    // "hex:", two characters a byte, and "…" when cut.
+    const bytes = Math.floor((PREVIEW_CHARS - 5) / 2)
+    return `hex:${value.subarray(0, bytes).toString('hex')}${value.length > bytes ? '…' : ''}`
   }
   // eslint-disable-next-line no-control-regex
   const flat = text.replace(/[\u0000-\u001f\u007f]+/g, ' ')

@@ -163,7 +163,7 @@ function within (p: PartitionState, offset: number): boolean {
 }
 
 /** The partition's commit once `offset` is removed too: the offset moves up over every removed letter at its foot. */
-function addRemoved (p: PartitionState, offset: number): { committed: number, removed: Array<[number, number]> } {
+export function addRemoved (p: Pick<PartitionState, 'committed' | 'removed'>, offset: number): { committed: number, removed: Array<[number, number]> } {
   const removed: Array<[number, number]> = [...p.removed, [offset, offset] as [number, number]].sort((a, b) => a[0] - b[0])
   const merged: Array<[number, number]> = []
   for (const r of removed) {
