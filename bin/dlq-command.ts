@@ -90,7 +90,13 @@ export async function dlq (args: string[]): Promise<number> {
     const letters = messaging.deadLetters({ topic: values.topic, group: values.group })
     const json = values.json === true
     switch (action as Action) {
-      case 'list': printList(letters, await letters.list({ limit }), limit, json); break
+      case 'list': {
+        const list = await letters.list({ limit })
+        // All of them, or the first `limit`: then ask how many there are.
+        const total = list.length < (limit ?? DEFAULT_LIST_LIMIT) ? list.length : await letters.count()
+        printList(letters, list, total, json)
+        break
+      }
       case 'replay': printOutcome('replay', letters, await letters.replay({ limit, rate, maxReplays, filter: values.filter, dryRun: values['dry-run'] === true }), json); break
       case 'purge': printOutcome('purge', letters, await letters.purge({ limit, filter: values.filter, dryRun: values.yes !== true }), json)
     }
@@ -121,17 +127,18 @@ function cut (text: string | undefined, max: number): string {
   return text.length > max ? `${text.slice(0, max - 1)}…` : text
 }
 
-function printList (letters: DeadLetters, list: DeadLetter[], limit: number | undefined, json: boolean): void {
+function printList (letters: DeadLetters, list: DeadLetter[], total: number | undefined, json: boolean): void {
   const byReason = countByReason(list)
   if (json) {
-    out(JSON.stringify({ destination: letters.destination, total: list.length, byReason, letters: list }))
+    out(JSON.stringify({ destination: letters.destination, total: total ?? null, byReason, letters: list }))
     return
   }
   if (list.length === 0) {
     out(`no dead letters in ${letters.destination}`)
     return
   }
-  out(`dead letters in ${letters.destination}, by reason:`)
+  const some = total === list.length ? '' : `the first ${list.length} of ${total ?? 'the'} `
+  out(`${some}dead letters in ${letters.destination}, by reason:`)
   printReasons(byReason)
   out()
   const rows = [['ID', 'KEY', 'ATTEMPTS', 'FAILED AT', 'EVENT', 'SIZE', 'REASON', 'PREVIEW']]
@@ -141,8 +148,8 @@ function printList (letters: DeadLetters, list: DeadLetter[], limit: number | un
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map(r => r[i]!.length)))
   for (const r of rows) out(r.map((cell, i) => i === r.length - 1 ? cell : cell.padEnd(widths[i]!)).join('  '))
   out()
-  const cap = limit ?? DEFAULT_LIST_LIMIT
-  out(`total: ${list.length}${list.length === cap ? ` (the first ${cap}; raise --limit to see more)` : ''}`)
+  if (total === list.length) out(`total: ${total}`)
+  else out(`total: ${total ?? 'not told by this broker'} (these are the first ${list.length}; raise --limit to see more)`)
 }
 
 function printOutcome (action: 'replay' | 'purge', letters: DeadLetters, outcome: DeadLetterOutcome, json: boolean): void {

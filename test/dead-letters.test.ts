@@ -87,6 +87,7 @@ for (const kind of selectedBrokers()) {
       // Reading consumed nothing: the same letters, in the same order, again; limit cuts.
       expect(inOrder((await letters.list()).map(l => l.key))).to.deep.equal(inOrder(list.map(l => l.key)))
       expect(await letters.list({ limit: 2 })).to.have.length(2)
+      expect(await letters.count()).to.equal(4)
     })
 
     it('purge: a dry run counts by reason, a filter narrows, and a purge empties', async function () {
@@ -98,8 +99,10 @@ for (const kind of selectedBrokers()) {
       expect((await letters.purge({ filter: 'no such reason' })).count).to.equal(0)
       expect((await letters.purge({ filter: 'boom k2' })).count).to.equal(1)
       expect(inOrder((await letters.list()).map(l => l.key))).to.deep.equal(inOrder(['k1', 'k3', 'bin']))
+      expect(await letters.count()).to.equal(3)
       expect((await letters.purge()).count).to.equal(3)
       expect(await letters.list()).to.deep.equal([])
+      expect(await letters.count()).to.equal(0)
     })
 
     it('replay reaches the failing group only, unchanged but for its headers; a second replay replays nothing; maxReplays refuses', async function () {

@@ -116,6 +116,10 @@ describe('herald dlq', function () {
 
         const json = await dlq(['list', ...args, '--json'], env)
         expect(json.code).to.equal(0)
+        const first = lines((await dlq(['list', ...args, '--limit', '1'], env)).stdout)
+        expect(first[0]).to.equal(`the first 1 of 2 dead letters in ${topic}.${group}.dlq, by reason:`)
+        expect(first.at(-1)).to.equal('total: 2 (these are the first 1; raise --limit to see more)')
+
         const parsed = JSON.parse(json.stdout) as { total: number, byReason: Record<string, number>, letters: Array<{ key: string, reason: string }> }
         expect(parsed.total).to.equal(2)
         expect(inOrder(parsed.letters.map(l => l.key))).to.deep.equal(['k1', 'k2'])

@@ -162,6 +162,8 @@ export interface StoredMessage {
 
 /** One pass over a dead-letter destination, oldest first, over the letters it held when the pass began (one dead-lettered again meanwhile is not read twice). */
 export interface DeadLetterCursor {
+  /** How many letters the pass has to read (those there when it began), when the broker tells. */
+  readonly total?: number
   /** The next messages, up to `limit`, after those this cursor returned already; `[]` at the end. Settles nothing. */
   read(limit: number): Promise<StoredMessage[]>
   /** Removes a message this cursor read, for good (RabbitMQ: ack; Redis: XDEL; memory: dropped). Resolves once the broker did. */

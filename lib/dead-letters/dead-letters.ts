@@ -95,6 +95,11 @@ export class DeadLetters {
     })
   }
 
+  /** How many letters there are now, when the broker tells (an adapter of your own may not). Reads none of them. */
+  async count (): Promise<number | undefined> {
+    return await this.#pass(async (cursor) => cursor.total)
+  }
+
   /** Removes the letters that match `filter` (all without one); `dryRun` only counts them. */
   async purge (options: PurgeOptions = {}): Promise<DeadLetterOutcome> {
     const limit = count('limit', options.limit) ?? Infinity

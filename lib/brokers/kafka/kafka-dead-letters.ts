@@ -93,7 +93,10 @@ export async function kafkaDeadLetters (deps: KafkaDeadLetterDeps, topic: string
     }
   }
 
+  let total = 0
+  for (const p of parts.values()) total += Math.max(0, p.end - p.committed) - p.removed.reduce((n, [from, to]) => n + Math.max(0, Math.min(to, p.end - 1) - from + 1), 0)
   return {
+    total,
     read: async (limit) => {
       while (buffer.length === 0 && !done() && failure === undefined) {
         if (paused && consumer !== undefined) {

@@ -151,6 +151,7 @@ function memoryDeadLetters (store: MemoryStore, destination: string): DeadLetter
   /** The last letter when the pass began: the pass reads no further. */
   const last = entries[entries.length - 1]?.seq ?? -1
   return {
+    total: entries.length,
     read: async (limit) => {
       const next = store.entries(destination).filter(e => e.seq > after && e.seq <= last).slice(0, limit)
       if (next.length > 0) after = next[next.length - 1]!.seq

@@ -30,6 +30,7 @@ export async function rabbitMqDeadLetters (connection: RabbitMqConnection, sendT
   const held = new Map<string, GetMessage>()
   let n = 0
   return {
+    total: remaining,
     read: async (limit) => {
       const out: StoredMessage[] = []
       while (out.length < limit && remaining > 0) {

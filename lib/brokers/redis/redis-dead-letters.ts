@@ -17,12 +17,16 @@ export async function redisDeadLetters (client: Redis, prefix: string, destinati
   const failed = (what: string, err: unknown): BrokerError => new BrokerError(`could not ${what} the dead-letter stream "${stream}" on Redis: ${reason(err)}`, { cause: err })
   /** The last entry when the pass began: the pass reads no further. */
   let last: string | undefined
+  let total: number
   try {
-    last = (await client.xrevrange(stream, '+', '-', 'COUNT', 1))[0]?.[0]
+    const [newest, length] = await Promise.all([client.xrevrange(stream, '+', '-', 'COUNT', 1), client.xlen(stream)])
+    last = newest[0]?.[0]
+    total = length
   } catch (err) {
     throw failed('read', err)
   }
   return {
+    total,
     read: async (limit) => {
       if (last === undefined) return []
       let reply: unknown
