@@ -3,18 +3,15 @@ import { readFileSync } from 'node:fs'
 import { inspect, parseArgs } from 'node:util'
 import { configureMessaging, HeraldError, startConsumers } from '../lib/index.js'
 import type { BrokerKind, Messaging, Runner } from '../lib/index.js'
-
-const EXIT_OK = 0
-/** Start-up failed: bad configuration, a handler module Herald cannot use, a broker it cannot reach. */
-const EXIT_FAILURE = 1
-/** The command line itself is wrong. */
-const EXIT_USAGE = 2
+import { describeParseError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError } from './cli-usage.js'
+import { DLQ_USAGE, dlq } from './dlq-command.js'
 
 const USAGE = `Usage: herald <command> [options]
 
 Commands:
   consumer    Load the handler modules in a folder and consume their topics
               until SIGTERM or SIGINT, then stop gracefully.
+  dlq         See, replay or purge a group's dead letters (see below).
 
 Options of "herald consumer":
   --handlers DIR          The folder of handler modules, searched recursively
@@ -31,6 +28,7 @@ Options of "herald consumer":
                           installed) on port N while running and draining;
                           /readyz is 503 until ready and from the first signal.
 
+${DLQ_USAGE}
   -h, --help              Print this help.
   -v, --version           Print Herald's version.
 
@@ -59,9 +57,6 @@ const OPTIONS = {
   'http-port': { type: 'string' }
 } as const
 
-/** A mistake in the command line: exit code 2, with a hint to read the usage. */
-class UsageError extends Error {}
-
 function say (line: string): void {
   process.stdout.write(`herald: ${line}\n`)
 }
@@ -70,19 +65,6 @@ function version (): string {
   // Relative to the compiled file, dist/bin/herald.js.
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown }
   return String(pkg.version)
-}
-
-/** parseArgs's messages are long and sometimes span lines; say the same in one short line. */
-function describeParseError (err: unknown): string {
-  const message = err instanceof Error ? err.message : String(err)
-  const code = (err as { code?: unknown } | null)?.code
-  const flag = /'(?:-\w, )?(--?[\w-]+)/.exec(message)?.[1]
-  if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && flag !== undefined) return `unknown option ${flag}`
-  if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && flag !== undefined) {
-    if (message.includes('does not take an argument')) return `${flag} takes no value`
-    return `${flag} needs a value (write ${flag}=VALUE when the value starts with "-")`
-  }
-  return message.split('\n')[0]!
 }
 
 function parseCommandLine (args: string[]) {
@@ -190,6 +172,8 @@ async function consumer (values: ConsumerArgs): Promise<void> {
 
 /** Runs a command; resolves with the exit code, or undefined while it keeps running. */
 async function main (args: string[]): Promise<number | undefined> {
+  // dlq has options of its own: it parses its command line itself.
+  if (args[0] === 'dlq') return await dlq(args.slice(1))
   const { values, positionals } = parseCommandLine(args)
   if (values.help === true || (positionals.length === 1 && positionals[0] === 'help')) {
     process.stdout.write(USAGE)
@@ -206,7 +190,7 @@ async function main (args: string[]): Promise<number | undefined> {
     return EXIT_USAGE
   }
   if (command === undefined) throw new UsageError('give a command, e.g. "herald consumer"')
-  if (command !== 'consumer') throw new UsageError(`unknown command "${command}"; the commands are: consumer`)
+  if (command !== 'consumer') throw new UsageError(`unknown command "${command}"; the commands are: consumer, dlq`)
   if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]!}"; give the handlers folder with --handlers DIR`)
   await consumer(values)
   return undefined

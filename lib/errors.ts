@@ -31,7 +31,9 @@ export const ErrorCode = {
   EventKey: 'HERALD_EVENT_KEY',
   EventEncoding: 'HERALD_EVENT_ENCODING',
   AlreadyRegistered: 'HERALD_ALREADY_REGISTERED',
-  NotRegistered: 'HERALD_NOT_REGISTERED'
+  NotRegistered: 'HERALD_NOT_REGISTERED',
+  /** The broker adapter cannot do what was asked (e.g. replay dead letters on Kafka). */
+  Unsupported: 'HERALD_UNSUPPORTED'
 } as const
 
 export type ErrorCode = typeof ErrorCode[keyof typeof ErrorCode]

@@ -4,6 +4,7 @@ import type { Event, EventData } from './event.js'
 import { childLogger, createDefaultLogger, type Logger } from './logger.js'
 import { memoryMisfit, resolveMessagingOptions, type Connector, type MessagingOptions, type ResolvedMessagingOptions } from './messaging-options.js'
 import { Outbox, type OutboxStats } from './outbox/outbox.js'
+import { DeadLetters, type DeadLetterTarget } from './dead-letters/dead-letters.js'
 import { Producer, type PublishOptions } from './producer.js'
 import { liveMessaging } from './observability/registry.js'
 import { redactText } from './redact.js'
@@ -160,6 +161,17 @@ export class Messaging {
     const held = outbox.pending === 0 ? 'empty' : `${outbox.pending} messages (${outbox.bytes} of ${outbox.maxBytes} bytes) waiting, ${outbox.state}`
     const refused = outbox.undeliverable === 0 ? '' : `, ${outbox.undeliverable} undeliverable set aside`
     return { ...health, detail: `${health.detail}; outbox ${outbox.dir}: ${held}${refused}`, outbox }
+  }
+
+  /**
+   * The dead letters of `group` on `topic` (`<topic>.<group>.dlq`): `list()`, `purge()`,
+   * `replay()` to that group only. See the README, "Dead letters".
+   *
+   * @example
+   * await messaging.deadLetters({ topic: 'orders', group: 'billing' }).replay({ filter: 'timeout' })
+   */
+  deadLetters (target: DeadLetterTarget): DeadLetters {
+    return new DeadLetters(async () => await this.broker(), target)
   }
 
   /** @internal Consumers register here so that `close()` stops them before the broker goes. */

@@ -108,7 +108,7 @@ describe('the herald CLI', function () {
         expect(code).to.equal(0)
         expect(stderr).to.equal('')
         expect(stdout).to.match(/^Usage: herald <command>/)
-        for (const word of ['consumer', '--handlers DIR', '--topic T', '--group G', '--broker B', '--shutdown-timeout MS', '--help', '--version',
+        for (const word of ['consumer', 'dlq list', 'dlq replay', 'dlq purge', '--handlers DIR', '--topic T', '--group G', '--broker B', '--shutdown-timeout MS', '--help', '--version',
           'MESSAGING_BROKER', 'KAFKA_BOOTSTRAP_SERVERS', 'RABBITMQ_URL', 'REDIS_URL', 'SERVICE_NAME', 'HERALD_LOG_LEVEL']) {
           expect(stdout).to.contain(word)
         }
@@ -138,7 +138,7 @@ describe('the herald CLI', function () {
     const cases: Array<[string, string[], string]> = [
       ['an unknown flag', ['consumer', '--nope'], 'herald: unknown option --nope'],
       ['an unknown short flag', ['consumer', '-x'], 'herald: unknown option -x'],
-      ['an unknown command', ['produce'], 'herald: unknown command "produce"; the commands are: consumer'],
+      ['an unknown command', ['produce'], 'herald: unknown command "produce"; the commands are: consumer, dlq'],
       ['a flag without its value', ['consumer', '--group'], 'herald: --group needs a value (write --group=VALUE when the value starts with "-")'],
       ['a value given to a boolean flag', ['--help=yes'], 'herald: --help takes no value'],
       ['a shutdown timeout that is not a whole number', ['consumer', '--shutdown-timeout', '5s'], 'herald: --shutdown-timeout must be a whole number of milliseconds, e.g. 30000; got "5s"'],

@@ -141,7 +141,39 @@ export interface Broker {
    * cannot tell about is left out.
    */
   lag?(group: string, topics: readonly string[]): Promise<TopicLag[]>
+  /**
+   * Optional: reads a dead-letter destination without consuming it, for
+   * `messaging.deadLetters()` (lib/dead-letters/). Without it, inspecting and replaying
+   * dead letters fails with `HERALD_UNSUPPORTED`.
+   */
+  deadLetters?(destination: string): Promise<DeadLetterCursor>
   /** Closes every connection. Subscriptions should be closed first; publishes in progress fail. */
+  close(): Promise<void>
+}
+
+/** A message as stored in a destination, read without settling it. */
+export interface StoredMessage {
+  /** The broker's position: Kafka `partition:offset`, a Redis stream entry id, RabbitMQ the message's place in this reading (1, 2, …), memory its sequence number. */
+  readonly id: string
+  readonly value: Buffer
+  readonly key: string | undefined
+  readonly headers: Record<string, string>
+}
+
+/** One pass over a dead-letter destination, oldest first, over the letters it held when the pass began (one dead-lettered again meanwhile is not read twice). */
+export interface DeadLetterCursor {
+  /** How many letters the pass has to read (those there when it began), when the broker tells. */
+  readonly total?: number
+  /** The next messages, up to `limit`, after those this cursor returned already; `[]` at the end. Settles nothing. */
+  read(limit: number): Promise<StoredMessage[]>
+  /** Removes a message this cursor read, for good (RabbitMQ: ack; Redis: XDEL; memory: dropped). Resolves once the broker did. */
+  remove(message: StoredMessage): Promise<void>
+  /**
+   * Optional: stores `message` (its `topic` is the original topic) for `group` only, where
+   * that group's consumer reads it and no other group does; resolves once the broker has it.
+   */
+  redeliver?(message: OutgoingMessage, group: string): Promise<void>
+  /** Ends the pass: what was read and not removed stays where it was. */
   close(): Promise<void>
 }
 

@@ -3,14 +3,16 @@ import { BrokerError, isRetriable, ErrorCode } from '../../errors.js'
 import type { Logger } from '../../logger.js'
 import { redactText, rememberSecrets } from '../../redact.js'
 import { withTimeout } from '../../time.js'
-import type { Broker, BrokerDeps, BrokerHealth, DeliveryHandler, OutgoingMessage, SubscribeOptions, Subscription, TopicLag } from '../broker.js'
+import type { Broker, BrokerDeps, BrokerHealth, DeadLetterCursor, DeliveryHandler, OutgoingMessage, SubscribeOptions, Subscription, TopicLag } from '../broker.js'
 import { checkOutgoing } from '../outgoing-checks.js'
 import { brokerClosedError } from '../shared/closed-error.js'
 import { OutageLog } from '../shared/outage-log.js'
+import { withGroupRetryTopics } from '../shared/group-destination.js'
 import { heldStickyAssigner } from './kafka-assigner.js'
 import { KAFKA_CONSUMER_DEFAULTS, kafkaConsumerRetry, type KafkaSettings } from './kafka-config.js'
 import { kafkaError, kafkaErrorTypes, kafkaReason, kafkaRetriable, kafkaSecrets } from './kafka-errors.js'
 import { kafkaLag } from './kafka-lag.js'
+import { kafkaDeadLetters } from './kafka-dead-letters.js'
 import { kafkaLogCreator } from './kafka-log.js'
 import { KafkaSubscription } from './kafka-subscription.js'
 import { KafkaTopics } from './kafka-topics.js'
@@ -241,7 +243,9 @@ export class KafkaBroker implements Broker {
     }
   }
 
-  async subscribe (options: SubscribeOptions, onDelivery: DeliveryHandler): Promise<Subscription> {
+  async subscribe (given: SubscribeOptions, handler: DeliveryHandler): Promise<Subscription> {
+    // The group reads its own retry topics too (dead letters replayed to it only).
+    const { options, onDelivery } = withGroupRetryTopics(given, handler)
     await this.connect()
     await this.#topics.ensure(options.topics)
     await this.#topics.ensure(options.deadLetterTopics.filter(t => !options.topics.includes(t)), true)
@@ -300,6 +304,13 @@ export class KafkaBroker implements Broker {
   async lag (group: string, topics: readonly string[]): Promise<TopicLag[]> {
     await this.connect()
     return await kafkaLag(this.#admin, group, topics)
+  }
+
+  /** A pass over a dead-letter topic, its removals recorded in the commits of `herald-dlq.<topic>` (kafka-dead-letters.ts). */
+  async deadLetters (destination: string): Promise<DeadLetterCursor> {
+    await this.connect()
+    const send = async (message: OutgoingMessage): Promise<Error | undefined> => (await this.publish([message]))[0]
+    return await kafkaDeadLetters({ kafka: this.#kafka, admin: this.#admin, address: this.#address, secrets: this.#secrets, send }, destination)
   }
 
   async close (): Promise<void> {

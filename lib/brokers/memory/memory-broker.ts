@@ -1,5 +1,5 @@
 import { BrokerError } from '../../errors.js'
-import type { Broker, BrokerHealth, Delivery, DeliveryHandler, OutgoingMessage, SubscribeOptions, Subscription, TopicLag } from '../broker.js'
+import type { Broker, BrokerHealth, DeadLetterCursor, Delivery, DeliveryHandler, OutgoingMessage, SubscribeOptions, Subscription, TopicLag } from '../broker.js'
 import type { MemorySettings } from './memory-config.js'
 import { sharedMemoryStore, type MemoryEntry, type MemoryMember, type MemoryStore } from './memory-store.js'
 
@@ -54,6 +54,12 @@ export class MemoryBroker implements Broker {
       if (messages !== undefined) out.push({ topic, messages })
     }
     return out
+  }
+
+  /** Reads a dead-letter topic's log without a group: nothing is settled by reading. */
+  async deadLetters (destination: string): Promise<DeadLetterCursor> {
+    await this.connect()
+    return memoryDeadLetters(this.#store, destination)
   }
 
   async close (): Promise<void> {
@@ -142,5 +148,24 @@ class MemorySubscription implements Subscription {
     for (const [topic, member] of this.#members) this.#store.leave(topic, this.#options.group, member)
     this.#members.clear()
     this.#onClosed()
+  }
+}
+
+/** A pass over a memory dead-letter topic: reads its log, removes by sequence number, replays into one group. */
+function memoryDeadLetters (store: MemoryStore, destination: string): DeadLetterCursor {
+  let after = -1
+  const entries = store.entries(destination)
+  /** The last letter when the pass began: the pass reads no further. */
+  const last = entries[entries.length - 1]?.seq ?? -1
+  return {
+    total: entries.length,
+    read: async (limit) => {
+      const next = store.entries(destination).filter(e => e.seq > after && e.seq <= last).slice(0, limit)
+      if (next.length > 0) after = next[next.length - 1]!.seq
+      return next.map(e => ({ id: String(e.seq), value: e.value, key: e.key, headers: { ...e.headers } }))
+    },
+    remove: async (message) => store.remove(destination, Number(message.id)),
+    redeliver: async (message, group) => store.deliverTo(message.topic, group, message.key, message.value, message.headers),
+    close: async () => {}
   }
 }

@@ -66,6 +66,8 @@ class Topic {
   /** Position (in the topic's history) of the oldest retained entry: entries before it were trimmed. */
   base = 0
   readonly groups = new Map<string, Group>()
+  /** Sequence numbers of entries removed from the log (dead letters purged or replayed): never delivered again. */
+  readonly removed = new Set<number>()
 
   /** How many entries are retained. */
   get length (): number {
@@ -92,7 +94,8 @@ class Topic {
   }
 
   retained (): MemoryEntry[] {
-    return this.#items.slice(this.#head)
+    const items = this.#items.slice(this.#head)
+    return this.removed.size === 0 ? items : items.filter(e => !this.removed.has(e.seq))
   }
 }
 
@@ -143,13 +146,31 @@ export class MemoryStore {
 
   join (topic: string, groupName: string, member: MemoryMember): void {
     const t = this.#topic(topic)
+    const group = this.#group(t, groupName)
+    group.members.push(member)
+    this.#pump(t, group)
+  }
+
+  #group (t: Topic, groupName: string): Group {
     let group = t.groups.get(groupName)
     if (group === undefined) {
       // A new group starts from the earliest retained entry.
       group = new Group(t.base)
       t.groups.set(groupName, group)
     }
-    group.members.push(member)
+    return group
+  }
+
+  /** Removes an entry from a topic's log: no group is handed it from now on (one already holding it may still settle it). */
+  remove (topic: string, seq: number): void {
+    this.#topics.get(topic)?.removed.add(seq)
+  }
+
+  /** Hands a new entry to one group of the topic only, after what it has to deliver again (a dead letter replayed). */
+  deliverTo (topic: string, groupName: string, key: string | undefined, value: Buffer, headers: Record<string, string>): void {
+    const t = this.#topic(topic)
+    const group = this.#group(t, groupName)
+    group.redeliver.push({ entry: { seq: this.#seq++, topic, key, value, headers: { ...headers } }, redeliveries: 0 })
     this.#pump(t, group)
   }
 
@@ -214,6 +235,10 @@ export class MemoryStore {
       const released = group.redeliver[0]
       const entry = released !== undefined ? released.entry : t.at(group.next)
       if (entry === undefined) return
+      if (released === undefined && t.removed.has(entry.seq)) {
+        group.next++
+        continue
+      }
       const redeliveries = released !== undefined ? released.redeliveries : 0
       const holder = group.holderOf(entry.key)
       const taker = holder !== undefined ? (holder.offer(entry, redeliveries) ? holder : undefined) : group.offerInTurn(entry, redeliveries)
@@ -242,6 +267,7 @@ export class MemoryStore {
         const released = group.redeliver[0]
         if (released !== undefined && released.entry.seq <= oldest.seq) return
       }
+      t.removed.delete(oldest.seq)
       t.shift()
     }
   }

@@ -1,10 +1,11 @@
 import { ConfigError } from '../../errors.js'
 import { childLogger, type Logger } from '../../logger.js'
 import { brokerClosedError } from '../shared/closed-error.js'
-import type { Broker, BrokerDeps, BrokerHealth, DeliveryHandler, OutgoingMessage, SubscribeOptions, Subscription, TopicLag } from '../broker.js'
+import type { Broker, BrokerDeps, BrokerHealth, DeadLetterCursor, DeliveryHandler, OutgoingMessage, SubscribeOptions, Subscription, TopicLag } from '../broker.js'
 import type { RabbitMqSettings } from './rabbitmq-config.js'
 import { RabbitMqConnection } from './rabbitmq-connection.js'
 import { rabbitMqLag } from './rabbitmq-lag.js'
+import { rabbitMqDeadLetters } from './rabbitmq-dead-letters.js'
 import { checkGroupName, checkTopicName } from './rabbitmq-names.js'
 import { RabbitMqPublisher } from './rabbitmq-publisher.js'
 import { RabbitMqSubscription } from './rabbitmq-subscription.js'
@@ -132,6 +133,12 @@ export class RabbitMqBroker implements Broker {
   async lag (group: string, topics: readonly string[]): Promise<TopicLag[]> {
     this.#assertOpen()
     return await rabbitMqLag(this.#consuming, group, topics)
+  }
+
+  /** A pass over a dead-letter queue on its own channel of the consuming connection (rabbitmq-dead-letters.ts). */
+  async deadLetters (destination: string): Promise<DeadLetterCursor> {
+    this.#assertOpen()
+    return await rabbitMqDeadLetters(this.#consuming, async (queue, content, properties, headers) => await this.#publisher.putBack(queue, content, properties, headers), destination)
   }
 
   /** Closes subscriptions at once (unsettled messages are requeued by RabbitMQ), the publishing channel, then both connections. */

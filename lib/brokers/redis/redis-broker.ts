@@ -3,7 +3,7 @@ import { hostname } from 'node:os'
 import { Redis, type RedisOptions as IORedisOptions } from 'ioredis'
 import { BrokerError, ErrorCode } from '../../errors.js'
 import { childLogger, type Logger } from '../../logger.js'
-import type { Broker, BrokerDeps, BrokerHealth, DeliveryHandler, OutgoingMessage, SubscribeOptions, Subscription, TopicLag } from '../broker.js'
+import type { Broker, BrokerDeps, BrokerHealth, DeadLetterCursor, DeliveryHandler, OutgoingMessage, SubscribeOptions, Subscription, TopicLag } from '../broker.js'
 import { withTimeout } from '../../time.js'
 import { checkOutgoing } from '../outgoing-checks.js'
 import { brokerClosedError } from '../shared/closed-error.js'
@@ -13,6 +13,7 @@ import { STALE_READ_GRACE_MS } from './redis-reader.js'
 import { RedisSubscription } from './redis-subscription.js'
 import { xaddArguments } from './redis-stream.js'
 import { redisLag } from './redis-lag.js'
+import { redisDeadLetters } from './redis-dead-letters.js'
 
 /** `code` of the error of a message whose topic's key holds another Redis type than a stream. */
 export const NOT_A_STREAM = ErrorCode.NotAStream
@@ -186,6 +187,11 @@ export class RedisBroker implements Broker {
 
   async lag (group: string, topics: readonly string[]): Promise<TopicLag[]> {
     return await redisLag(await this.#connected(), this.#settings.prefix, group, topics)
+  }
+
+  /** Reads a dead-letter stream with XRANGE, removes letters with XDEL, replays to the group's own stream (redis-dead-letters.ts). */
+  async deadLetters (destination: string): Promise<DeadLetterCursor> {
+    return await redisDeadLetters(await this.#connected(), this.#settings.prefix, destination, this.#settings.options.maxLen, err => this.#connections.reason(err))
   }
 
   async health (): Promise<BrokerHealth> {

@@ -4,6 +4,7 @@ import type { Logger } from '../../logger.js'
 import { Backoff, sleep } from '../../time.js'
 import type { Delivery, DeliveryHandler, SubscribeOptions, Subscription } from '../broker.js'
 import { InFlight } from '../shared/in-flight.js'
+import { groupRetryTopic } from '../shared/group-destination.js'
 import type { RedisConnections } from './redis-connection.js'
 import { RedisAcks } from './redis-acks.js'
 import { HeldEntries, RedisHolds, type Held } from './redis-holds.js'
@@ -50,6 +51,8 @@ export interface RedisSubscriptionParams {
 export class RedisSubscription implements Subscription {
   readonly #p: RedisSubscriptionParams
   readonly #streams: string[]
+  /** How many topics (the streams are each topic's and its retry stream): a read asks each for its share of the room. */
+  readonly #topics: number
   readonly #topicOf = new Map<string, string>()
   readonly #reader: RedisReader
   readonly #reclaim: RedisReclaim
@@ -78,9 +81,13 @@ export class RedisSubscription implements Subscription {
   constructor (params: RedisSubscriptionParams) {
     this.#p = params
     const topics = [...new Set(params.options.topics)]
-    this.#streams = topics.map(t => params.prefix + t)
+    this.#topics = topics.length
+    // Each topic's stream, then the group's own retry stream of each (dead letters replayed to this group only).
+    const retries = topics.map(t => params.prefix + groupRetryTopic(t, params.options.group))
+    this.#streams = [...topics.map(t => params.prefix + t), ...retries]
     topics.forEach((t, i) => {
       this.#topicOf.set(this.#streams[i]!, t)
+      this.#topicOf.set(retries[i]!, t)
     })
     const { client, blocking, connections, logger, consumer, claimIdleMs, options: { group } } = params
     this.#reader = new RedisReader({ blocking, client, connections, logger, group, consumer, streams: this.#streams })
@@ -207,7 +214,7 @@ export class RedisSubscription implements Subscription {
   }
 
   async #read (): Promise<void> {
-    const count = Math.max(1, Math.ceil(Math.min(this.#room(), this.#p.options.maxInFlight) / this.#streams.length))
+    const count = Math.max(1, Math.ceil(Math.min(this.#room(), this.#p.options.maxInFlight) / this.#topics))
     const block = Math.max(1, Math.min(BLOCK_MS, this.#reclaim.dueAt - Date.now()))
     const reply = await this.#reader.read(count, block)
     for (const { stream, entries } of reply) for (const raw of entries) this.#held.add(stream, raw, 0)
