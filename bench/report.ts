@@ -46,6 +46,8 @@ export async function printReport (measures: Measure[], ctx: Context): Promise<v
     }],
     ['same, Moleculer channels (msg/s)', b => { const v = med('e2e', b, 'moleculer'); return Number.isFinite(v) ? k(v) : '—' }],
     ['same, NestJS microservices (msg/s)', b => { const v = med('e2e', b, 'nest'); return Number.isFinite(v) ? k(v) + (b === 'redis' ? ' (pub/sub, not durable)' : '') : '—' }],
+    ['observability on ÷ off, 100 in flight: Herald with an OTel SDK (spans through a BatchSpanProcessor, OTel metrics) and `herald/metrics` ÷ Herald without (msg/s)', b => ratio(med('publish100', b, 'herald-otel'), med('publish100', b, 'herald'))],
+    ['same, end to end durable', b => ratio(med('e2e', b, 'herald-otel'), med('e2e', b, 'herald'))],
     [`publish→handle latency p50 at ${ctx.rate} msg/s: Herald ÷ raw loop`, b => ratio(med('latency50', b, 'herald'), med('latency50', b, 'raw'), ms)],
     ['same, p99', b => ratio(med('latency99', b, 'herald'), med('latency99', b, 'raw'), ms)],
     [`Fastify \`POST\` with \`config.event\` ÷ the same bare route (req/s, autocannon, ${CONNECTIONS} connections)`, b => ratio(med('http-fastify-event', b, 'fastify'), med('http-fastify-bare', b, 'fastify'))],
@@ -101,7 +103,7 @@ function machine (): string {
     commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim()
     if (execFileSync('git', ['status', '--porcelain', '--', 'lib', 'plugins'], { cwd: ROOT, encoding: 'utf8' }).trim() !== '') commit += ' + uncommitted changes in lib/ or plugins/'
   } catch {}
-  const names = ['kafkajs', 'ioredis', 'fastify', 'express', 'moleculer', '@moleculer/channels', '@nestjs/core', '@nestjs/microservices', 'amqp-connection-manager', 'autocannon']
+  const names = ['kafkajs', 'ioredis', 'fastify', 'express', 'moleculer', '@moleculer/channels', '@nestjs/core', '@nestjs/microservices', 'amqp-connection-manager', 'autocannon', '@opentelemetry/api', '@opentelemetry/sdk-trace-base', '@opentelemetry/sdk-metrics', 'prom-client']
   return [
     `Machine: ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, load average ${os.loadavg().map(l => l.toFixed(1)).join(' ')} at the end, Node ${process.version}, ${os.platform()} ${os.release()}.`,
     `Herald at commit ${commit}. Versions: ${names.map(n => `${n} ${version(n)}`).join(', ')}, ${amqplibVersions()}.`

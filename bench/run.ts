@@ -9,12 +9,40 @@ import { loadHttp } from './http-load.js'
 import { printReport, type Measure } from './report.js'
 import { startChild } from './spawn.js'
 
+const USAGE = `npm run bench [-- options]
+
+  --quick               1 round, small counts (default: 3 rounds, full counts)
+  --broker LIST         comma separated: kafka,rabbitmq,redis,memory (default: all four)
+  --scenario LIST       comma separated: publish,e2e,latency,http (default: all four)
+  --rounds N            interleaved rounds (default: 3, or 1 with --quick)
+  --help                this text
+
+Needs the brokers on loopback (Kafka 127.0.0.1:9092, RabbitMQ 127.0.0.1:5672, Redis 127.0.0.1:6379).
+Prints a markdown table of ratios of medians; exits 1 when a measure lost a message or failed.`
+
 const args = process.argv.slice(2)
+if (args.includes('--help') || args.includes('-h')) {
+  console.log(USAGE)
+  process.exit(0)
+}
+/** A mistyped option or name would silently run everything for most of an hour: refuse it. */
+function usageError (what: string): never {
+  console.error(`bench: ${what}\n\n${USAGE}`)
+  process.exit(2)
+}
+for (let i = 0; i < args.length; i++) {
+  if (args[i] === '--quick') continue
+  if (!['--broker', '--scenario', '--rounds'].includes(args[i]!)) usageError(`unknown option ${args[i]}`)
+  if (args[++i] === undefined) usageError(`${args[i - 1]} needs a value`)
+}
 const option = (name: string): string | undefined => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : undefined }
 const quick = args.includes('--quick')
 const brokers = (option('--broker') ?? 'kafka,rabbitmq,redis,memory').split(',') as BrokerName[]
 const scenarios = (option('--scenario') ?? 'publish,e2e,latency,http').split(',') as ScenarioName[]
 const rounds = Number(option('--rounds') ?? (quick ? 1 : 3))
+for (const b of brokers) if (!['kafka', 'rabbitmq', 'redis', 'memory'].includes(b)) usageError(`unknown broker ${b}`)
+for (const sc of scenarios) if (!['publish', 'e2e', 'latency', 'http'].includes(sc)) usageError(`unknown scenario ${sc}`)
+if (!Number.isInteger(rounds) || rounds < 1) usageError('--rounds must be a whole number of at least 1')
 const size = quick
   ? { publish1: 200, publish100: 2000, e2e: 2000, latency: 1000, http: 3000 }
   : { publish1: 1000, publish100: 10_000, e2e: 20_000, latency: 3000, http: 20_000 }
@@ -134,8 +162,8 @@ function steps (broker: BrokerName): Step[] {
   const real = broker !== 'memory'
   const add = (scenario: ScenarioName, label: string, run: () => Promise<void>): void => { if (scenarios.includes(scenario)) out.push({ scenario, broker, label, run }) }
   if (real) {
-    for (const c of ['herald', 'raw', 'raw-bare']) add('publish', c, async () => await publishScenario(broker, c))
-    for (const c of ['herald', 'raw', 'moleculer', 'nest']) add('e2e', c, async () => await e2eScenario(broker, c))
+    for (const c of ['herald', 'herald-otel', 'raw', 'raw-bare']) add('publish', c, async () => await publishScenario(broker, c))
+    for (const c of ['herald', 'herald-otel', 'raw', 'moleculer', 'nest']) add('e2e', c, async () => await e2eScenario(broker, c))
     for (const c of ['herald', 'raw']) add('latency', c, async () => await latencyScenario(broker, c))
   }
   for (const framework of ['fastify', 'express'] as const) {
