@@ -20,7 +20,8 @@ switch (kind) {
     await (await import('./contenders/herald.js')).run(task)
     break
   case 'herald-otel':
-    await (await import('./contenders/herald-otel.js')).run(task)
+  case 'herald-sdk':
+    await (await import('./contenders/herald-otel.js')).run(task, kind === 'herald-otel')
     break
   case 'raw':
   case 'raw-bare':

@@ -87,11 +87,12 @@ async function publishScenario (broker: BrokerName, contender: string): Promise<
   await prepare(broker, topic)
   try {
     const task: Task = { contender, broker, role: 'publish', topic, group: 'none', n: 0, levels: [{ inFlight: 1, n: size.publish1 }, { inFlight: 100, n: size.publish100 }] }
-    const out = await startChild(task).result as { levels: Array<{ inFlight: number, n: number, acked: number, failed: number, ms: number }>, sent: number }
+    const out = await startChild(task).result as { levels: Array<{ inFlight: number, n: number, acked: number, failed: number, ms: number, cpuUs: number }>, sent: number }
     const acked = 1 + out.levels.reduce((s, l) => s + l.acked, 0)
     const held = await count(broker, topic)
     for (const l of out.levels) {
       record({ scenario: `publish${l.inFlight}`, broker, contender, value: l.acked / (l.ms / 1000), lost: Math.max(0, acked - held), duplicates: Math.max(0, held - acked), failed: l.failed })
+      measures.push({ scenario: `cpu-publish${l.inFlight}`, broker, contender, value: l.cpuUs, lost: 0, duplicates: 0, failed: 0 })
     }
   } finally {
     forget(broker, [topic], [countQueueOf(topic)])
@@ -108,9 +109,10 @@ async function e2eScenario (broker: BrokerName, contender: string): Promise<void
     await consumer.ready
     const producer = startChild({ ...base, role: 'produce' })
     const sent = await producer.result as { acked: number, failed: number, start: number }
-    const seen = await consumer.result as { unique: number, duplicates: number, lost: number, last: number }
+    const seen = await consumer.result as { unique: number, duplicates: number, lost: number, last: number, cpuUs: number }
     const seconds = (seen.last - sent.start) / 1000
     record({ scenario: 'e2e', broker, contender, value: seen.unique / seconds, lost: Math.max(0, sent.acked - seen.unique), duplicates: seen.duplicates, failed: sent.failed })
+    measures.push({ scenario: 'cpu-consume', broker, contender, value: seen.cpuUs, lost: 0, duplicates: 0, failed: 0 })
   } finally {
     forget(broker, [topic], [countQueueOf(topic), `${topic}.${group}`, `${topic}.${group}.dlq`, `${group}.${topic}`, topic], [topic])
   }
@@ -162,8 +164,8 @@ function steps (broker: BrokerName): Step[] {
   const real = broker !== 'memory'
   const add = (scenario: ScenarioName, label: string, run: () => Promise<void>): void => { if (scenarios.includes(scenario)) out.push({ scenario, broker, label, run }) }
   if (real) {
-    for (const c of ['herald', 'herald-otel', 'raw', 'raw-bare']) add('publish', c, async () => await publishScenario(broker, c))
-    for (const c of ['herald', 'herald-otel', 'raw', 'moleculer', 'nest']) add('e2e', c, async () => await e2eScenario(broker, c))
+    for (const c of ['herald', 'herald-otel', 'herald-sdk', 'raw', 'raw-bare']) add('publish', c, async () => await publishScenario(broker, c))
+    for (const c of ['herald', 'herald-otel', 'herald-sdk', 'raw', 'moleculer', 'nest']) add('e2e', c, async () => await e2eScenario(broker, c))
     for (const c of ['herald', 'raw']) add('latency', c, async () => await latencyScenario(broker, c))
   }
   for (const framework of ['fastify', 'express'] as const) {

@@ -2,6 +2,9 @@
 // OpenTelemetry SDK (tracer provider with a BatchSpanProcessor, W3C propagation, async
 // context; meter provider) and `herald/metrics` on prom-client's registry. The exporter
 // drops what it gets, so the measure is Herald's cost, not an exporter's.
+// `herald-sdk`: the same SDK registered, but Herald with `tracing: false` and no
+// `herald/metrics`: what the application's SDK costs by itself (its async context tracks
+// every promise of the broker clients), so the difference is Herald's own part.
 import { context, metrics, propagation, trace } from '@opentelemetry/api'
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks'
 import { ExportResultCode, W3CTraceContextPropagator } from '@opentelemetry/core'
@@ -19,7 +22,7 @@ class EndReader extends MetricReader {
   protected async onShutdown (): Promise<void> {}
 }
 
-export async function run (task: Task): Promise<void> {
+export async function run (task: Task, observed = true): Promise<void> {
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable())
   propagation.setGlobalPropagator(new W3CTraceContextPropagator())
   const tracerProvider = new BasicTracerProvider({ spanProcessors: [new BatchSpanProcessor(dropSpans)] })
@@ -27,11 +30,11 @@ export async function run (task: Task): Promise<void> {
   const reader = new EndReader()
   const meterProvider = new MeterProvider({ readers: [reader] })
   metrics.setGlobalMeterProvider(meterProvider)
-  const prom = heraldMetrics()
+  const prom = observed ? heraldMetrics() : undefined
   try {
-    await runHerald(task)
+    await runHerald(task, observed ? {} : { tracing: false })
     await reader.collect()
-    await prom.registry.metrics()
+    await prom?.registry.metrics()
   } finally {
     await tracerProvider.shutdown()
     await meterProvider.shutdown()
