@@ -19,6 +19,10 @@ switch (kind) {
   case 'herald':
     await (await import('./contenders/herald.js')).run(task)
     break
+  case 'herald-otel':
+  case 'herald-sdk':
+    await (await import('./contenders/herald-otel.js')).run(task, kind === 'herald-otel')
+    break
   case 'raw':
   case 'raw-bare':
     await (await import('./contenders/raw.js')).run(task, kind === 'raw-bare')

@@ -120,7 +120,8 @@ export async function produce (n: number, send: (i: number) => Promise<unknown>)
 }
 
 /** Sends `n` messages with `inFlight` at once at most; resolves with how many were acknowledged and the time taken. */
-export async function sendAll (n: number, inFlight: number, send: (i: number) => Promise<unknown>): Promise<{ acked: number, failed: number, ms: number, firstError?: string }> {
+export async function sendAll (n: number, inFlight: number, send: (i: number) => Promise<unknown>): Promise<{ acked: number, failed: number, ms: number, cpuUs: number, firstError?: string }> {
+  const cpu = process.cpuUsage()
   let next = 0
   let acked = 0
   let failed = 0
@@ -139,7 +140,16 @@ export async function sendAll (n: number, inFlight: number, send: (i: number) =>
     }
   }
   await Promise.all(Array.from({ length: Math.min(inFlight, n) }, lane))
-  return { acked, failed, ms: now() - start, ...(firstError === undefined ? {} : { firstError }) }
+  return { acked, failed, ms: now() - start, cpuUs: cpuPerMessage(cpu, n), ...(firstError === undefined ? {} : { firstError }) }
+}
+
+/**
+ * This process's CPU time (user + system) since `start`, in µs per message: unlike a
+ * throughput, it hardly moves when other processes load the machine.
+ */
+export function cpuPerMessage (start: NodeJS.CpuUsage, n: number): number {
+  const used = process.cpuUsage(start)
+  return (used.user + used.system) / Math.max(1, n)
 }
 
 /** Sends `n` messages at `rate` per second (open loop: a slow acknowledgement does not slow the rate). */
@@ -166,6 +176,8 @@ export class Tally {
   first = 0
   last = 0
   readonly latencies: number[] = []
+  /** CPU usage when the first message came. */
+  #cpu: NodeJS.CpuUsage | undefined
   #done: () => void = () => {}
   readonly done: Promise<void>
 
@@ -178,7 +190,10 @@ export class Tally {
   record (data: unknown): void {
     const o = data as Partial<Order> | null
     const t = now()
-    if (this.total === 0) this.first = t
+    if (this.total === 0) {
+      this.first = t
+      this.#cpu = process.cpuUsage()
+    }
     this.total++
     this.last = t
     if (o === null || typeof o.n !== 'number' || o.n < 0 || o.n >= this.expected) return
@@ -204,8 +219,10 @@ export class Tally {
     }
   }
 
-  summary (): { unique: number, duplicates: number, lost: number, first: number, last: number } {
-    return { unique: this.unique, duplicates: this.total - this.unique, lost: this.expected - this.unique, first: this.first, last: this.last }
+  /** `cpuUs`: this process's CPU time from the first message on, per message handled. */
+  summary (): { unique: number, duplicates: number, lost: number, first: number, last: number, cpuUs: number } {
+    const cpuUs = this.#cpu === undefined ? Number.NaN : cpuPerMessage(this.#cpu, this.total)
+    return { unique: this.unique, duplicates: this.total - this.unique, lost: this.expected - this.unique, first: this.first, last: this.last, cpuUs }
   }
 }
 

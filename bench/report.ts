@@ -25,6 +25,7 @@ const TITLES: Record<BrokerName, string> = { kafka: 'Kafka', rabbitmq: 'RabbitMQ
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 
 const k = (v: number): string => !Number.isFinite(v) ? '?' : v >= 10_000 ? `${(v / 1000).toFixed(1)}k` : v >= 1000 ? `${(v / 1000).toFixed(2)}k` : v.toFixed(0)
+const us = (v: number): string => `${v.toFixed(0)} µs`
 const ms = (v: number): string => `${v.toFixed(v < 10 ? 2 : 1)} ms`
 
 export async function printReport (measures: Measure[], ctx: Context): Promise<void> {
@@ -46,6 +47,12 @@ export async function printReport (measures: Measure[], ctx: Context): Promise<v
     }],
     ['same, Moleculer channels (msg/s)', b => { const v = med('e2e', b, 'moleculer'); return Number.isFinite(v) ? k(v) : '—' }],
     ['same, NestJS microservices (msg/s)', b => { const v = med('e2e', b, 'nest'); return Number.isFinite(v) ? k(v) + (b === 'redis' ? ' (pub/sub, not durable)' : '') : '—' }],
+    ['observability on ÷ off, 100 in flight: Herald with an OTel SDK (spans through a BatchSpanProcessor, OTel metrics) and `herald/metrics` ÷ Herald without (msg/s)', b => ratio(med('publish100', b, 'herald-otel'), med('publish100', b, 'herald'))],
+    ['same, end to end durable', b => ratio(med('e2e', b, 'herald-otel'), med('e2e', b, 'herald'))],
+    ['same, CPU time of the publishing process per message, 100 in flight (µs; less sensitive to a loaded machine)', b => ratio(med('cpu-publish100', b, 'herald-otel'), med('cpu-publish100', b, 'herald'), us)],
+    ['same, CPU time of the consuming process per message, end to end (µs)', b => ratio(med('cpu-consume', b, 'herald-otel'), med('cpu-consume', b, 'herald'), us)],
+    ['Herald\'s own part: CPU per message published (100 in flight), observability on ÷ the same SDK registered with Herald\'s `tracing: false` and no `herald/metrics`', b => ratio(med('cpu-publish100', b, 'herald-otel'), med('cpu-publish100', b, 'herald-sdk'), us)],
+    ['same, CPU per message consumed (end to end)', b => ratio(med('cpu-consume', b, 'herald-otel'), med('cpu-consume', b, 'herald-sdk'), us)],
     [`publish→handle latency p50 at ${ctx.rate} msg/s: Herald ÷ raw loop`, b => ratio(med('latency50', b, 'herald'), med('latency50', b, 'raw'), ms)],
     ['same, p99', b => ratio(med('latency99', b, 'herald'), med('latency99', b, 'raw'), ms)],
     [`Fastify \`POST\` with \`config.event\` ÷ the same bare route (req/s, autocannon, ${CONNECTIONS} connections)`, b => ratio(med('http-fastify-event', b, 'fastify'), med('http-fastify-bare', b, 'fastify'))],
@@ -68,7 +75,7 @@ export async function printReport (measures: Measure[], ctx: Context): Promise<v
   const keys = [...new Set(measures.map(m => `${m.scenario}\u0000${m.contender}`))]
   for (const key of keys) {
     const [scenario, contender] = key.split('\u0000') as [string, string]
-    if (scenario === 'latency99') continue
+    if (scenario === 'latency99' || scenario.startsWith('cpu-')) continue
     const cells = present.map((b) => {
       const ms = measures.filter(m => m.scenario === scenario && m.contender === contender && m.broker === b)
       if (ms.length === 0) return '—'
@@ -101,7 +108,7 @@ function machine (): string {
     commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim()
     if (execFileSync('git', ['status', '--porcelain', '--', 'lib', 'plugins'], { cwd: ROOT, encoding: 'utf8' }).trim() !== '') commit += ' + uncommitted changes in lib/ or plugins/'
   } catch {}
-  const names = ['kafkajs', 'ioredis', 'fastify', 'express', 'moleculer', '@moleculer/channels', '@nestjs/core', '@nestjs/microservices', 'amqp-connection-manager', 'autocannon']
+  const names = ['kafkajs', 'ioredis', 'fastify', 'express', 'moleculer', '@moleculer/channels', '@nestjs/core', '@nestjs/microservices', 'amqp-connection-manager', 'autocannon', '@opentelemetry/api', '@opentelemetry/sdk-trace-base', '@opentelemetry/sdk-metrics', 'prom-client']
   return [
     `Machine: ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, load average ${os.loadavg().map(l => l.toFixed(1)).join(' ')} at the end, Node ${process.version}, ${os.platform()} ${os.release()}.`,
     `Herald at commit ${commit}. Versions: ${names.map(n => `${n} ${version(n)}`).join(', ')}, ${amqplibVersions()}.`

@@ -9,12 +9,40 @@ import { loadHttp } from './http-load.js'
 import { printReport, type Measure } from './report.js'
 import { startChild } from './spawn.js'
 
+const USAGE = `npm run bench [-- options]
+
+  --quick               1 round, small counts (default: 3 rounds, full counts)
+  --broker LIST         comma separated: kafka,rabbitmq,redis,memory (default: all four)
+  --scenario LIST       comma separated: publish,e2e,latency,http (default: all four)
+  --rounds N            interleaved rounds (default: 3, or 1 with --quick)
+  --help                this text
+
+Needs the brokers on loopback (Kafka 127.0.0.1:9092, RabbitMQ 127.0.0.1:5672, Redis 127.0.0.1:6379).
+Prints a markdown table of ratios of medians; exits 1 when a measure lost a message or failed.`
+
 const args = process.argv.slice(2)
+if (args.includes('--help') || args.includes('-h')) {
+  console.log(USAGE)
+  process.exit(0)
+}
+/** A mistyped option or name would silently run everything for most of an hour: refuse it. */
+function usageError (what: string): never {
+  console.error(`bench: ${what}\n\n${USAGE}`)
+  process.exit(2)
+}
+for (let i = 0; i < args.length; i++) {
+  if (args[i] === '--quick') continue
+  if (!['--broker', '--scenario', '--rounds'].includes(args[i]!)) usageError(`unknown option ${args[i]}`)
+  if (args[++i] === undefined) usageError(`${args[i - 1]} needs a value`)
+}
 const option = (name: string): string | undefined => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : undefined }
 const quick = args.includes('--quick')
 const brokers = (option('--broker') ?? 'kafka,rabbitmq,redis,memory').split(',') as BrokerName[]
 const scenarios = (option('--scenario') ?? 'publish,e2e,latency,http').split(',') as ScenarioName[]
 const rounds = Number(option('--rounds') ?? (quick ? 1 : 3))
+for (const b of brokers) if (!['kafka', 'rabbitmq', 'redis', 'memory'].includes(b)) usageError(`unknown broker ${b}`)
+for (const sc of scenarios) if (!['publish', 'e2e', 'latency', 'http'].includes(sc)) usageError(`unknown scenario ${sc}`)
+if (!Number.isInteger(rounds) || rounds < 1) usageError('--rounds must be a whole number of at least 1')
 const size = quick
   ? { publish1: 200, publish100: 2000, e2e: 2000, latency: 1000, http: 3000 }
   : { publish1: 1000, publish100: 10_000, e2e: 20_000, latency: 3000, http: 20_000 }
@@ -59,11 +87,12 @@ async function publishScenario (broker: BrokerName, contender: string): Promise<
   await prepare(broker, topic)
   try {
     const task: Task = { contender, broker, role: 'publish', topic, group: 'none', n: 0, levels: [{ inFlight: 1, n: size.publish1 }, { inFlight: 100, n: size.publish100 }] }
-    const out = await startChild(task).result as { levels: Array<{ inFlight: number, n: number, acked: number, failed: number, ms: number }>, sent: number }
+    const out = await startChild(task).result as { levels: Array<{ inFlight: number, n: number, acked: number, failed: number, ms: number, cpuUs: number }>, sent: number }
     const acked = 1 + out.levels.reduce((s, l) => s + l.acked, 0)
     const held = await count(broker, topic)
     for (const l of out.levels) {
       record({ scenario: `publish${l.inFlight}`, broker, contender, value: l.acked / (l.ms / 1000), lost: Math.max(0, acked - held), duplicates: Math.max(0, held - acked), failed: l.failed })
+      measures.push({ scenario: `cpu-publish${l.inFlight}`, broker, contender, value: l.cpuUs, lost: 0, duplicates: 0, failed: 0 })
     }
   } finally {
     forget(broker, [topic], [countQueueOf(topic)])
@@ -80,9 +109,10 @@ async function e2eScenario (broker: BrokerName, contender: string): Promise<void
     await consumer.ready
     const producer = startChild({ ...base, role: 'produce' })
     const sent = await producer.result as { acked: number, failed: number, start: number }
-    const seen = await consumer.result as { unique: number, duplicates: number, lost: number, last: number }
+    const seen = await consumer.result as { unique: number, duplicates: number, lost: number, last: number, cpuUs: number }
     const seconds = (seen.last - sent.start) / 1000
     record({ scenario: 'e2e', broker, contender, value: seen.unique / seconds, lost: Math.max(0, sent.acked - seen.unique), duplicates: seen.duplicates, failed: sent.failed })
+    measures.push({ scenario: 'cpu-consume', broker, contender, value: seen.cpuUs, lost: 0, duplicates: 0, failed: 0 })
   } finally {
     forget(broker, [topic], [countQueueOf(topic), `${topic}.${group}`, `${topic}.${group}.dlq`, `${group}.${topic}`, topic], [topic])
   }
@@ -134,8 +164,8 @@ function steps (broker: BrokerName): Step[] {
   const real = broker !== 'memory'
   const add = (scenario: ScenarioName, label: string, run: () => Promise<void>): void => { if (scenarios.includes(scenario)) out.push({ scenario, broker, label, run }) }
   if (real) {
-    for (const c of ['herald', 'raw', 'raw-bare']) add('publish', c, async () => await publishScenario(broker, c))
-    for (const c of ['herald', 'raw', 'moleculer', 'nest']) add('e2e', c, async () => await e2eScenario(broker, c))
+    for (const c of ['herald', 'herald-otel', 'herald-sdk', 'raw', 'raw-bare']) add('publish', c, async () => await publishScenario(broker, c))
+    for (const c of ['herald', 'herald-otel', 'herald-sdk', 'raw', 'moleculer', 'nest']) add('e2e', c, async () => await e2eScenario(broker, c))
     for (const c of ['herald', 'raw']) add('latency', c, async () => await latencyScenario(broker, c))
   }
   for (const framework of ['fastify', 'express'] as const) {

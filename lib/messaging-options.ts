@@ -57,8 +57,9 @@ export interface MessagingOptions {
    */
   outbox?: OutboxOptions
   /**
-   * OpenTelemetry tracing when `@opentelemetry/api` is installed and an SDK is registered
-   * (README, "Observability"). Default true; false: no spans, no trace context in headers.
+   * OpenTelemetry tracing and metrics when `@opentelemetry/api` is installed and an SDK is
+   * registered (README, "Observability"). Default true; false: no spans, no trace context in
+   * headers, no OTel metrics of this instance (`herald/metrics` still counts it).
    */
   tracing?: boolean
   kafka?: KafkaOptions

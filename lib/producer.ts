@@ -33,7 +33,7 @@ export interface ProducerSettings {
   maxBatchSize: number
   /** The largest message `send` and `publishEvent` take, in bytes: body, key and header names and values. */
   maxMessageBytes: number
-  /** False: no producer spans, no trace context in the headers (the `tracing` option). */
+  /** False: no producer spans, no trace context in the headers, no OTel metrics (the `tracing` option). */
   tracing?: boolean
 }
 

@@ -86,3 +86,6 @@ export class Backoff {
     this.#next = this.#initialMs
   }
 }
+
+/** Seconds since `start`, a `process.hrtime.bigint()` reading. */
+export const secondsSince = (start: bigint): number => Number(process.hrtime.bigint() - start) / 1e9

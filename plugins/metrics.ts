@@ -4,9 +4,11 @@
  * dependency: install it to use this export).
  */
 import { Counter, Gauge, Histogram, register as globalRegistry, type Registry } from 'prom-client'
-import { subscribe, type ConsumeOutcome, type MessageScope } from '../lib/observability/instrumentation.js'
+import { measuredMessage, subscribe, type MessageScope } from '../lib/observability/instrumentation.js'
 import { collectLag } from '../lib/observability/lag.js'
-import { liveMessaging } from '../lib/observability/registry.js'
+import { outboxTotal } from '../lib/observability/registry.js'
+import type { OutboxStats } from '../lib/outbox/outbox.js'
+import { secondsSince as since } from '../lib/time.js'
 
 export interface HeraldMetricsOptions {
   /** Where to register. Default prom-client's global registry. */
@@ -24,9 +26,6 @@ export interface HeraldMetrics {
 }
 
 const installed = new Map<Registry, Map<string, HeraldMetrics>>()
-
-/** Seconds since `start` (from `process.hrtime.bigint()`). */
-const since = (start: bigint): number => Number(process.hrtime.bigint() - start) / 1e9
 
 /**
  * Registers Herald's metrics in `registry` and feeds them from every Messaging instance
@@ -55,14 +54,7 @@ export function heraldMetrics (options: HeraldMetricsOptions = {}): HeraldMetric
   const consumed = new Counter({ name: `${prefix}consumed_messages_total`, help: 'Consumed messages by how they ended: ack, dead_letter, skipped (no handler for the event), released (given back at a shutdown); retry counts each failed attempt that is retried.', labelNames: ['topic', 'group', 'outcome', ...extra], registers })
   const processDuration = new Histogram({ name: `${prefix}process_duration_seconds`, help: 'Time a handler attempt took, whatever its outcome.', labelNames: ['topic', 'group', ...extra], buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers })
   const inFlight = new Gauge({ name: `${prefix}in_flight_messages`, help: 'Messages handed to the runner and not settled yet (running, queued behind a key, or waiting for a retry).', labelNames: ['group', ...extra], registers })
-  const sum = (pick: (o: NonNullable<(typeof liveMessaging extends Set<infer M> ? M : never)['outbox']>) => number, max = false) => function (this: Gauge) {
-    let value = 0
-    for (const m of liveMessaging) {
-      const o = m.outbox
-      if (o !== undefined) value = max ? Math.max(value, pick(o)) : value + pick(o)
-    }
-    this.set(fixed, value)
-  }
+  const sum = (pick: (o: OutboxStats) => number, max = false) => function (this: Gauge) { this.set(fixed, outboxTotal(pick, max)) }
   new Gauge({ name: `${prefix}outbox_pending_messages`, help: 'Messages in the outbox not yet relayed to the broker.', labelNames: extra, registers, collect: sum(o => o.pending) })
   new Gauge({ name: `${prefix}outbox_bytes`, help: 'Bytes the outbox holds on disk.', labelNames: extra, registers, collect: sum(o => o.bytes) })
   new Gauge({ name: `${prefix}outbox_oldest_age_seconds`, help: 'How long the oldest message in the outbox has waited (0 when empty).', labelNames: extra, registers, collect: sum(o => (o.oldestAgeMs ?? 0) / 1000, true) })
@@ -91,26 +83,13 @@ export function heraldMetrics (options: HeraldMetricsOptions = {}): HeraldMetric
     consume: ({ group, delivery }): MessageScope => {
       const topic = delivery.topic
       inFlight.inc(l({ group }))
-      let ended = false
-      return {
-        attempt: () => {
-          const start = process.hrtime.bigint()
-          return {
-            run: fn => fn(),
-            end: (outcome: ConsumeOutcome) => {
-              processDuration.observe(l({ topic, group }), since(start))
-              if (outcome === 'retry') consumed.inc(l({ topic, group, outcome }))
-            }
-          }
-        },
-        deadLetter: async (_destination, send) => await send(),
-        end: (outcome) => {
-          if (ended) return
-          ended = true
-          inFlight.dec(l({ group }))
-          consumed.inc(l({ topic, group, outcome }))
-        }
-      }
+      return measuredMessage((seconds, outcome) => {
+        processDuration.observe(l({ topic, group }), seconds)
+        if (outcome === 'retry') consumed.inc(l({ topic, group, outcome }))
+      }, (outcome) => {
+        inFlight.dec(l({ group }))
+        consumed.inc(l({ topic, group, outcome }))
+      })
     }
   })
   const handle: HeraldMetrics = {

@@ -1,11 +1,15 @@
 import { expect } from 'chai'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { createMessaging } from '../lib/index.js'
+import type { BrokerKind } from '../lib/brokers/broker.js'
+import { cleanUpRun } from './cleanup.js'
+import { brokerOptions, brokerSelected, randomName } from './helpers.js'
 import { SilentServer } from './silent-server.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -374,5 +378,59 @@ describe('the herald CLI', function () {
       expect(stdout).not.to.contain('herald: stopped')
       expect(stderr).to.equal('herald: SIGINT while stopping; exiting without waiting for running handlers\n')
     })
+  })
+  describe('herald consumer --http-port through a SIGTERM drain', function () {
+    async function get (port: number, path: string): Promise<{ status: number, type: string | null, body: string }> {
+      const res = await fetch(`http://127.0.0.1:${port}${path}`)
+      return { status: res.status, type: res.headers.get('content-type'), body: await res.text() }
+    }
+
+    for (const kind of ['redis', 'rabbitmq'] as const satisfies readonly BrokerKind[]) {
+      it(`${kind}: /livez and /readyz 200 when ready, /metrics in Prometheus text; on SIGTERM with a message in flight /readyz 503 and /livez 200 until the handler finishes, exit 0, the message acknowledged`, async function () {
+        if (!brokerSelected(kind)) this.skip()
+        const topic = randomName()
+        const group = randomName('g')
+        // The CLI uses no Redis key prefix: this side neither, to see the same stream.
+        const options = kind === 'redis' ? { ...brokerOptions(kind), redis: {} } : brokerOptions(kind)
+        const dir = await mkdtemp(join(tmpdir(), 'herald-hold-'))
+        const release = join(dir, 'release')
+        const producer = createMessaging(options)
+        try {
+          const port = await closedPort()
+          const h = herald(['consumer', '--handlers', 'test/fixtures/cli-hold', '--broker', kind, '--http-port', String(port)], {
+            [kind === 'redis' ? 'REDIS_URL' : 'RABBITMQ_URL']: String(options.url), FIXTURE_TOPIC: topic, FIXTURE_GROUP: group, FIXTURE_RELEASE: release
+          })
+          await h.printed('herald: ready\n', 20_000)
+          expect(await get(port, '/livez')).to.deep.include({ status: 200, body: JSON.stringify({ status: 'alive', state: 'ready' }) })
+          expect(await get(port, '/readyz')).to.deep.include({ status: 200, body: JSON.stringify({ status: 'ready', state: 'ready' }) })
+          const metrics = await get(port, '/metrics')
+          expect(metrics.status).to.equal(200)
+          expect(metrics.type).to.match(/^text\/plain/)
+          expect(metrics.body).to.match(/^# HELP herald_published_messages_total /m)
+
+          await producer.publishEvent('job.requested', { id: 1 }, { topic })
+          await h.printed('fixture: holding job 1\n', 20_000)
+          expect(await get(port, '/metrics')).to.have.property('body').that.contains(`herald_in_flight_messages{group="${group}"} 1`)
+          h.child.kill('SIGTERM')
+          await h.printed('herald: stopping…\n')
+          expect(await get(port, '/readyz')).to.deep.include({ status: 503, body: JSON.stringify({ status: 'not ready', state: 'draining' }) })
+          expect(await get(port, '/livez')).to.deep.include({ status: 200, body: JSON.stringify({ status: 'alive', state: 'draining' }) })
+          expect(h.running).to.equal(true)
+
+          await writeFile(release, '')
+          const { code, stdout, stderr } = await h.exited(20_000)
+          expect(code, stderr).to.equal(0)
+          expect(lines(stdout).slice(-3)).to.deep.equal(['herald: stopping…', 'fixture: released job 1', 'herald: stopped'])
+          // Acknowledged: nothing of the group is left at the broker (Redis: no pending entry; RabbitMQ:
+          // an unacknowledged message would be back in the queue once the worker's connection closed).
+          const broker = await producer.broker()
+          expect(await broker.lag!(group, [topic])).to.deep.equal([{ topic, messages: 0 }])
+        } finally {
+          await producer.close()
+          await rm(dir, { recursive: true, force: true })
+          await cleanUpRun(kind, [`${topic}.${group}`, `${topic}.${group}.dlq`])
+        }
+      })
+    }
   })
 })

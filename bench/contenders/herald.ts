@@ -11,8 +11,8 @@ export function heraldOptions (broker: BrokerName): MessagingOptions {
   return { broker, ...where, source: SOURCE, logger: false }
 }
 
-export async function run (task: Task): Promise<void> {
-  const messaging: Messaging = createMessaging(heraldOptions(task.broker))
+export async function run (task: Task, extra: MessagingOptions = {}): Promise<void> {
+  const messaging: Messaging = createMessaging({ ...heraldOptions(task.broker), ...extra })
   const publish = async (i: number): Promise<unknown> => await messaging.publishEvent(EVENT_NAME, order(i), { topic: task.topic, key: keyOf(i) })
   try {
     if (task.role === 'publish') {

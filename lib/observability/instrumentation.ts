@@ -5,6 +5,7 @@
  * one boolean check, and the scopes handed back do nothing.
  */
 import type { BrokerKind, Delivery, OutgoingMessage } from '../brokers/broker.js'
+import { secondsSince } from '../time.js'
 
 /** How a consumed message (or one attempt at it) ended. */
 export type ConsumeOutcome = 'ack' | 'retry' | 'dead_letter' | 'skipped' | 'released'
@@ -109,5 +110,25 @@ export function observeConsume (info: ConsumeInfo): MessageScope {
     },
     deadLetter: (destination, send) => scopes.reduceRight<() => Promise<void>>((inner, s) => () => s.deadLetter(destination, inner), send)(),
     end: (outcome) => { for (const s of scopes) s.end(outcome) }
+  }
+}
+
+/**
+ * The scope a metrics subscriber gives a consumed message: `attempt` is called with each
+ * attempt's duration in seconds and outcome, `settled` once with the message's outcome.
+ */
+export function measuredMessage (attempt: (seconds: number, outcome: ConsumeOutcome, error: unknown) => void, settled: (outcome: ConsumeOutcome) => void): MessageScope {
+  let ended = false
+  return {
+    attempt: () => {
+      const start = process.hrtime.bigint()
+      return { run: fn => fn(), end: (outcome, error) => attempt(secondsSince(start), outcome, error) }
+    },
+    deadLetter: async (_destination, send) => await send(),
+    end: (outcome) => {
+      if (ended) return
+      ended = true
+      settled(outcome)
+    }
   }
 }

@@ -1,4 +1,5 @@
-// What the producer and the runner call. Importing it registers tracing when
-// `@opentelemetry/api` is installed.
+// What the producer and the runner call. Importing it registers tracing and OpenTelemetry
+// metrics when `@opentelemetry/api` is installed.
+import './otel-metrics.js'
 export { observeConsume, observePublish, type AttemptScope, type ConsumeOutcome, type MessageScope } from './instrumentation.js'
 export { traceLogFields } from './tracing.js'

@@ -20,3 +20,13 @@ export interface ConsumedGroup {
 }
 
 export const consumedGroups = new Set<ConsumedGroup>()
+
+/** The sum over the outboxes of the live Messaging instances of `pick` (with `max`: the largest). */
+export function outboxTotal (pick: (outbox: OutboxStats) => number, max = false): number {
+  let value = 0
+  for (const m of liveMessaging) {
+    const o = m.outbox
+    if (o !== undefined) value = max ? Math.max(value, pick(o)) : value + pick(o)
+  }
+  return value
+}

@@ -20,6 +20,16 @@ import { otel, type Otel } from './otel.js'
 /** `messaging.system` of each broker; the embedded one is not a known system. */
 const SYSTEMS: Record<string, string | undefined> = { kafka: 'kafka', rabbitmq: 'rabbitmq', redis: 'redis', memory: 'herald.memory' }
 
+/** The `messaging.system` attribute of a broker kind. */
+export const messagingSystem = (broker: string): string => SYSTEMS[broker] ?? broker
+
+/** The `error.type` attribute of an error: its code when it has one, else its class name (bounded, never its message). */
+export function errorType (error: unknown): string {
+  const err = error instanceof Error ? error : new Error(String(error))
+  const code = (err as { code?: unknown }).code
+  return code !== undefined ? String(code) : err.name
+}
+
 /** A Kafka delivery's id is `topic/partition@offset`. */
 const KAFKA_POSITION = /\/(\d+)@(\d+)$/
 
@@ -27,13 +37,13 @@ function failed (api: Otel, span: Span, error: unknown): void {
   const err = error instanceof Error ? error : new Error(String(error))
   span.recordException({ name: err.name, message: redactText(err.message) })
   span.setStatus({ code: api.SpanStatusCode.ERROR, message: redactText(err.message) })
-  span.setAttribute('error.type', (err as { code?: unknown }).code !== undefined ? String((err as { code?: unknown }).code) : err.name)
+  span.setAttribute('error.type', errorType(err))
 }
 
 function deliveryAttributes (info: ConsumeInfo): Attributes {
   const d: Delivery = info.delivery
   const attributes: Attributes = {
-    'messaging.system': SYSTEMS[info.broker] ?? info.broker,
+    'messaging.system': messagingSystem(info.broker),
     'messaging.destination.name': d.topic,
     'messaging.consumer.group.name': info.group,
     'messaging.operation.type': 'process',
@@ -61,7 +71,7 @@ function publishSpan (api: Otel, info: PublishInfo): PublishScope | undefined {
   if (!info.tracing) return undefined
   const { message } = info
   const attributes: Attributes = {
-    'messaging.system': SYSTEMS[info.broker] ?? info.broker,
+    'messaging.system': messagingSystem(info.broker),
     'messaging.destination.name': message.topic,
     'messaging.operation.type': 'send',
     'messaging.operation.name': 'send'
@@ -110,7 +120,7 @@ function consumeSpans (api: Otel, info: ConsumeInfo): MessageScope | undefined {
         kind: api.SpanKind.PRODUCER,
         links,
         attributes: {
-          'messaging.system': SYSTEMS[info.broker] ?? info.broker,
+          'messaging.system': messagingSystem(info.broker),
           'messaging.destination.name': destination,
           'messaging.operation.type': 'send',
           'messaging.operation.name': 'send',

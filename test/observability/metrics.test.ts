@@ -3,6 +3,7 @@ import { Registry } from 'prom-client'
 import { heraldMetrics, type HeraldMetrics } from '../../plugins/metrics.js'
 import { createMessaging, messageHandler, startConsumers, type Messaging, type Runner } from '../../lib/index.js'
 import { cleanUpRun } from '../cleanup.js'
+import { promValue } from './prom.js'
 import { brokerOptions, eventually, randomName, selectedBrokers } from '../helpers.js'
 
 for (const kind of selectedBrokers()) {
@@ -30,13 +31,7 @@ for (const kind of selectedBrokers()) {
       return runner
     }
 
-    /** The value of a metric's sample whose labels include `labels` (0 when none). */
-    async function value (name: string, labels: Record<string, string>): Promise<number> {
-      const base = name.replace(/_(count|sum|bucket)$/, '')
-      const metric = (await registry.getMetricsAsJSON()).find(m => m.name === base)
-      const sample = (metric?.values ?? []).find(v => ((v as { metricName?: string }).metricName ?? base) === name && Object.entries(labels).every(([k, l]) => (v.labels as Record<string, unknown>)[k] === l))
-      return sample?.value ?? 0
-    }
+    const value = async (name: string, labels: Record<string, string>): Promise<number> => await promValue(registry, name, labels)
 
     it('counts publishes and consumed messages by topic, group and outcome, times attempts, and returns in-flight to zero', async function () {
       const m = createMessaging(brokerOptions(kind))

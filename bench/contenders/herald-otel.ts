@@ -1,0 +1,42 @@
+// Herald at its defaults with observability on, as a production service runs it: an
+// OpenTelemetry SDK (tracer provider with a BatchSpanProcessor, W3C propagation, async
+// context; meter provider) and `herald/metrics` on prom-client's registry. The exporter
+// drops what it gets, so the measure is Herald's cost, not an exporter's.
+// `herald-sdk`: the same SDK registered, but Herald with `tracing: false` and no
+// `herald/metrics`: what the application's SDK costs by itself (its async context tracks
+// every promise of the broker clients), so the difference is Herald's own part.
+import { context, metrics, propagation, trace } from '@opentelemetry/api'
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks'
+import { ExportResultCode, W3CTraceContextPropagator } from '@opentelemetry/core'
+import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics'
+import { BasicTracerProvider, BatchSpanProcessor, type SpanExporter } from '@opentelemetry/sdk-trace-base'
+import { heraldMetrics } from '../../dist/plugins/metrics.js'
+import type { Task } from '../common.js'
+import { run as runHerald } from './herald.js'
+
+const dropSpans: SpanExporter = { export: (_spans, done) => done({ code: ExportResultCode.SUCCESS }), shutdown: async () => {} }
+
+/** Collected once at the end, as a scrape would: the instruments record every message meanwhile. */
+class EndReader extends MetricReader {
+  protected async onForceFlush (): Promise<void> {}
+  protected async onShutdown (): Promise<void> {}
+}
+
+export async function run (task: Task, observed = true): Promise<void> {
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable())
+  propagation.setGlobalPropagator(new W3CTraceContextPropagator())
+  const tracerProvider = new BasicTracerProvider({ spanProcessors: [new BatchSpanProcessor(dropSpans)] })
+  trace.setGlobalTracerProvider(tracerProvider)
+  const reader = new EndReader()
+  const meterProvider = new MeterProvider({ readers: [reader] })
+  metrics.setGlobalMeterProvider(meterProvider)
+  const prom = observed ? heraldMetrics() : undefined
+  try {
+    await runHerald(task, observed ? {} : { tracing: false })
+    await reader.collect()
+    await prom?.registry.metrics()
+  } finally {
+    await tracerProvider.shutdown()
+    await meterProvider.shutdown()
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * OpenTelemetry metrics, through `@opentelemetry/api` only: the numbers `herald/metrics`
+ * gives prom-client, from the same instrumentation hub, under the OTel messaging
+ * semantic-convention names, for whatever MeterProvider the application registered.
+ *
+ * - `messaging.client.sent.messages` (counter) and `messaging.client.operation.duration`
+ *   (histogram, s): each publish, `error.type` when it failed.
+ * - `messaging.process.duration` (histogram, s): each handler attempt, with its
+ *   `herald.outcome` (a retried attempt: `retry`).
+ * - `messaging.client.consumed.messages` (counter): each message once, when settled, with
+ *   its final `herald.outcome`.
+ * - Observable gauges read at collection: `herald.consumer.lag`, `herald.consumer.in_flight`,
+ *   `herald.outbox.pending`, `herald.outbox.size`, `herald.outbox.oldest_age`.
+ *
+ * With no MeterProvider registered (the API's no-op one) nothing is recorded: each publish
+ * or message costs one lookup of the global provider.
+ */
+import type { Attributes, Counter, Histogram, Meter, MeterProvider } from '@opentelemetry/api'
+import { measuredMessage, subscribe, type ConsumeInfo, type MessageScope, type PublishInfo, type PublishScope } from './instrumentation.js'
+import { collectLag } from './lag.js'
+import { otel, type Otel } from './otel.js'
+import { outboxTotal } from './registry.js'
+import { secondsSince as since } from '../time.js'
+import { errorType, messagingSystem } from './tracing.js'
+
+/** The bucket boundaries the messaging conventions recommend for their durations, in seconds. */
+const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10]
+
+interface Instruments {
+  sent: Counter
+  operationDuration: Histogram
+  consumed: Counter
+  processDuration: Histogram
+}
+
+/** Messages handed to the runner and not settled yet, by group (only those counted while a provider was registered). */
+const inFlight = new Map<string, number>()
+
+function create (meter: Meter): Instruments {
+  const message = '{message}'
+  meter.createObservableGauge('herald.consumer.lag', { unit: message, description: 'Messages of a topic the group has not settled yet, read from the broker at collection.' })
+    .addCallback(async (result) => {
+      for (const { group, topic, messages } of await collectLag()) result.observe(messages, { 'messaging.destination.name': topic, 'messaging.consumer.group.name': group })
+    })
+  meter.createObservableGauge('herald.consumer.in_flight', { unit: message, description: 'Messages handed to the runner and not settled yet.' })
+    .addCallback((result) => { for (const [group, n] of inFlight) result.observe(n, { 'messaging.consumer.group.name': group }) })
+  meter.createObservableGauge('herald.outbox.pending', { unit: message, description: 'Messages in the outbox not yet relayed to the broker.' })
+    .addCallback(result => result.observe(outboxTotal(o => o.pending)))
+  meter.createObservableGauge('herald.outbox.size', { unit: 'By', description: 'Bytes the outbox holds on disk.' })
+    .addCallback(result => result.observe(outboxTotal(o => o.bytes)))
+  meter.createObservableGauge('herald.outbox.oldest_age', { unit: 's', description: 'How long the oldest message in the outbox has waited (0 when empty).' })
+    .addCallback(result => result.observe(outboxTotal(o => (o.oldestAgeMs ?? 0) / 1000, true)))
+  return {
+    sent: meter.createCounter('messaging.client.sent.messages', { unit: message, description: 'Messages the producer attempted to send to the broker (acknowledged, stored in the outbox, or failed: error.type).' }),
+    operationDuration: meter.createHistogram('messaging.client.operation.duration', { unit: 's', description: 'Time from a publish call to its answer (the broker\'s acknowledgement, or the outbox\'s fsync).', advice: { explicitBucketBoundaries: DURATION_BUCKETS } }),
+    consumed: meter.createCounter('messaging.client.consumed.messages', { unit: message, description: 'Messages delivered to the application, counted once when settled, by herald.outcome.' }),
+    processDuration: meter.createHistogram('messaging.process.duration', { unit: 's', description: 'Time one handler attempt took, by herald.outcome.', advice: { explicitBucketBoundaries: DURATION_BUCKETS } })
+  }
+}
+
+let current: { provider: MeterProvider, instruments: Instruments | undefined } | undefined
+
+/** The instruments of the registered MeterProvider, made once per provider; undefined for the no-op one. */
+function instruments (api: Otel): Instruments | undefined {
+  const provider = api.metrics.getMeterProvider()
+  if (current?.provider !== provider) {
+    const meter = provider.getMeter('herald')
+    current = { provider, instruments: meter === api.createNoopMeter() ? undefined : create(meter) }
+  }
+  return current.instruments
+}
+
+function publishMetrics (api: Otel, info: PublishInfo): PublishScope | undefined {
+  if (!info.tracing) return undefined
+  const i = instruments(api)
+  if (i === undefined) return undefined
+  const start = process.hrtime.bigint()
+  const attributes: Attributes = {
+    'messaging.system': messagingSystem(info.broker),
+    'messaging.destination.name': info.message.topic,
+    'messaging.operation.name': 'send',
+    'messaging.operation.type': 'send'
+  }
+  return {
+    end: (error) => {
+      const a = error === undefined ? attributes : { ...attributes, 'error.type': errorType(error) }
+      i.sent.add(1, a)
+      i.operationDuration.record(since(start), a)
+    }
+  }
+}
+
+function consumeMetrics (api: Otel, info: ConsumeInfo): MessageScope | undefined {
+  if (!info.tracing) return undefined
+  const i = instruments(api)
+  if (i === undefined) return undefined
+  const { group } = info
+  const base: Attributes = {
+    'messaging.system': messagingSystem(info.broker),
+    'messaging.destination.name': info.delivery.topic,
+    'messaging.consumer.group.name': group,
+    'messaging.operation.name': 'process',
+    'messaging.operation.type': 'process'
+  }
+  inFlight.set(group, (inFlight.get(group) ?? 0) + 1)
+  return measuredMessage((seconds, outcome, error) => {
+    const a: Attributes = { ...base, 'herald.outcome': outcome }
+    if (error !== undefined) a['error.type'] = errorType(error)
+    i.processDuration.record(seconds, a)
+  }, (outcome) => {
+    inFlight.set(group, inFlight.get(group)! - 1)
+    i.consumed.add(1, { ...base, 'herald.outcome': outcome })
+  })
+}
+
+if (otel !== undefined) {
+  const api = otel
+  subscribe({ publish: info => publishMetrics(api, info), consume: info => consumeMetrics(api, info) })
+}
