@@ -3,7 +3,10 @@
  * process, registered in a prom-client `Registry` (prom-client is an optional peer
  * dependency: install it to use this export).
  */
-import { Counter, Gauge, Histogram, register as globalRegistry, type Registry } from 'prom-client'
+import { createRequire } from 'node:module'
+import type * as PromClient from 'prom-client'
+import type { Gauge, Registry } from 'prom-client'
+import { ConfigError } from '../lib/errors.js'
 import { measuredMessage, subscribe, type MessageScope } from '../lib/observability/instrumentation.js'
 import { collectLag } from '../lib/observability/lag.js'
 import { outboxTotal } from '../lib/observability/registry.js'
@@ -40,6 +43,7 @@ const installed = new Map<Registry, Map<string, HeraldMetrics>>()
  * app.get('/metrics', async (_req, reply) => reply.type(registry.contentType).send(await registry.metrics()))
  */
 export function heraldMetrics (options: HeraldMetricsOptions = {}): HeraldMetrics {
+  const { Counter, Gauge, Histogram, register: globalRegistry } = promClient()
   const registry = options.registry ?? globalRegistry
   const prefix = options.prefix ?? 'herald_'
   const existing = installed.get(registry)?.get(prefix)
@@ -104,4 +108,18 @@ export function heraldMetrics (options: HeraldMetricsOptions = {}): HeraldMetric
   }
   installed.set(registry, (installed.get(registry) ?? new Map<string, HeraldMetrics>()).set(prefix, handle))
   return handle
+}
+
+/**
+ * prom-client, an optional peer dependency, loaded when metrics are asked for (it is a
+ * CommonJS package, so this is synchronous), so that importing herald/metrics never fails
+ * and a missing prom-client is a ConfigError saying what to install.
+ */
+function promClient (): typeof PromClient {
+  try {
+    return createRequire(import.meta.url)('prom-client') as typeof PromClient
+  } catch (err) {
+    if ((err as { code?: unknown }).code !== 'MODULE_NOT_FOUND') throw err
+    throw new ConfigError('herald/metrics', 'needs the package prom-client, which is not installed: run `npm i prom-client` in your project')
+  }
 }

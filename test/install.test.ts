@@ -116,6 +116,27 @@ describe('herald installed from its tarball without any broker client', function
     })
   }
 
+  it('herald/metrics without prom-client: the import works and heraldMetrics() throws a ConfigError saying `npm i prom-client`', async function () {
+    expect(existsSync(join(project, 'node_modules/prom-client')), 'prom-client installed').to.equal(false)
+    await writeFile(join(project, 'metrics.mjs'), `
+      import { heraldMetrics } from 'herald/metrics'
+      try {
+        heraldMetrics()
+        console.log(JSON.stringify(null))
+      } catch (err) {
+        console.log(JSON.stringify({ name: err.name, code: err.code, message: err.message, stack: err.stack }))
+      }
+    `)
+    const result = await outcome(process.execPath, ['metrics.mjs'], project)
+    expect(result, result.stderr).to.include({ code: 0 })
+    const err = JSON.parse(result.stdout) as { name: string, code: string, message: string, stack: string } | null
+    expect(err, 'heraldMetrics() threw').to.not.equal(null)
+    expect(err!.name).to.equal('ConfigError')
+    expect(err!.code).to.equal('HERALD_CONFIG')
+    expect(err!.message).to.include('npm i prom-client')
+    expect(err!.stack).to.not.include('ERR_MODULE_NOT_FOUND')
+  })
+
   it('a TypeScript project using it compiles with skipLibCheck: false', async function () {
     await writeFile(join(project, 'app.ts'), `
       import { createMessaging, type MessagingOptions } from 'herald'
