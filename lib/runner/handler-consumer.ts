@@ -183,8 +183,8 @@ export class HandlerConsumer {
       const fields = { topic: delivery.topic, messageId: delivery.id, attempt, reason }
       const broker = await this.settings.messaging.broker()
       if (await storeRetry(broker, this.settings.group, delivery, { attempt, reason, delay, after: policy.durableRetryAfter }, err => this.#log.warn({ ...fields, err: redactText(describeError(err)) }, 'could not store the retry in the broker; it waits in this process instead'))) {
-        this.#log.warn(fields, `handler failed (attempt ${attempt} of ${policy.maxRetries + 1}); retry stored in the broker, due in ${delay} ms`)
-        return await this.#ack(delivery, 'retry')
+        await this.#ack(delivery, 'retry')
+        return this.#log.warn(fields, `handler failed (attempt ${attempt} of ${policy.maxRetries + 1}); retry stored in the broker, due in ${delay} ms`)
       }
       this.#log.warn(fields, `handler failed (attempt ${attempt} of ${policy.maxRetries + 1}); retrying in ${delay} ms`)
       const passed = await this.#waitForRetry(delivery, delay)

@@ -4,52 +4,17 @@
 // acknowledged, so it holds no slot while it waits; it comes back when due with the next
 // attempt number. Kafka keeps every retry in the process (no `scheduleRetry`), so it is not here.
 import { expect } from 'chai'
-import amqplib from 'amqplib'
-import { Redis } from 'ioredis'
 import { createMessaging, DLQ_HEADERS, messageHandler, RETRY_HEADERS, startConsumers, type Messaging, type Runner } from '../../lib/index.js'
-import type { BrokerKind } from '../../lib/brokers/broker.js'
 import { retryQueueName, retryTier } from '../../lib/brokers/rabbitmq/rabbitmq-retries.js'
-import { retryDueKey } from '../../lib/brokers/redis/redis-retries.js'
 import { cleanUpRun } from '../cleanup.js'
 import { brokerOptions, eventually, randomName, selectedBrokers } from '../helpers.js'
+import { heldRetries } from '../support/retry-store.js'
 
 interface Seen {
   n: number
   attempt: number
   at: number
   headers: Record<string, string>
-}
-
-/**
- * How many retries of `group` on `topic` the broker holds in its retry store (RabbitMQ: the
- * tier queue of `delay`; Redis: the due set), or undefined for the embedded broker (a timer).
- */
-export async function heldRetries (kind: BrokerKind, topic: string, group: string, delay: number): Promise<number | undefined> {
-  const options = brokerOptions(kind)
-  if (kind === 'redis') {
-    const redis = new Redis(String(options.url), { lazyConnect: true })
-    await redis.connect()
-    try {
-      return await redis.zcard(retryDueKey(options.redis?.prefix ?? '', topic, group))
-    } finally {
-      redis.disconnect()
-    }
-  }
-  if (kind === 'rabbitmq') {
-    const connection = await amqplib.connect(String(options.url))
-    try {
-      const channel = await connection.createChannel()
-      channel.on('error', () => {})
-      try {
-        return (await channel.checkQueue(retryQueueName(topic, group, retryTier(delay)))).messageCount
-      } catch {
-        return 0
-      }
-    } finally {
-      await connection.close().catch(() => {})
-    }
-  }
-  return undefined
 }
 
 const KINDS = selectedBrokers().filter(k => k !== 'kafka')
