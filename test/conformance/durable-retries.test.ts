@@ -1,8 +1,8 @@
 // Durable retries (issue 11): a retry whose delay reaches `durableRetryAfter` is stored in the
 // broker (RabbitMQ: a tier queue that dead-letters back to the group's queue; Redis: the
-// group's due set, promoted into its retry stream; memory: a timer) and the original is
-// acknowledged, so it holds no slot while it waits; it comes back when due with the next
-// attempt number. Kafka keeps every retry in the process (no `scheduleRetry`), so it is not here.
+// group's due set, promoted into its retry stream; Kafka: the group's retry topic, held back
+// until due; memory: a timer) and the original is acknowledged, so it holds no slot while it
+// waits; it comes back when due with the next attempt number.
 import { expect } from 'chai'
 import { createMessaging, DLQ_HEADERS, messageHandler, RETRY_HEADERS, startConsumers, type Messaging, type Runner } from '../../lib/index.js'
 import { retryQueueName, retryTier } from '../../lib/brokers/rabbitmq/rabbitmq-retries.js'
@@ -17,9 +17,7 @@ interface Seen {
   headers: Record<string, string>
 }
 
-const KINDS = selectedBrokers().filter(k => k !== 'kafka')
-
-for (const kind of KINDS) {
+for (const kind of selectedBrokers()) {
   describe(`durable retries: ${kind}`, function () {
     this.timeout(60_000)
     let m: Messaging

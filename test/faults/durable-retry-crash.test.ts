@@ -1,9 +1,9 @@
 /**
  * A retry stored in the broker (`durableRetryAfter`) outlives the worker: the worker that
  * failed the message is SIGKILLed while the retry waits; the broker keeps it (RabbitMQ: the
- * tier queue; Redis: the group's due set), and the next worker handles it once it is due,
- * with attempt 2, not before. Not on the embedded broker (its retries die with the process)
- * nor on Kafka (its retries wait in the process).
+ * tier queue; Redis: the group's due set; Kafka: the group's retry topic), and the next
+ * worker handles it once it is due, with attempt 2, not before. Not on the embedded broker:
+ * its retries die with the process.
  */
 import { expect } from 'chai'
 import { createMessaging, messageHandler, startConsumers, type Messaging } from '../../lib/index.js'
@@ -15,7 +15,7 @@ import { heldRetries } from '../support/retry-store.js'
 import { deadLetterCount, faultOptions, publishJobs, queuesOf, workerConfig } from './fault-setup.js'
 import { WorkerProcess } from './worker-process.js'
 
-const KINDS = (['rabbitmq', 'redis'] as const).filter(k => brokerSelected(k))
+const KINDS = (['kafka', 'rabbitmq', 'redis'] as const).filter(k => brokerSelected(k))
 
 for (const kind of KINDS) {
   describe(`faults: durable retries (${kind})`, function () {
