@@ -9,6 +9,7 @@ import { expect } from 'chai'
 import { createMessaging, messageHandler, startConsumers, type Messaging } from '../../lib/index.js'
 import type { BrokerKind } from '../../lib/brokers/broker.js'
 import { retryQueueName, retryTier } from '../../lib/brokers/rabbitmq/rabbitmq-retries.js'
+import { groupRetryTopic } from '../../lib/brokers/shared/group-destination.js'
 import { cleanUpRun } from '../cleanup.js'
 import { brokerSelected, randomName } from '../helpers.js'
 import { heldRetries } from '../support/retry-store.js'
@@ -60,5 +61,38 @@ for (const kind of KINDS) {
       expect(await heldRetries(kind, topic, group, delay), 'the retry store emptied').to.equal(0)
       expect(await deadLetterCount(kind, topic, group), 'dead letters').to.equal(0)
     })
+
+    if (kind === 'kafka') {
+      it('after a worker died, a retry not due yet at the head of a retry-topic partition it had read from does not stall the next worker\'s other messages until due', async function () {
+        const topic = randomName('faults-durable')
+        const group = randomName('g')
+        const delay = 25_000
+        messaging = createMessaging({ ...faultOptions(kind), logger: false })
+        const config = workerConfig(kind, topic, group, { concurrency: 1, maxRetries: 1, retryDelay: delay, durableRetryAfter: 1000, failFirst: [1] })
+        const a = new WorkerProcess('A', config)
+        await a.ready()
+        // A message A handles from the retry topic (a replay, say), with the key of the retry to come: A's commit there carries a lease past it.
+        const ids = new Map<number, string>()
+        for (const [n, to] of [[9, groupRetryTopic(topic, group)], [1, topic]] as const) {
+          ids.set(n, (await messaging.publishEvent('fault.job', { n }, { topic: to, key: 'k' })).id)
+          await a.until(w => w.of(n === 9 ? 'done' : 'fail').some(l => l.n === n), `message ${n} handled (9) or failed (1)`, 45_000)
+        }
+        await a.until(w => w.of('log').some(l => l.msg?.includes('retry stored in the broker') === true), 'the retry of message 1 stored', 45_000)
+        const failedAt = a.of('fail')[0]!.t
+        a.kill('SIGKILL')
+        await a.exited()
+        const b = new WorkerProcess('B', config)
+        await b.ready(60_000)
+        await messaging.publishEvent('fault.job', { n: 2 }, { topic, key: 'other' })
+        await b.until(w => w.of('done').some(l => l.n === 2), 'message 2 handled by B', 60_000)
+        const two = b.of('done').find(l => l.n === 2)!
+        expect(two.t, 'message 2 handled before the retry of message 1 was due').to.be.below(failedAt + delay)
+        expect(b.of('start').filter(l => l.n === 1), 'the retry of message 1 not started before message 2 was handled').to.deep.equal([])
+        await b.until(w => w.of('done').some(l => l.n === 1), 'the retry of message 1, once due', 60_000)
+        expect(b.of('start').filter(l => l.n === 1).map(l => l.attempt), 'attempts of message 1 in B').to.deep.equal([2])
+        expect(b.of('start').find(l => l.n === 1)!.t).to.be.at.least(failedAt + delay)
+        expect(b.started().has(ids.get(9)!), 'the handled replay not handled again').to.equal(false)
+      })
+    }
   })
 }

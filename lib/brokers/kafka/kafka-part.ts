@@ -199,7 +199,11 @@ const RETRY_AT_HEADER = 'herald-retry-at'
  * `herald-retry-at`: a message not due yet is not handed over (it stays fetched, not in
  * hand, so neither its delivery nor a crash counts), and with it the rest of its partition,
  * whose fetching pauses as its buffer fills. `wake` is called when the earliest one held
- * back is due, so the subscription hands over again.
+ * back is due, so the subscription hands over again. After a worker died, a partition whose
+ * next message is a retry not due yet is let go of as a suspect (KafkaSubscription#pump):
+ * its messages would otherwise run alone only once it is due, stalling the others until
+ * then; the price is that a message of that retry topic that was in hand when the worker
+ * died may be delivered once more before its death is counted.
  */
 export class DueGate {
   readonly #options: () => { topics: readonly string[], group: string }
@@ -215,7 +219,8 @@ export class DueGate {
   }
 
   /** True when `message` of `topic` is a retry not due yet (then a timer wakes the subscription when it is). */
-  notYet (topic: string, message: KafkaMessage): boolean {
+  notYet (topic: string, message: KafkaMessage | undefined): boolean {
+    if (message === undefined) return false
     if (this.#retryTopics === undefined) {
       const { topics, group } = this.#options()
       this.#retryTopics = new Set(topics.map(t => groupRetryTopic(t, group)))

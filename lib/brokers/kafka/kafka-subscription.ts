@@ -241,7 +241,7 @@ export class KafkaSubscription implements Subscription {
   #pump (): void {
     if (this.#stopping) return
     const room = (): boolean => this.#inFlight.count - this.#waiting < this.#o.options.maxInFlight
-    for (const p of this.#suspects) if (p.isLoaded && p.inHand.size === 0 && p.ledger.headOrNext() >= p.suspectUntil) this.#cleared(p)
+    for (const p of this.#suspects) if (p.isLoaded && p.inHand.size === 0 && (p.ledger.headOrNext() >= p.suspectUntil || this.#due.notYet(p.topic, p.flow.peek()?.item))) this.#cleared(p)
     if (this.#suspects.size > 0) {
       // After a worker died: one message that may have been in hand then at a time, nothing beside it.
       if ([...this.#suspects].some(p => p.inHand.size > 0) || !room()) return
