@@ -23,6 +23,7 @@ export {
   MESSAGE_TOO_LARGE, OUTBOX_FULL, OUTBOX_WRITE_FAILED
 } from './errors.js'
 export { DLQ_HEADERS, DLQ_ORIGINAL_HEADERS } from './runner/dead-letter.js'
+export { RETRY_HEADERS } from './runner/durable-retry.js'
 export { DeadLetters, REPLAY_HEADERS } from './dead-letters/dead-letters.js'
 export type { DeadLetter, DeadLetterOutcome, DeadLetterTarget, LetterFilter, ListOptions, PurgeOptions, ReplayOptions } from './dead-letters/dead-letters.js'
 export type { Logger } from './logger.js'

@@ -49,6 +49,7 @@ describe('bad input', function () {
       { options: { deadLetter: '' }, message: 'deadLetter must be a topic name or false, got ""; name a destination such as "orders.failed", leave it out for "<topic>.<group>.dlq", or set false to drop failed messages' },
       { options: { deadLetter: true }, message: 'deadLetter must be a topic name or false, got true' },
       { options: { maxMessageBytes: 0 }, message: 'maxMessageBytes must be a whole number of bytes of at least 1, got 0; e.g. maxMessageBytes: 1048576 for 1 MiB' },
+      { options: { durableRetryAfter: true }, message: 'durableRetryAfter must be a whole number of milliseconds from 0 to 2147483647, got true; e.g. durableRetryAfter: 60000 to store retries of a minute or more in the broker, or false to keep every retry in the process' },
       { options: { autoStart: 'yes' }, message: 'autoStart must be true or false, got "yes"' },
       { options: { raw: 'yes' }, message: 'raw must be true or false, got "yes"; raw: true hands the handler the message body as a Buffer, undecoded' },
       { options: { raw: true, schema: Type.Object({ id: Type.Number() }) }, message: 'raw: true and a schema cannot go together: a raw handler gets the body as a Buffer, undecoded, so there is nothing to validate; remove the schema (and check the bytes in the handler), or remove raw to get the decoded JSON validated' },

@@ -147,6 +147,13 @@ export interface Broker {
    * dead letters fails with `HERALD_UNSUPPORTED`.
    */
   deadLetters?(destination: string): Promise<DeadLetterCursor>
+  /**
+   * Optional: stores a retry of `message` (its `topic` is the original topic) for `group`
+   * only, to be delivered again to that group's subscriptions once `dueAt` (epoch ms) has
+   * passed, never before; resolves once the broker has stored it (the runner acknowledges
+   * the original only then). Without it, every retry waits in the process.
+   */
+  scheduleRetry?(group: string, message: OutgoingMessage, dueAt: number): Promise<void>
   /** Closes every connection. Subscriptions should be closed first; publishes in progress fail. */
   close(): Promise<void>
 }

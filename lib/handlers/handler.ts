@@ -42,6 +42,12 @@ export interface RetryOptions {
   deadLetter?: string | false
   /** Time one attempt may take, in ms; then `ctx.signal` aborts and the attempt counts as failed. Default none. */
   timeout?: number
+  /**
+   * A retry whose delay is at least this (ms) is stored in the broker instead of waiting in
+   * the process, where the broker supports it. Default 60000; `false` or `Infinity`: never
+   * (every retry waits in the process, which keeps strict per-key order).
+   */
+  durableRetryAfter?: number | false
 }
 
 export interface MessageHandlerOptions<S extends TSchema | undefined = undefined> extends RetryOptions {
@@ -100,6 +106,8 @@ export interface RetryPolicy {
   maxRetryDelay: number
   deadLetter: string | false | undefined
   timeout: number | undefined
+  /** Infinity: never. */
+  durableRetryAfter: number
 }
 
 /** One callable target: a handler function, or one `@onEvent` method. */

@@ -10,7 +10,10 @@ export const MAX_TIMER_MS = 2_147_483_647
 export const DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
 
 /** The options of each declaration, to refuse a misspelt one instead of ignoring it. */
-export const RETRY_OPTIONS = ['maxRetries', 'retryDelay', 'backoff', 'maxRetryDelay', 'deadLetter', 'timeout'] as const
+export const RETRY_OPTIONS = ['maxRetries', 'retryDelay', 'backoff', 'maxRetryDelay', 'deadLetter', 'timeout', 'durableRetryAfter'] as const
+
+/** `durableRetryAfter` when none is given: a retry due in a minute or more is stored in the broker (README, "Durable retries"). */
+export const DEFAULT_DURABLE_RETRY_AFTER = 60_000
 export const MESSAGE_HANDLER_OPTIONS = ['topic', 'group', 'schema', 'concurrency', 'autoStart', 'maxMessageBytes', ...RETRY_OPTIONS, 'raw'] as const
 export const ON_EVENT_OPTIONS = ['schema', ...RETRY_OPTIONS, 'raw'] as const
 export const CONSUMER_OPTIONS = ['topics', 'concurrency', 'autoStart', 'maxMessageBytes'] as const
@@ -26,6 +29,7 @@ const NUMBER_RULES: Record<string, NumberRule> = {
   maxRetries: { min: 0, max: Number.MAX_SAFE_INTEGER, unit: '', example: 'maxRetries: 3 (retries after the first attempt; 0 for none)' },
   retryDelay: { min: 0, max: MAX_TIMER_MS, unit: ' of milliseconds', example: 'retryDelay: 5000 for 5 seconds' },
   maxRetryDelay: { min: 0, max: MAX_TIMER_MS, unit: ' of milliseconds', example: 'maxRetryDelay: 60000 for one minute' },
+  durableRetryAfter: { min: 0, max: MAX_TIMER_MS, unit: ' of milliseconds', example: 'durableRetryAfter: 60000 to store retries of a minute or more in the broker, or false to keep every retry in the process' },
   timeout: { min: 1, max: MAX_TIMER_MS, unit: ' of milliseconds', example: 'timeout: 30000 for 30 seconds, or leave it out for no timeout' },
   concurrency: { min: 1, max: 100_000, unit: '', example: 'concurrency: 10 (1 handles one message at a time)' },
   maxMessageBytes: { min: 1, max: Number.MAX_SAFE_INTEGER, unit: ' of bytes', example: 'maxMessageBytes: 1048576 for 1 MiB' },
@@ -72,9 +76,16 @@ export function resolveRetryPolicy (where: string, options: RetryOptions): Retry
     backoff,
     maxRetryDelay: wholeNumber(where, 'maxRetryDelay', options.maxRetryDelay ?? 60_000),
     deadLetter,
-    timeout: options.timeout === undefined ? undefined : wholeNumber(where, 'timeout', options.timeout)
+    timeout: options.timeout === undefined ? undefined : wholeNumber(where, 'timeout', options.timeout),
+    durableRetryAfter: resolveDurableRetryAfter(where, options.durableRetryAfter)
   }
   return policy
+}
+
+/** `false` and `Infinity` (never: every retry waits in the process) become Infinity; otherwise a whole number of ms. */
+function resolveDurableRetryAfter (where: string, value: unknown): number {
+  if (value === false || value === Number.POSITIVE_INFINITY) return Number.POSITIVE_INFINITY
+  return wholeNumber(where, 'durableRetryAfter', value ?? DEFAULT_DURABLE_RETRY_AFTER)
 }
 
 /** Validates a topic list; throws naming the handler. */

@@ -1,6 +1,7 @@
 import type { Delivery, OutgoingMessage } from '../brokers/broker.js'
 import type { RetryPolicy } from '../handlers/handler.js'
-import { redactText } from '../redact.js'
+import { headerReason } from './failure-reason.js'
+import { withoutRetryHeaders } from './durable-retry.js'
 
 /** Headers added to a dead-lettered message; the body, key and other headers stay as they were. */
 export const DLQ_HEADERS = {
@@ -26,9 +27,6 @@ export const DLQ_ORIGINAL_HEADERS = {
   failedAt: 'herald-dlq-original-failed-at'
 } as const
 
-/** Longest reason kept, in characters: the headers must leave room for the message itself. */
-const MAX_REASON = 1000
-
 /** Where a message of `topic` consumed by `group` goes after its last attempt; false: nowhere. */
 export function deadLetterTopic (topic: string, group: string, policy: Pick<RetryPolicy, 'deadLetter'>): string | false {
   if (policy.deadLetter === false) return false
@@ -37,14 +35,13 @@ export function deadLetterTopic (topic: string, group: string, policy: Pick<Retr
 
 /** The dead letter for a delivery: the message unchanged, plus the `herald-dlq-*` headers (and `herald-dlq-original-*` when it was a dead letter already). */
 export function deadLetterMessage (delivery: Delivery, destination: string, group: string, attempts: number, reason: string): OutgoingMessage {
-  const clean = redactText(reason).replace(/[\r\n]+/g, ' ')
   return {
     topic: destination,
     value: delivery.value,
     key: delivery.key,
     headers: {
-      ...delivery.headers,
-      [DLQ_HEADERS.reason]: clean.length > MAX_REASON ? `${clean.slice(0, MAX_REASON)}…` : clean,
+      ...withoutRetryHeaders(delivery.headers),
+      [DLQ_HEADERS.reason]: headerReason(reason),
       [DLQ_HEADERS.topic]: delivery.topic,
       [DLQ_HEADERS.group]: group,
       [DLQ_HEADERS.attempts]: String(attempts),

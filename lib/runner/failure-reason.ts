@@ -1,4 +1,5 @@
 import { inspect, types } from 'node:util'
+import { redactText } from '../redact.js'
 
 const MAX_VALUE = 500
 const MAX_CAUSES = 3
@@ -14,6 +15,15 @@ const ADVICE = 'throw an Error (or a NonRetriableError) so the reason has a name
 export function failureReason (thrown: unknown): string {
   if (isError(thrown)) return errorLine(thrown)
   return `the handler threw ${describeValue(thrown)}, not an Error; ${ADVICE}`
+}
+
+/** Longest reason kept in a header, in characters: the headers must leave room for the message itself. */
+const MAX_HEADER_REASON = 1000
+
+/** A reason as it goes into a header (`herald-dlq-reason`, `herald-retry-reason`): secrets masked, on one line, at most 1000 characters. */
+export function headerReason (reason: string): string {
+  const clean = redactText(reason).replace(/[\r\n]+/g, ' ')
+  return clean.length > MAX_HEADER_REASON ? `${clean.slice(0, MAX_HEADER_REASON)}…` : clean
 }
 
 function isError (value: unknown): value is Error {

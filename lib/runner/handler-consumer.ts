@@ -11,6 +11,7 @@ import { KeyQueue, Semaphore } from './key-queue.js'
 import { setMaxListeners } from 'node:events'
 import { RetryWaits, retryDelayFor } from './retry.js'
 import { Attempt } from './attempt.js'
+import { attemptsBefore, storeRetry } from './durable-retry.js'
 import { Backoff, settledWithin, sleep } from '../time.js'
 import { schemaErrors } from '../handlers/schema.js'
 import { observeConsume, traceLogFields, type AttemptScope, type ConsumeOutcome, type MessageScope } from '../observability/observe.js'
@@ -152,13 +153,15 @@ export class HandlerConsumer {
       if (invalid !== undefined) return await this.#deadLetter(delivery, target.policy, 0, invalid)
     }
     const policy = target.policy
-    if (delivery.redeliveriesCounted !== false && delivery.redeliveries > policy.maxRetries) {
+    // A retry the broker kept counts on from the attempts it had (durable-retry.ts).
+    const before = attemptsBefore(delivery.headers)
+    if (delivery.redeliveriesCounted !== false && delivery.redeliveries > 0 && before + delivery.redeliveries > policy.maxRetries) {
       // Every earlier delivery ended without a verdict: the worker died (exit, OOM, native
       // crash) or lost its connection while handling it. Running it again would only repeat that.
       const crashed = `the message was delivered ${delivery.redeliveries} times without being settled (the worker crashed, was killed or lost its connection while handling it each time); it was not handed to the handler again`
-      return await this.#deadLetter(delivery, policy, delivery.redeliveries, crashed)
+      return await this.#deadLetter(delivery, policy, before + delivery.redeliveries, crashed)
     }
-    for (let attempt = delivery.redeliveries + 1; ; attempt++) {
+    for (let attempt = before + delivery.redeliveries + 1; ; attempt++) {
       if (this.#stopping.signal.aborted) return await this.#release(delivery)
       await this.#slots.acquire()
       let outcome: Outcome
@@ -177,7 +180,13 @@ export class HandlerConsumer {
       const reason = redactText(failureReason(outcome.error))
       if (verdict === 'dead_letter') return await this.#deadLetter(delivery, policy, attempt, reason)
       const delay = retryDelayFor(policy, attempt)
-      this.#log.warn({ topic: delivery.topic, messageId: delivery.id, attempt, reason }, `handler failed (attempt ${attempt} of ${policy.maxRetries + 1}); retrying in ${delay} ms`)
+      const fields = { topic: delivery.topic, messageId: delivery.id, attempt, reason }
+      const broker = await this.settings.messaging.broker()
+      if (await storeRetry(broker, this.settings.group, delivery, { attempt, reason, delay, after: policy.durableRetryAfter }, err => this.#log.warn({ ...fields, err: redactText(describeError(err)) }, 'could not store the retry in the broker; it waits in this process instead'))) {
+        await this.#ack(delivery, 'retry')
+        return this.#log.warn(fields, `handler failed (attempt ${attempt} of ${policy.maxRetries + 1}); retry stored in the broker, due in ${delay} ms`)
+      }
+      this.#log.warn(fields, `handler failed (attempt ${attempt} of ${policy.maxRetries + 1}); retrying in ${delay} ms`)
       const passed = await this.#waitForRetry(delivery, delay)
       if (!passed) return await this.#release(delivery)
     }

@@ -538,7 +538,7 @@ export function conformance (target: ConformanceTarget): void {
       const m = messaging()
       const dead = await deadLetters(m, topic, group)
       let firstAttempts = 0
-      const runner = await start(m, [messageHandler({ topic, group, retryDelay: 60_000, maxRetries: 1 }, async () => {
+      const runner = await start(m, [messageHandler({ topic, group, retryDelay: 60_000, maxRetries: 1, durableRetryAfter: false }, async () => {
         firstAttempts++
         throw new Error('not yet')
       })])
@@ -612,7 +612,7 @@ export function conformance (target: ConformanceTarget): void {
         const healthy = keysOnPartitions('h', 20, 3, poison.used, false)
         const failed: string[] = []
         const handled: string[] = []
-        const runner = await start(m, [messageHandler({ topic, group, concurrency: 1, retryDelay: 60_000, backoff: 'fixed', maxRetries: 1 }, async (msg: unknown, ctx) => {
+        const runner = await start(m, [messageHandler({ topic, group, concurrency: 1, retryDelay: 60_000, backoff: 'fixed', maxRetries: 1, durableRetryAfter: false }, async (msg: unknown, ctx) => {
           const { id, poison } = msg as { id: string, poison: boolean }
           if (poison && ctx.attempt === 1) {
             failed.push(id)

@@ -27,6 +27,8 @@ export interface WorkerConfig {
   crashOn?: number[]
   /** Values of `n` whose every attempt throws at once. */
   failAlways?: number[]
+  /** The handler's `durableRetryAfter` (default: Herald's). */
+  durableRetryAfter?: number | false
 }
 
 export interface WorkerLine {
@@ -85,7 +87,8 @@ const handler = messageHandler({
   concurrency: config.concurrency,
   maxRetries: config.maxRetries ?? 3,
   retryDelay: config.retryDelay ?? 200,
-  backoff: 'fixed'
+  backoff: 'fixed',
+  ...(config.durableRetryAfter === undefined ? {} : { durableRetryAfter: config.durableRetryAfter })
 }, async function faultJob (data: unknown, ctx: Context) {
   const n = (data as { n?: unknown } | null)?.n
   const step = { id: ctx.event?.id, n: typeof n === 'number' ? n : undefined, attempt: ctx.attempt, messageId: ctx.messageId }

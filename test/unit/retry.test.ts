@@ -2,7 +2,7 @@ import { expect } from 'chai'
 import type { RetryPolicy } from '../../lib/handlers/handler.js'
 import { RetryWaits, retryDelayFor } from '../../lib/runner/retry.js'
 
-const policy = (over: Partial<RetryPolicy>): RetryPolicy => ({ maxRetries: 5, retryDelay: 100, backoff: 'exponential', maxRetryDelay: 1000, deadLetter: undefined, timeout: undefined, ...over })
+const policy = (over: Partial<RetryPolicy>): RetryPolicy => ({ maxRetries: 5, retryDelay: 100, backoff: 'exponential', maxRetryDelay: 1000, deadLetter: undefined, timeout: undefined, durableRetryAfter: Number.POSITIVE_INFINITY, ...over })
 
 describe('unit: retry delays', function () {
   it('exponential: retryDelay × 2^(retry-1), capped at maxRetryDelay', function () {

@@ -7,7 +7,7 @@ import type { Broker, BrokerDeps, BrokerHealth, DeadLetterCursor, DeliveryHandle
 import { checkOutgoing } from '../outgoing-checks.js'
 import { brokerClosedError } from '../shared/closed-error.js'
 import { OutageLog } from '../shared/outage-log.js'
-import { withGroupRetryTopics } from '../shared/group-destination.js'
+import { groupRetryTopic, withGroupRetryTopics } from '../shared/group-destination.js'
 import { heldStickyAssigner } from './kafka-assigner.js'
 import { KAFKA_CONSUMER_DEFAULTS, kafkaConsumerRetry, type KafkaSettings } from './kafka-config.js'
 import { kafkaError, kafkaErrorTypes, kafkaReason, kafkaRetriable, kafkaSecrets } from './kafka-errors.js'
@@ -117,7 +117,7 @@ export class KafkaBroker implements Broker {
       await fresh.connect()
       if (this.#closed) {
         await fresh.disconnect().catch(() => {})
-        throw this.#closedError()
+        throw brokerClosedError('Kafka')
       }
       this.#producer = fresh
       await failed.disconnect().catch(() => {})
@@ -126,12 +126,12 @@ export class KafkaBroker implements Broker {
   }
 
   async connect (): Promise<void> {
-    if (this.#closed) throw this.#closedError()
+    if (this.#closed) throw brokerClosedError('Kafka')
     if (this.#connected) return
     this.#connecting ??= (async () => {
       try {
         await this.#probe()
-        if (this.#closed) throw this.#closedError()
+        if (this.#closed) throw brokerClosedError('Kafka')
         await Promise.all([this.#producer.connect(), this.#admin.connect()])
         this.#connected = true
         this.#outage.reached()
@@ -284,7 +284,7 @@ export class KafkaBroker implements Broker {
     }
     if (this.#closed) {
       await sub.abandon()
-      throw this.#closedError()
+      throw brokerClosedError('Kafka')
     }
     return sub
   }
@@ -298,6 +298,12 @@ export class KafkaBroker implements Broker {
     } catch (err) {
       return { ok: false, broker: 'kafka', detail: `${detail}: ${kafkaReason(err, this.#secrets)}` }
     }
+  }
+
+  /** Publishes a retry to the group's own topic `<topic>.<group>.retry`, whose subscriptions hold it back until its `herald-retry-at` (DueGate in kafka-part.ts). */
+  async scheduleRetry (group: string, message: OutgoingMessage): Promise<void> {
+    const [err] = await this.publish([{ ...message, topic: groupRetryTopic(message.topic, group) }])
+    if (err !== undefined) throw err
   }
 
   /** End offsets minus the group's committed offsets, per topic (kafka-lag.ts). */
@@ -323,10 +329,6 @@ export class KafkaBroker implements Broker {
     for (const r of results) {
       if (r.status === 'rejected') this.#logger.warn({ err: kafkaReason(r.reason, this.#secrets) }, 'could not disconnect from Kafka cleanly')
     }
-  }
-
-  #closedError (): BrokerError {
-    return brokerClosedError('Kafka')
   }
 }
 

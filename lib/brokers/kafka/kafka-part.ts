@@ -6,6 +6,7 @@ import { CommitLedger, decodeMark, encodeMark } from './kafka-commit-ledger.js'
 import type { PartitionCommit } from './kafka-commit-rounds.js'
 import { kafkaReason } from './kafka-errors.js'
 import { PartitionFlow } from './kafka-partition-flow.js'
+import { groupRetryTopic } from '../shared/group-destination.js'
 
 /** One assigned partition: its lanes, its ledger, and what its commits said. */
 export class Part {
@@ -188,4 +189,57 @@ export function collectCommits (parts: Iterable<Part>, abandoned: boolean, stopp
     })
   }
   return { offsets, landed: () => { onLanded(); for (const note of notes) note() } }
+}
+
+/** The header of a durable retry with the time it is due (ISO-8601), set by the runner (lib/runner/durable-retry.ts). */
+const RETRY_AT_HEADER = 'herald-retry-at'
+
+/**
+ * Holds back the messages of a group's retry topics (`<topic>.<group>.retry`) until their
+ * `herald-retry-at`: a message not due yet is not handed over (it stays fetched, not in
+ * hand, so neither its delivery nor a crash counts), and with it the rest of its partition,
+ * whose fetching pauses as its buffer fills. `wake` is called when the earliest one held
+ * back is due, so the subscription hands over again. After a worker died, a partition whose
+ * next message is a retry not due yet is let go of as a suspect (KafkaSubscription#pump):
+ * its messages would otherwise run alone only once it is due, stalling the others until
+ * then; the price is that a message of that retry topic that was in hand when the worker
+ * died may be delivered once more before its death is counted.
+ */
+export class DueGate {
+  readonly #options: () => { topics: readonly string[], group: string }
+  readonly #wake: () => void
+  #retryTopics: Set<string> | undefined
+  #timer: NodeJS.Timeout | undefined
+  #at = Number.POSITIVE_INFINITY
+
+  /** `options`: the subscription's topics (retry topics included) and group, read on first use. */
+  constructor (options: () => { topics: readonly string[], group: string }, wake: () => void) {
+    this.#options = options
+    this.#wake = wake
+  }
+
+  /** True when `message` of `topic` is a retry not due yet (then a timer wakes the subscription when it is). */
+  notYet (topic: string, message: KafkaMessage | undefined): boolean {
+    if (message === undefined) return false
+    if (this.#retryTopics === undefined) {
+      const { topics, group } = this.#options()
+      this.#retryTopics = new Set(topics.map(t => groupRetryTopic(t, group)))
+    }
+    if (!this.#retryTopics.has(topic)) return false
+    const raw = message.headers?.[RETRY_AT_HEADER]
+    const at = Date.parse(String(Array.isArray(raw) ? raw[0] : raw))
+    const now = Date.now()
+    if (!Number.isFinite(at) || at <= now) return false
+    if (at < this.#at) {
+      clearTimeout(this.#timer)
+      this.#at = at
+      this.#timer = setTimeout(() => {
+        this.#at = Number.POSITIVE_INFINITY
+        this.#wake()
+      }, at - now)
+      // After the subscription closed, waking it does nothing: the timer need not be stopped, nor keep the process alive.
+      this.#timer.unref()
+    }
+    return true
+  }
 }

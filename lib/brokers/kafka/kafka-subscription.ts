@@ -11,7 +11,7 @@ import { COMMIT_WAIT_MS, CommitRounds } from './kafka-commit-rounds.js'
 import { isConnectionTrouble, kafkaError, kafkaReason } from './kafka-errors.js'
 import { kafkaDelivery } from './kafka-delivery.js'
 import type { Entry } from './kafka-partition-flow.js'
-import { collectCommits, Part, PartitionControl, readMarks } from './kafka-part.js'
+import { collectCommits, DueGate, Part, PartitionControl, readMarks } from './kafka-part.js'
 import { isRebalanceAnswer, readHandBack, rebalanceRequest } from './kafka-rebalance.js'
 import { watchConsumer } from './kafka-consumer-events.js'
 
@@ -63,6 +63,7 @@ export class KafkaSubscription implements Subscription {
   #heartbeat: (() => Promise<void>) | undefined
   readonly #commits: CommitRounds
   readonly #control: PartitionControl
+  readonly #due = new DueGate(() => this.#o.options, () => this.#pump())
   readonly #who: string
   /** Settles `start()`'s wait for the first join. */
   joinWait: { resolve: () => void, reject: (err: unknown) => void } | undefined
@@ -219,8 +220,7 @@ export class KafkaSubscription implements Subscription {
     await part.loaded
     if (part.revoked || this.#stopping) return
     if (part.handBack) {
-      // Kept only to finish a message: not ours to start another. Once nothing of it is in
-      // hand, ask for a rebalance (kafkajs rejoins on this error), so it goes where it belongs.
+      // Kept only to finish a message: once nothing of it is in hand, ask for a rebalance (kafkajs rejoins on this error).
       if (part.inHand.size > 0 || this.#rejoinAsked) return
       this.#rejoinAsked = true
       this.#o.logger.info({ group: this.#group, partition: part.tp }, 'handing back a Kafka partition kept only to finish a message; asking for a rebalance')
@@ -241,7 +241,7 @@ export class KafkaSubscription implements Subscription {
   #pump (): void {
     if (this.#stopping) return
     const room = (): boolean => this.#inFlight.count - this.#waiting < this.#o.options.maxInFlight
-    for (const p of this.#suspects) if (p.isLoaded && p.inHand.size === 0 && p.ledger.headOrNext() >= p.suspectUntil) this.#cleared(p)
+    for (const p of this.#suspects) if (p.isLoaded && p.inHand.size === 0 && (p.ledger.headOrNext() >= p.suspectUntil || this.#due.notYet(p.topic, p.flow.peek()?.item))) this.#cleared(p)
     if (this.#suspects.size > 0) {
       // After a worker died: one message that may have been in hand then at a time, nothing beside it.
       if ([...this.#suspects].some(p => p.inHand.size > 0) || !room()) return
@@ -267,9 +267,9 @@ export class KafkaSubscription implements Subscription {
     }
   }
 
-  /** Hands `entry` over, unless a commit must land first (see Part.mayHandOver: it asks for it). */
+  /** Hands `entry` over, unless it is a retry not due yet (kafka-part.ts: DueGate) or a commit must land first (see Part.mayHandOver: it asks for it). */
   #handOverIfCounted (p: Part, entry: Entry<KafkaMessage>): boolean {
-    if (!p.mayHandOver(entry.offset, Math.max(64, 2 * this.#o.options.maxInFlight), () => { void this.#commits.soon() })) return false
+    if (this.#due.notYet(p.topic, entry.item) || !p.mayHandOver(entry.offset, Math.max(64, 2 * this.#o.options.maxInFlight), () => { void this.#commits.soon() })) return false
     p.flow.take()
     this.#handOver(p, entry)
     return true

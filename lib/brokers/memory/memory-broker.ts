@@ -62,6 +62,17 @@ export class MemoryBroker implements Broker {
     return memoryDeadLetters(this.#store, destination)
   }
 
+  /**
+   * Keeps a retry on a timer, then hands it to the group's redelivery queue, as a replay
+   * does. It lives in this process like the rest of the embedded broker's messages, so it
+   * is lost with the process; the timer does not keep the process alive.
+   */
+  async scheduleRetry (group: string, message: OutgoingMessage, dueAt: number): Promise<void> {
+    await this.connect()
+    const store = this.#store
+    setTimeout(() => store.deliverTo(message.topic, group, message.key, message.value, message.headers), Math.max(0, dueAt - Date.now())).unref()
+  }
+
   async close (): Promise<void> {
     this.#closed = true
     await Promise.all([...this.#subscriptions].map(s => s.close()))

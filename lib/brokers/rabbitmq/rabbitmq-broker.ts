@@ -5,9 +5,10 @@ import type { Broker, BrokerDeps, BrokerHealth, DeadLetterCursor, DeliveryHandle
 import type { RabbitMqSettings } from './rabbitmq-config.js'
 import { RabbitMqConnection } from './rabbitmq-connection.js'
 import { rabbitMqLag } from './rabbitmq-lag.js'
-import { rabbitMqDeadLetters } from './rabbitmq-dead-letters.js'
+import { rabbitMqDeadLetters, type SendToQueue } from './rabbitmq-dead-letters.js'
 import { checkGroupName, checkTopicName } from './rabbitmq-names.js'
 import { RabbitMqPublisher } from './rabbitmq-publisher.js'
+import { RabbitMqRetries } from './rabbitmq-retries.js'
 import { RabbitMqSubscription } from './rabbitmq-subscription.js'
 
 /**
@@ -54,6 +55,7 @@ export class RabbitMqBroker implements Broker {
   readonly #publishing: RabbitMqConnection
   readonly #consuming: RabbitMqConnection
   readonly #publisher: RabbitMqPublisher
+  readonly #retries: RabbitMqRetries
   readonly #subscriptions = new Set<RabbitMqSubscription>()
   #closed = false
 
@@ -63,6 +65,7 @@ export class RabbitMqBroker implements Broker {
     this.#publishing = new RabbitMqConnection(settings, `${deps.clientId} (publish)`, deps.logger)
     this.#consuming = new RabbitMqConnection(settings, `${deps.clientId} (consume)`, deps.logger)
     this.#publisher = new RabbitMqPublisher(this.#publishing, settings.exchange, deps.clientId)
+    this.#retries = new RabbitMqRetries(this.#consuming, this.#sendToQueue)
   }
 
   /** Opens the publishing connection and channel and declares the exchange. Idempotent. */
@@ -138,7 +141,16 @@ export class RabbitMqBroker implements Broker {
   /** A pass over a dead-letter queue on its own channel of the consuming connection (rabbitmq-dead-letters.ts). */
   async deadLetters (destination: string): Promise<DeadLetterCursor> {
     this.#assertOpen()
-    return await rabbitMqDeadLetters(this.#consuming, async (queue, content, properties, headers) => await this.#publisher.putBack(queue, content, properties, headers), destination)
+    return await rabbitMqDeadLetters(this.#consuming, this.#sendToQueue, destination)
+  }
+
+  /** Sends straight to a queue (default exchange), persistent and confirmed: a replay, a retry. */
+  readonly #sendToQueue: SendToQueue = async (queue, content, properties, headers) => await this.#publisher.putBack(queue, content, properties, headers)
+
+  /** Sends a retry to the tier queue of its delay, which dead-letters it back to the group's queue once due (rabbitmq-retries.ts). */
+  async scheduleRetry (group: string, message: OutgoingMessage, dueAt: number): Promise<void> {
+    this.#assertOpen()
+    await this.#retries.schedule(group, message, dueAt)
   }
 
   /** Closes subscriptions at once (unsettled messages are requeued by RabbitMQ), the publishing channel, then both connections. */

@@ -14,6 +14,7 @@ import { RedisSubscription } from './redis-subscription.js'
 import { xaddArguments } from './redis-stream.js'
 import { redisLag } from './redis-lag.js'
 import { redisDeadLetters } from './redis-dead-letters.js'
+import { RedisRetryPromoter, scheduleRedisRetry } from './redis-retries.js'
 
 /** `code` of the error of a message whose topic's key holds another Redis type than a stream. */
 export const NOT_A_STREAM = ErrorCode.NotAStream
@@ -157,18 +158,23 @@ export class RedisBroker implements Broker {
       blocking.disconnect()
       throw brokerClosedError('Redis')
     }
+    const logger = childLogger(this.#logger, { group: options.group })
     const sub = new RedisSubscription({
       client,
       blocking,
       connections: this.#connections,
-      logger: childLogger(this.#logger, { group: options.group }),
+      logger,
       prefix: this.#settings.prefix,
       consumer,
       claimIdleMs: this.#settings.options.claimIdleMs ?? DEFAULT_CLAIM_IDLE_MS,
       options,
       onDelivery,
-      onClosed: () => this.#subscriptions.delete(sub)
+      onClosed: () => {
+        promoter?.stop()
+        this.#subscriptions.delete(sub)
+      }
     })
+    let promoter: RedisRetryPromoter | undefined
     try {
       await sub.start()
     } catch (err) {
@@ -178,6 +184,7 @@ export class RedisBroker implements Broker {
       throw new BrokerError(`could not create consumer group "${options.group}" on Redis at ${this.#connections.address}: ${this.#connections.reason(err)}`, { cause: err })
     }
     this.#subscriptions.add(sub)
+    promoter = new RedisRetryPromoter(client, this.#settings.prefix, options.group, options.topics, logger, err => this.#connections.reason(err))
     if (this.#closed) {
       await sub.abandon()
       throw brokerClosedError('Redis')
@@ -192,6 +199,16 @@ export class RedisBroker implements Broker {
   /** Reads a dead-letter stream with XRANGE, removes letters with XDEL, replays to the group's own stream (redis-dead-letters.ts). */
   async deadLetters (destination: string): Promise<DeadLetterCursor> {
     return await redisDeadLetters(await this.#connected(), this.#settings.prefix, destination, this.#settings.options.maxLen, err => this.#connections.reason(err))
+  }
+
+  /** Stores a retry in the group's due set `<topic>.<group>.retry.due` (redis-retries.ts); the group's subscriptions move it into their retry stream once due. */
+  async scheduleRetry (group: string, message: OutgoingMessage, dueAt: number): Promise<void> {
+    const client = await this.#connected()
+    try {
+      await scheduleRedisRetry(client, this.#settings.prefix, group, message, dueAt, this.#settings.options.maxLen)
+    } catch (err) {
+      throw new BrokerError(`could not store a retry for group "${group}" on Redis at ${this.#connections.address}: ${this.#connections.reason(err)}`, { cause: err })
+    }
   }
 
   async health (): Promise<BrokerHealth> {
