@@ -145,3 +145,35 @@ for (const kind of selectedBrokers()) {
     })
   })
 }
+
+describe('tracing: an SDK registered or removed while Herald runs', function () {
+  this.timeout(30_000)
+
+  it('traces from the next message once an SDK is registered, and stops once it is removed', async function () {
+    const m = createMessaging(brokerOptions('memory'))
+    const topic = randomName()
+    const got: Array<Record<string, string>> = []
+    const runner = await startConsumers({ messaging: m, handlers: [messageHandler({ topic, group: randomName('g') }, async (_message, ctx) => { got.push(ctx.headers) })], signals: false })
+    const publish = async (n: number): Promise<Record<string, string>> => {
+      await m.publishEvent('user.created', { id: n }, { topic })
+      await eventually(() => got.length === n, `message ${n}`)
+      return got[n - 1]!
+    }
+    try {
+      expect((await publish(1)).traceparent).to.equal(undefined)
+      const sdk = registerTestSdk()
+      try {
+        const headers = await publish(2)
+        const spans = await eventually(() => sdk.spans().filter(s => s.name === `process ${topic}`).length === 1 && sdk.spans(), 'the consumer span') as ReadableSpan[]
+        const producer = spans.find(s => s.name === `send ${topic}`)!
+        expect(headers.traceparent).to.equal(`00-${producer.spanContext().traceId}-${producer.spanContext().spanId}-01`)
+      } finally {
+        await sdk.close()
+      }
+      expect((await publish(3)).traceparent).to.equal(undefined)
+    } finally {
+      await runner.stop()
+      await m.close()
+    }
+  })
+})
