@@ -73,8 +73,8 @@ const NOOP_MESSAGE: MessageScope = { attempt: () => NOOP_ATTEMPT, deadLetter: as
  * Publishes `message` with `send`, observed: subscribers start before it (so the trace
  * context is in the headers before the message can reach the outbox) and end with its answer.
  */
-export async function observePublish (info: PublishInfo, send: () => Promise<void>): Promise<void> {
-  if (!active) return await send()
+export function observePublish (info: PublishInfo, send: () => Promise<void>): Promise<void> {
+  if (!active) return send()
   let first: PublishScope | undefined
   let more: PublishScope[] | undefined
   for (const s of subscribers) {
@@ -83,16 +83,16 @@ export async function observePublish (info: PublishInfo, send: () => Promise<voi
     if (first === undefined) first = scope
     else (more ??= []).push(scope)
   }
-  if (first === undefined) return await send()
-  try {
-    await send()
-  } catch (err) {
-    first.end(err)
-    if (more !== undefined) for (const scope of more) scope.end(err)
+  if (first === undefined) return send()
+  const scope = first
+  return send().then(() => {
+    scope.end()
+    if (more !== undefined) for (const s of more) s.end()
+  }, (err: unknown) => {
+    scope.end(err)
+    if (more !== undefined) for (const s of more) s.end(err)
     throw err
-  }
-  first.end()
-  if (more !== undefined) for (const scope of more) scope.end()
+  })
 }
 
 /** Starts observing a consumed message. */
