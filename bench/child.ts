@@ -19,6 +19,9 @@ switch (kind) {
   case 'herald':
     await (await import('./contenders/herald.js')).run(task)
     break
+  case 'herald-untraced':
+    await (await import('./contenders/herald.js')).run(task, { tracing: false })
+    break
   case 'herald-otel':
   case 'herald-sdk':
     await (await import('./contenders/herald-otel.js')).run(task, kind === 'herald-otel')

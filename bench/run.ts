@@ -15,6 +15,8 @@ const USAGE = `npm run bench [-- options]
   --broker LIST         comma separated: kafka,rabbitmq,redis,memory (default: all four)
   --scenario LIST       comma separated: publish,e2e,latency,http (default: all four)
   --rounds N            interleaved rounds (default: 3, or 1 with --quick)
+  --contender LIST      comma separated, only these contenders, e.g. herald,herald-otel,herald-sdk,herald-untraced
+                        (default: all; HTTP ones are fastify:bare, fastify:event, express:naive, …)
   --help                this text
 
 Needs the brokers on loopback (Kafka 127.0.0.1:9092, RabbitMQ 127.0.0.1:5672, Redis 127.0.0.1:6379).
@@ -32,7 +34,7 @@ function usageError (what: string): never {
 }
 for (let i = 0; i < args.length; i++) {
   if (args[i] === '--quick') continue
-  if (!['--broker', '--scenario', '--rounds'].includes(args[i]!)) usageError(`unknown option ${args[i]}`)
+  if (!['--broker', '--scenario', '--rounds', '--contender'].includes(args[i]!)) usageError(`unknown option ${args[i]}`)
   if (args[++i] === undefined) usageError(`${args[i - 1]} needs a value`)
 }
 const option = (name: string): string | undefined => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : undefined }
@@ -40,6 +42,9 @@ const quick = args.includes('--quick')
 const brokers = (option('--broker') ?? 'kafka,rabbitmq,redis,memory').split(',') as BrokerName[]
 const scenarios = (option('--scenario') ?? 'publish,e2e,latency,http').split(',') as ScenarioName[]
 const rounds = Number(option('--rounds') ?? (quick ? 1 : 3))
+const contenders = option('--contender')?.split(',')
+const CONTENDERS = ['herald', 'herald-otel', 'herald-sdk', 'herald-untraced', 'raw', 'raw-bare', 'moleculer', 'nest', ...['fastify', 'express'].flatMap(f => ['bare', 'event', 'naive'].map(r => `${f}:${r}`))]
+for (const c of contenders ?? []) if (!CONTENDERS.includes(c)) usageError(`unknown contender ${c}`)
 for (const b of brokers) if (!['kafka', 'rabbitmq', 'redis', 'memory'].includes(b)) usageError(`unknown broker ${b}`)
 for (const sc of scenarios) if (!['publish', 'e2e', 'latency', 'http'].includes(sc)) usageError(`unknown scenario ${sc}`)
 if (!Number.isInteger(rounds) || rounds < 1) usageError('--rounds must be a whole number of at least 1')
@@ -162,10 +167,12 @@ interface Step { scenario: ScenarioName, broker: BrokerName, label: string, run:
 function steps (broker: BrokerName): Step[] {
   const out: Step[] = []
   const real = broker !== 'memory'
-  const add = (scenario: ScenarioName, label: string, run: () => Promise<void>): void => { if (scenarios.includes(scenario)) out.push({ scenario, broker, label, run }) }
+  const add = (scenario: ScenarioName, label: string, run: () => Promise<void>): void => {
+    if (scenarios.includes(scenario) && (contenders === undefined || contenders.includes(label))) out.push({ scenario, broker, label, run })
+  }
   if (real) {
-    for (const c of ['herald', 'herald-otel', 'herald-sdk', 'raw', 'raw-bare']) add('publish', c, async () => await publishScenario(broker, c))
-    for (const c of ['herald', 'herald-otel', 'herald-sdk', 'raw', 'moleculer', 'nest']) add('e2e', c, async () => await e2eScenario(broker, c))
+    for (const c of ['herald', 'herald-otel', 'herald-sdk', 'herald-untraced', 'raw', 'raw-bare']) add('publish', c, async () => await publishScenario(broker, c))
+    for (const c of ['herald', 'herald-otel', 'herald-sdk', 'herald-untraced', 'raw', 'moleculer', 'nest']) add('e2e', c, async () => await e2eScenario(broker, c))
     for (const c of ['herald', 'raw']) add('latency', c, async () => await latencyScenario(broker, c))
   }
   for (const framework of ['fastify', 'express'] as const) {

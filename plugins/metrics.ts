@@ -5,13 +5,12 @@
  */
 import { createRequire } from 'node:module'
 import type * as PromClient from 'prom-client'
-import type { Gauge, Registry } from 'prom-client'
+import type { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import { ConfigError } from '../lib/errors.js'
-import { measuredMessage, subscribe, type MessageScope } from '../lib/observability/instrumentation.js'
+import { MeasuredMessage, perOutcome, secondsSince as since, subscribe, TupleCache, type ConsumeOutcome, type PublishScope } from '../lib/observability/instrumentation.js'
 import { collectLag } from '../lib/observability/lag.js'
 import { outboxTotal } from '../lib/observability/registry.js'
 import type { OutboxStats } from '../lib/outbox/outbox.js'
-import { secondsSince as since } from '../lib/time.js'
 
 export interface HeraldMetricsOptions {
   /** Where to register. Default prom-client's global registry. */
@@ -73,28 +72,48 @@ export function heraldMetrics (options: HeraldMetricsOptions = {}): HeraldMetric
     }
   })
 
-  const unsubscribe = subscribe({
-    publish: ({ message }) => {
-      const start = process.hrtime.bigint()
-      const topic = message.topic
-      return {
-        end: (error) => {
-          published.inc(l({ topic, outcome: error === undefined ? 'ok' : 'error' }))
-          publishDuration.observe(l({ topic }), since(start))
-        }
-      }
-    },
-    consume: ({ group, delivery }): MessageScope => {
-      const topic = delivery.topic
-      inFlight.inc(l({ group }))
-      return measuredMessage((seconds, outcome) => {
-        processDuration.observe(l({ topic, group }), seconds)
-        if (outcome === 'retry') consumed.inc(l({ topic, group, outcome }))
-      }, (outcome) => {
-        inFlight.dec(l({ group }))
-        consumed.inc(l({ topic, group, outcome }))
-      })
+  // The labelled children, made once per topic (and group): no label object is built per message.
+  const byTopic = new TupleCache(topic => ({
+    ok: published.labels(l({ topic, outcome: 'ok' })),
+    error: published.labels(l({ topic, outcome: 'error' })),
+    duration: publishDuration.labels(l({ topic }))
+  }))
+  const byGroup = new TupleCache((topic, group) => ({
+    duration: processDuration.labels(l({ topic, group })),
+    inFlight: inFlight.labels(l({ group })),
+    consumed: perOutcome(outcome => consumed.labels(l({ topic, group, outcome })))
+  }))
+  type Children = ReturnType<typeof byGroup.get>
+
+  class Publish implements PublishScope {
+    readonly #start = performance.now()
+    constructor (private readonly children: ReturnType<typeof byTopic.get>) {}
+    end (error?: unknown): void {
+      (error === undefined ? this.children.ok : this.children.error).inc()
+      this.children.duration.observe(since(this.#start))
     }
+  }
+
+  class Consume extends MeasuredMessage {
+    constructor (private readonly children: Children) {
+      super()
+      children.inFlight.inc()
+    }
+
+    attempted (seconds: number, outcome: ConsumeOutcome): void {
+      this.children.duration.observe(seconds)
+      if (outcome === 'retry') this.children.consumed.retry.inc()
+    }
+
+    settled (outcome: ConsumeOutcome): void {
+      this.children.inFlight.dec()
+      this.children.consumed[outcome].inc()
+    }
+  }
+
+  const unsubscribe = subscribe({
+    publish: ({ message }) => new Publish(byTopic.get(message.topic)),
+    consume: ({ group, delivery }) => new Consume(byGroup.get(delivery.topic, group))
   })
   const handle: HeraldMetrics = {
     registry,

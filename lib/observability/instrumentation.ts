@@ -5,7 +5,6 @@
  * one boolean check, and the scopes handed back do nothing.
  */
 import type { BrokerKind, Delivery, OutgoingMessage } from '../brokers/broker.js'
-import { secondsSince } from '../time.js'
 
 /** How a consumed message (or one attempt at it) ended. */
 export type ConsumeOutcome = 'ack' | 'retry' | 'dead_letter' | 'skipped' | 'released'
@@ -74,61 +73,144 @@ const NOOP_MESSAGE: MessageScope = { attempt: () => NOOP_ATTEMPT, deadLetter: as
  * Publishes `message` with `send`, observed: subscribers start before it (so the trace
  * context is in the headers before the message can reach the outbox) and end with its answer.
  */
-export async function observePublish (info: PublishInfo, send: () => Promise<void>): Promise<void> {
-  if (!active) return await send()
-  const scopes: PublishScope[] = []
+export function observePublish (info: PublishInfo, send: () => Promise<void>): Promise<void> {
+  if (!active) return send()
+  let first: PublishScope | undefined
+  let more: PublishScope[] | undefined
   for (const s of subscribers) {
     const scope = s.publish?.(info)
-    if (scope !== undefined) scopes.push(scope)
+    if (scope === undefined) continue
+    if (first === undefined) first = scope
+    else (more ??= []).push(scope)
   }
-  try {
-    await send()
-  } catch (err) {
-    for (const scope of scopes) scope.end(err)
+  if (first === undefined) return send()
+  const scope = first
+  return send().then(() => {
+    scope.end()
+    if (more !== undefined) for (const s of more) s.end()
+  }, (err: unknown) => {
+    scope.end(err)
+    if (more !== undefined) for (const s of more) s.end(err)
     throw err
-  }
-  for (const scope of scopes) scope.end()
+  })
 }
 
 /** Starts observing a consumed message. */
 export function observeConsume (info: ConsumeInfo): MessageScope {
   if (!active) return NOOP_MESSAGE
-  const scopes: MessageScope[] = []
+  let first: MessageScope | undefined
+  let more: MessageScope[] | undefined
   for (const s of subscribers) {
     const scope = s.consume?.(info)
-    if (scope !== undefined) scopes.push(scope)
+    if (scope === undefined) continue
+    if (first === undefined) first = scope
+    else (more ??= [first]).push(scope)
   }
-  if (scopes.length === 0) return NOOP_MESSAGE
-  if (scopes.length === 1) return scopes[0]!
-  return {
-    attempt: (n) => {
-      const attempts = scopes.map(s => s.attempt(n))
-      return {
-        run: (fn) => attempts.reduceRight<() => any>((inner, a) => () => a.run(inner), fn)(),
-        end: (outcome, error) => { for (const a of attempts) a.end(outcome, error) }
-      }
-    },
-    deadLetter: (destination, send) => scopes.reduceRight<() => Promise<void>>((inner, s) => () => s.deadLetter(destination, inner), send)(),
-    end: (outcome) => { for (const s of scopes) s.end(outcome) }
+  return more !== undefined ? new Messages(more) : first ?? NOOP_MESSAGE
+}
+
+/** What an attempt scope that does not wrap the handler has as `run`: the hub then calls the handler without it. */
+export const runDirectly = <T>(fn: () => T): T => fn()
+
+/** `make(outcome)` for each outcome: what a metrics subscriber records per outcome, built once. */
+export function perOutcome<T> (make: (outcome: ConsumeOutcome) => T): Record<ConsumeOutcome, T> {
+  return { ack: make('ack'), retry: make('retry'), dead_letter: make('dead_letter'), skipped: make('skipped'), released: make('released') }
+}
+
+/** The scopes of several subscribers as one: the attempts that wrap the handler nest, the first outermost. */
+class Messages implements MessageScope {
+  constructor (private readonly scopes: MessageScope[]) {}
+
+  attempt (n: number): AttemptScope {
+    return new Attempts(this.scopes.map(s => s.attempt(n)))
+  }
+
+  async deadLetter (destination: string, send: () => Promise<void>, i = 0): Promise<void> {
+    if (i === this.scopes.length) return await send()
+    await this.scopes[i]!.deadLetter(destination, async () => await this.deadLetter(destination, send, i + 1))
+  }
+
+  end (outcome: ConsumeOutcome): void {
+    for (const s of this.scopes) s.end(outcome)
+  }
+}
+
+class Attempts implements AttemptScope {
+  constructor (private readonly attempts: AttemptScope[]) {}
+
+  run<T> (fn: () => T, from = 0): T {
+    let i = from
+    while (i < this.attempts.length && this.attempts[i]!.run === runDirectly) i++
+    return i === this.attempts.length ? fn() : this.attempts[i]!.run(() => this.run(fn, i + 1))
+  }
+
+  end (outcome: ConsumeOutcome, error?: unknown): void {
+    for (const a of this.attempts) a.end(outcome, error)
+  }
+}
+
+/** Seconds since `start`, a `performance.now()` reading (a number: nothing allocated, unlike `hrtime.bigint()`). */
+export const secondsSince = (start: number): number => (performance.now() - start) / 1000
+
+class MeasuredAttempt implements AttemptScope {
+  start = 0
+  readonly run = runDirectly
+  constructor (private readonly message: MeasuredMessage) {}
+
+  end (outcome: ConsumeOutcome, error?: unknown): void {
+    this.message.attempted(secondsSince(this.start), outcome, error)
   }
 }
 
 /**
- * The scope a metrics subscriber gives a consumed message: `attempt` is called with each
+ * The scope a metrics subscriber gives a consumed message: `attempted` is called with each
  * attempt's duration in seconds and outcome, `settled` once with the message's outcome.
+ * Its attempts, which run one after the other, share one attempt scope.
  */
-export function measuredMessage (attempt: (seconds: number, outcome: ConsumeOutcome, error: unknown) => void, settled: (outcome: ConsumeOutcome) => void): MessageScope {
-  let ended = false
-  return {
-    attempt: () => {
-      const start = process.hrtime.bigint()
-      return { run: fn => fn(), end: (outcome, error) => attempt(secondsSince(start), outcome, error) }
-    },
-    deadLetter: async (_destination, send) => await send(),
-    end: (outcome) => {
-      if (ended) return
-      ended = true
-      settled(outcome)
-    }
+export abstract class MeasuredMessage implements MessageScope {
+  #attempt: MeasuredAttempt | undefined
+  #ended = false
+
+  abstract attempted (seconds: number, outcome: ConsumeOutcome, error: unknown): void
+  abstract settled (outcome: ConsumeOutcome): void
+
+  attempt (): AttemptScope {
+    const attempt = this.#attempt ??= new MeasuredAttempt(this)
+    attempt.start = performance.now()
+    return attempt
+  }
+
+  async deadLetter (_destination: string, send: () => Promise<void>): Promise<void> {
+    await send()
+  }
+
+  end (outcome: ConsumeOutcome): void {
+    if (this.#ended) return
+    this.#ended = true
+    this.settled(outcome)
+  }
+}
+
+/**
+ * A value per tuple of up to three strings (topic, group, broker…), made once by `make`:
+ * what metrics subscribers build per message (attribute sets, labelled children) is built
+ * once per tuple and reused. Only for bounded values, as metric labels are.
+ */
+export class TupleCache<V> {
+  readonly #values = new Map<string, Map<string, Map<string, V>>>()
+  readonly #make: (a: string, b: string, c: string) => V
+
+  constructor (make: (a: string, b: string, c: string) => V) {
+    this.#make = make
+  }
+
+  get (a: string, b = '', c = ''): V {
+    let byA = this.#values.get(a)
+    if (byA === undefined) this.#values.set(a, byA = new Map())
+    let byB = byA.get(b)
+    if (byB === undefined) byA.set(b, byB = new Map())
+    let value = byB.get(c)
+    if (value === undefined) byB.set(c, value = this.#make(a, b, c))
+    return value
   }
 }

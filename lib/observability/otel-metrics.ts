@@ -16,11 +16,10 @@
  * or message costs one lookup of the global provider.
  */
 import type { Attributes, Counter, Histogram, Meter, MeterProvider } from '@opentelemetry/api'
-import { measuredMessage, subscribe, type ConsumeInfo, type MessageScope, type PublishInfo, type PublishScope } from './instrumentation.js'
+import { MeasuredMessage, perOutcome, secondsSince as since, subscribe, TupleCache, type ConsumeInfo, type ConsumeOutcome, type MessageScope, type PublishInfo, type PublishScope } from './instrumentation.js'
 import { collectLag } from './lag.js'
 import { otel, type Otel } from './otel.js'
 import { outboxTotal } from './registry.js'
-import { secondsSince as since } from '../time.js'
 import { errorType, messagingSystem } from './tracing.js'
 
 /** The bucket boundaries the messaging conventions recommend for their durations, in seconds. */
@@ -70,24 +69,42 @@ function instruments (api: Otel): Instruments | undefined {
   return current.instruments
 }
 
+/** The attributes of a publish, by broker and topic: built once, reused by every record (the SDK hashes them, never changes them). */
+const sendAttributes = new TupleCache<Attributes>((broker, topic) => ({
+  'messaging.system': messagingSystem(broker),
+  'messaging.destination.name': topic,
+  'messaging.operation.name': 'send',
+  'messaging.operation.type': 'send'
+}))
+
+/** The attributes of a consumed message, by broker, topic and group, and then by outcome. */
+const processAttributes = new TupleCache<Record<ConsumeOutcome, Attributes>>((broker, topic, group) => {
+  const base: Attributes = {
+    'messaging.system': messagingSystem(broker),
+    'messaging.destination.name': topic,
+    'messaging.consumer.group.name': group,
+    'messaging.operation.name': 'process',
+    'messaging.operation.type': 'process'
+  }
+  return perOutcome<Attributes>(outcome => ({ ...base, 'herald.outcome': outcome }))
+})
+
+class PublishMeasure implements PublishScope {
+  readonly #start = performance.now()
+  constructor (private readonly i: Instruments, private readonly attributes: Attributes) {}
+
+  end (error?: unknown): void {
+    const a = error === undefined ? this.attributes : { ...this.attributes, 'error.type': errorType(error) }
+    this.i.sent.add(1, a)
+    this.i.operationDuration.record(since(this.#start), a)
+  }
+}
+
 function publishMetrics (api: Otel, info: PublishInfo): PublishScope | undefined {
   if (!info.tracing) return undefined
   const i = instruments(api)
   if (i === undefined) return undefined
-  const start = process.hrtime.bigint()
-  const attributes: Attributes = {
-    'messaging.system': messagingSystem(info.broker),
-    'messaging.destination.name': info.message.topic,
-    'messaging.operation.name': 'send',
-    'messaging.operation.type': 'send'
-  }
-  return {
-    end: (error) => {
-      const a = error === undefined ? attributes : { ...attributes, 'error.type': errorType(error) }
-      i.sent.add(1, a)
-      i.operationDuration.record(since(start), a)
-    }
-  }
+  return new PublishMeasure(i, sendAttributes.get(info.broker, info.message.topic))
 }
 
 function consumeMetrics (api: Otel, info: ConsumeInfo): MessageScope | undefined {
@@ -95,22 +112,25 @@ function consumeMetrics (api: Otel, info: ConsumeInfo): MessageScope | undefined
   const i = instruments(api)
   if (i === undefined) return undefined
   const { group } = info
-  const base: Attributes = {
-    'messaging.system': messagingSystem(info.broker),
-    'messaging.destination.name': info.delivery.topic,
-    'messaging.consumer.group.name': group,
-    'messaging.operation.name': 'process',
-    'messaging.operation.type': 'process'
-  }
+  const byOutcome = processAttributes.get(info.broker, info.delivery.topic, group)
   inFlight.set(group, (inFlight.get(group) ?? 0) + 1)
-  return measuredMessage((seconds, outcome, error) => {
-    const a: Attributes = { ...base, 'herald.outcome': outcome }
-    if (error !== undefined) a['error.type'] = errorType(error)
-    i.processDuration.record(seconds, a)
-  }, (outcome) => {
-    inFlight.set(group, inFlight.get(group)! - 1)
-    i.consumed.add(1, { ...base, 'herald.outcome': outcome })
-  })
+  return new ConsumeMeasure(i, group, byOutcome)
+}
+
+class ConsumeMeasure extends MeasuredMessage {
+  constructor (private readonly i: Instruments, private readonly group: string, private readonly byOutcome: Record<ConsumeOutcome, Attributes>) {
+    super()
+  }
+
+  attempted (seconds: number, outcome: ConsumeOutcome, error: unknown): void {
+    const a = error === undefined ? this.byOutcome[outcome] : { ...this.byOutcome[outcome], 'error.type': errorType(error) }
+    this.i.processDuration.record(seconds, a)
+  }
+
+  settled (outcome: ConsumeOutcome): void {
+    inFlight.set(this.group, inFlight.get(this.group)! - 1)
+    this.i.consumed.add(1, this.byOutcome[outcome])
+  }
 }
 
 if (otel !== undefined) {

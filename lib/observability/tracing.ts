@@ -11,7 +11,7 @@
  * - `send <dead-letter topic>` (PRODUCER, `herald.dead_letter: true`): the dead-lettering,
  *   a child of the last attempt. The dead letter keeps the original `traceparent`.
  */
-import type { Attributes, Context, Link, Span, Tracer } from '@opentelemetry/api'
+import type { Attributes, Context, Link, ProxyTracerProvider, Span, Tracer, TracerProvider } from '@opentelemetry/api'
 import type { Delivery } from '../brokers/broker.js'
 import { redactText } from '../redact.js'
 import { subscribe, type AttemptScope, type ConsumeInfo, type MessageScope, type PublishInfo, type PublishScope } from './instrumentation.js'
@@ -40,7 +40,7 @@ function failed (api: Otel, span: Span, error: unknown): void {
   span.setAttribute('error.type', errorType(err))
 }
 
-function deliveryAttributes (info: ConsumeInfo): Attributes {
+function attemptAttributes (info: ConsumeInfo, attempt: number): Attributes {
   const d: Delivery = info.delivery
   const attributes: Attributes = {
     'messaging.system': messagingSystem(info.broker),
@@ -48,7 +48,8 @@ function deliveryAttributes (info: ConsumeInfo): Attributes {
     'messaging.consumer.group.name': info.group,
     'messaging.operation.type': 'process',
     'messaging.operation.name': 'process',
-    'herald.delivery.id': d.id
+    'herald.delivery.id': d.id,
+    'herald.attempt': attempt
   }
   const eventId = d.headers['event-id']
   if (eventId !== undefined) attributes['messaging.message.id'] = eventId
@@ -63,12 +64,28 @@ function deliveryAttributes (info: ConsumeInfo): Attributes {
   return attributes
 }
 
-function tracer (api: Otel): Tracer {
-  return api.trace.getTracer('herald')
+/** The tracer provider the API hands out when none is registered. */
+const NOOP_PROVIDER = otel !== undefined ? new otel.ProxyTracerProvider().getDelegate() : undefined
+let current: { provider: TracerProvider, tracer: Tracer } | undefined
+
+/**
+ * Herald's tracer from the registered provider (got once per provider), or undefined when
+ * nothing listens: no tracer provider and no propagator registered, where every span
+ * would be a no-op and no header would be written or read. Checked at each message, cheaply.
+ */
+function listeningTracer (api: Otel): Tracer | undefined {
+  const global = api.trace.getTracerProvider()
+  // The global provider is the API's proxy; its delegate is the SDK's provider once one is registered.
+  const provider = typeof (global as ProxyTracerProvider).getDelegate === 'function' ? (global as ProxyTracerProvider).getDelegate() : global
+  if (provider === NOOP_PROVIDER && api.propagation.fields().length === 0) return undefined
+  if (current?.provider !== provider) current = { provider, tracer: provider.getTracer('herald') }
+  return current.tracer
 }
 
 function publishSpan (api: Otel, info: PublishInfo): PublishScope | undefined {
   if (!info.tracing) return undefined
+  const tracer = listeningTracer(api)
+  if (tracer === undefined) return undefined
   const { message } = info
   const attributes: Attributes = {
     'messaging.system': messagingSystem(info.broker),
@@ -79,7 +96,7 @@ function publishSpan (api: Otel, info: PublishInfo): PublishScope | undefined {
   if (info.eventId !== undefined) attributes['messaging.message.id'] = info.eventId
   if (info.broker === 'kafka' && message.key !== undefined) attributes['messaging.kafka.message.key'] = message.key
   const parent = api.context.active()
-  const span = tracer(api).startSpan(`send ${message.topic}`, { kind: api.SpanKind.PRODUCER, attributes }, parent)
+  const span = tracer.startSpan(`send ${message.topic}`, { kind: api.SpanKind.PRODUCER, attributes }, parent)
   api.propagation.inject(api.trace.setSpan(parent, span), message.headers)
   return {
     end: (error) => {
@@ -91,10 +108,11 @@ function publishSpan (api: Otel, info: PublishInfo): PublishScope | undefined {
 
 function consumeSpans (api: Otel, info: ConsumeInfo): MessageScope | undefined {
   if (!info.tracing) return undefined
+  const tracer = listeningTracer(api)
+  if (tracer === undefined) return undefined
   const extracted = api.propagation.extract(api.ROOT_CONTEXT, info.delivery.headers)
   const origin = api.trace.getSpanContext(extracted)
   const links: Link[] = origin !== undefined && api.isSpanContextValid(origin) ? [{ context: origin }] : []
-  const base = deliveryAttributes(info)
   const topic = info.delivery.topic
   let last: Context | undefined
   return {
@@ -102,7 +120,7 @@ function consumeSpans (api: Otel, info: ConsumeInfo): MessageScope | undefined {
       // Only the first delivery's first attempt continues the producer's trace; a retry or a
       // redelivery is a trace of its own, linked to it (a trace that never ends is unreadable).
       const parent = attempt === 1 ? extracted : api.ROOT_CONTEXT
-      const span = tracer(api).startSpan(`process ${topic}`, { kind: api.SpanKind.CONSUMER, links, attributes: { ...base, 'herald.attempt': attempt } }, parent)
+      const span = tracer.startSpan(`process ${topic}`, { kind: api.SpanKind.CONSUMER, links, attributes: attemptAttributes(info, attempt) }, parent)
       const context = api.trace.setSpan(parent, span)
       return {
         run: (fn) => api.context.with(context, fn),
@@ -116,7 +134,8 @@ function consumeSpans (api: Otel, info: ConsumeInfo): MessageScope | undefined {
     },
     deadLetter: async (destination, send) => {
       const parent = last ?? extracted
-      const span = tracer(api).startSpan(`send ${destination}`, {
+      const eventId = info.delivery.headers['event-id']
+      const span = tracer.startSpan(`send ${destination}`, {
         kind: api.SpanKind.PRODUCER,
         links,
         attributes: {
@@ -127,7 +146,7 @@ function consumeSpans (api: Otel, info: ConsumeInfo): MessageScope | undefined {
           'messaging.consumer.group.name': info.group,
           'herald.dead_letter': true,
           'herald.dead_letter.topic': topic,
-          ...(base['messaging.message.id'] !== undefined ? { 'messaging.message.id': base['messaging.message.id'] } : {})
+          ...(eventId !== undefined ? { 'messaging.message.id': eventId } : {})
         }
       }, parent)
       try {

@@ -1,22 +1,16 @@
 import { expect } from 'chai'
 import { metrics } from '@opentelemetry/api'
-import { AggregationTemporality, MeterProvider, MetricReader, type Histogram as HistogramPoint, type MetricData } from '@opentelemetry/sdk-metrics'
+import { MeterProvider, type Histogram as HistogramPoint, type MetricData } from '@opentelemetry/sdk-metrics'
 import { Registry } from 'prom-client'
 import { heraldMetrics, type HeraldMetrics } from '../../plugins/metrics.js'
 import { createMessaging, messageHandler, startConsumers, type Messaging, type Runner } from '../../lib/index.js'
 import type { BrokerKind } from '../../lib/brokers/broker.js'
 import { cleanUpRun } from '../cleanup.js'
 import { promValue } from './prom.js'
+import { TestReader } from './otel-setup.js'
 import { brokerOptions, eventually, randomName, selectedBrokers } from '../helpers.js'
 
 const SYSTEM: Record<BrokerKind, string> = { kafka: 'kafka', rabbitmq: 'rabbitmq', redis: 'redis', memory: 'herald.memory' }
-
-/** A reader the test collects from when it wants, cumulative like Prometheus. */
-class TestReader extends MetricReader {
-  constructor () { super({ aggregationTemporalitySelector: () => AggregationTemporality.CUMULATIVE }) }
-  protected async onForceFlush (): Promise<void> {}
-  protected async onShutdown (): Promise<void> {}
-}
 
 for (const kind of selectedBrokers()) {
   describe(`OpenTelemetry metrics: ${kind}`, function () {

@@ -4,6 +4,7 @@
 import { context, propagation, trace } from '@opentelemetry/api'
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks'
 import { W3CTraceContextPropagator } from '@opentelemetry/core'
+import { AggregationTemporality, MetricReader } from '@opentelemetry/sdk-metrics'
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base'
 
 export interface TestSdk {
@@ -32,3 +33,10 @@ export function registerTestSdk (): TestSdk {
 }
 
 export const parentOf = (span: ReadableSpan): string | undefined => span.parentSpanContext?.spanId
+
+/** A reader the test collects from when it wants, cumulative like Prometheus. */
+export class TestReader extends MetricReader {
+  constructor () { super({ aggregationTemporalitySelector: () => AggregationTemporality.CUMULATIVE }) }
+  protected async onForceFlush (): Promise<void> {}
+  protected async onShutdown (): Promise<void> {}
+}

@@ -1,7 +1,9 @@
 import { expect } from 'chai'
 import Fastify from 'fastify'
 import request from 'supertest'
-import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api'
+import { context, metrics, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api'
+import { MeterProvider } from '@opentelemetry/sdk-metrics'
+import { Registry } from 'prom-client'
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base'
 import herald from '../../plugins/fastify.js'
 import { createMessaging, messageHandler, startConsumers, type Messaging, type Runner } from '../../lib/index.js'
@@ -9,7 +11,9 @@ import type { BrokerKind } from '../../lib/brokers/broker.js'
 import { cleanUpRun } from '../cleanup.js'
 import { brokerOptions, eventually, randomName, selectedBrokers } from '../helpers.js'
 import { RecordingLogger } from '../support/recording-logger.js'
-import { parentOf, registerTestSdk, type TestSdk } from './otel-setup.js'
+import { parentOf, registerTestSdk, TestReader, type TestSdk } from './otel-setup.js'
+import { heraldMetrics } from '../../plugins/metrics.js'
+import { promValue } from './prom.js'
 
 const SYSTEM: Record<BrokerKind, string> = { kafka: 'kafka', rabbitmq: 'rabbitmq', redis: 'redis', memory: 'herald.memory' }
 
@@ -145,3 +149,70 @@ for (const kind of selectedBrokers()) {
     })
   })
 }
+
+describe('tracing: an SDK registered or removed while Herald runs', function () {
+  this.timeout(30_000)
+
+  it('traces from the next message once an SDK is registered, and stops once it is removed', async function () {
+    const m = createMessaging(brokerOptions('memory'))
+    const topic = randomName()
+    const got: Array<Record<string, string>> = []
+    const runner = await startConsumers({ messaging: m, handlers: [messageHandler({ topic, group: randomName('g') }, async (_message, ctx) => { got.push(ctx.headers) })], signals: false })
+    const publish = async (n: number): Promise<Record<string, string>> => {
+      await m.publishEvent('user.created', { id: n }, { topic })
+      await eventually(() => got.length === n, `message ${n}`)
+      return got[n - 1]!
+    }
+    try {
+      expect((await publish(1)).traceparent).to.equal(undefined)
+      const sdk = registerTestSdk()
+      try {
+        const headers = await publish(2)
+        const spans = await eventually(() => sdk.spans().filter(s => s.name === `process ${topic}`).length === 1 && sdk.spans(), 'the consumer span') as ReadableSpan[]
+        const producer = spans.find(s => s.name === `send ${topic}`)!
+        expect(headers.traceparent).to.equal(`00-${producer.spanContext().traceId}-${producer.spanContext().spanId}-01`)
+      } finally {
+        await sdk.close()
+      }
+      expect((await publish(3)).traceparent).to.equal(undefined)
+    } finally {
+      await runner.stop()
+      await m.close()
+    }
+  })
+})
+
+describe('tracing with OpenTelemetry metrics and herald/metrics on too', function () {
+  this.timeout(30_000)
+
+  it('the handler still runs inside its attempt\'s span, and both metrics count the message', async function () {
+    const sdk = registerTestSdk()
+    const reader = new TestReader()
+    const provider = new MeterProvider({ readers: [reader] })
+    metrics.setGlobalMeterProvider(provider)
+    const registry = new Registry()
+    const prom = heraldMetrics({ registry })
+    const m = createMessaging(brokerOptions('memory'))
+    const topic = randomName()
+    const group = randomName('g')
+    let runner: Runner | undefined
+    try {
+      runner = await startConsumers({ messaging: m, handlers: [messageHandler({ topic, group }, async () => { trace.getTracer('test').startActiveSpan('inside', span => span.end()) })], signals: false })
+      await m.publishEvent('user.created', { id: 1 }, { topic })
+      const spans = await eventually(() => sdk.spans().some(s => s.name === 'inside') && sdk.spans().some(s => s.name === `process ${topic}`) && sdk.spans(), 'the spans') as ReadableSpan[]
+      const consumer = spans.find(s => s.name === `process ${topic}`)!
+      expect(parentOf(spans.find(s => s.name === 'inside')!)).to.equal(consumer.spanContext().spanId)
+      await eventually(async () => await promValue(registry, 'herald_consumed_messages_total', { topic, group, outcome: 'ack' }) === 1, 'the prom-client count')
+      const { resourceMetrics } = await reader.collect()
+      const consumed = resourceMetrics.scopeMetrics.flatMap(s => s.metrics).find(x => x.descriptor.name === 'messaging.client.consumed.messages')
+      expect(consumed?.dataPoints.map(p => [p.attributes['messaging.destination.name'], p.attributes['herald.outcome'], p.value])).to.deep.include([topic, 'ack', 1])
+    } finally {
+      await runner?.stop()
+      await m.close()
+      prom.close()
+      metrics.disable()
+      await provider.shutdown()
+      await sdk.close()
+    }
+  })
+})
