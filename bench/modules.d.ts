@@ -11,8 +11,11 @@ declare module 'autocannon' {
     /** Seconds before a request counts as timed out. */
     timeout?: number
   }
-  interface Result { '2xx': number, non2xx: number, errors: number, timeouts: number, duration: number }
+  export interface Result { '2xx': number, non2xx: number, errors: number, timeouts: number, duration: number }
+  /** The running load: 'response' is emitted once per answer. */
+  interface Instance { on: (event: 'response', listener: () => void) => Instance }
   function autocannon (options: Options): Promise<Result>
+  function autocannon (options: Options, done: (err: Error | null | undefined, result: Result) => void): Instance
   export default autocannon
 }
 

@@ -75,22 +75,12 @@ const NOOP_MESSAGE: MessageScope = { attempt: () => NOOP_ATTEMPT, deadLetter: as
  */
 export function observePublish (info: PublishInfo, send: () => Promise<void>): Promise<void> {
   if (!active) return send()
-  let first: PublishScope | undefined
-  let more: PublishScope[] | undefined
-  for (const s of subscribers) {
-    const scope = s.publish?.(info)
-    if (scope === undefined) continue
-    if (first === undefined) first = scope
-    else (more ??= []).push(scope)
-  }
-  if (first === undefined) return send()
-  const scope = first
+  const scopes = opened(s => s.publish?.(info))
+  if (scopes === undefined) return send()
   return send().then(() => {
-    scope.end()
-    if (more !== undefined) for (const s of more) s.end()
+    for (const scope of scopes) scope.end()
   }, (err: unknown) => {
-    scope.end(err)
-    if (more !== undefined) for (const s of more) s.end(err)
+    for (const scope of scopes) scope.end(err)
     throw err
   })
 }
@@ -98,15 +88,18 @@ export function observePublish (info: PublishInfo, send: () => Promise<void>): P
 /** Starts observing a consumed message. */
 export function observeConsume (info: ConsumeInfo): MessageScope {
   if (!active) return NOOP_MESSAGE
-  let first: MessageScope | undefined
-  let more: MessageScope[] | undefined
+  const scopes = opened(s => s.consume?.(info))
+  return scopes === undefined ? NOOP_MESSAGE : scopes.length === 1 ? scopes[0]! : new Messages(scopes)
+}
+
+/** The scopes the subscribers open for one message, in subscription order (undefined: none opened one). */
+function opened<T> (open: (s: Subscriber) => T | undefined): T[] | undefined {
+  let scopes: T[] | undefined
   for (const s of subscribers) {
-    const scope = s.consume?.(info)
-    if (scope === undefined) continue
-    if (first === undefined) first = scope
-    else (more ??= [first]).push(scope)
+    const scope = open(s)
+    if (scope !== undefined) (scopes ??= []).push(scope)
   }
-  return more !== undefined ? new Messages(more) : first ?? NOOP_MESSAGE
+  return scopes
 }
 
 /** What an attempt scope that does not wrap the handler has as `run`: the hub then calls the handler without it. */
