@@ -55,6 +55,7 @@ export function kafkaDelivery (p: Part, entry: Entry<KafkaMessage>, hooks: Deliv
         return
       }
       p.ledger.ack(offset)
+      p.mustLand = Math.max(p.mustLand, p.ledger.headOrNext())
       await hooks.acked()
     },
     release: async () => {

@@ -30,6 +30,8 @@ export class Part {
   markedHead = -1
   /** The head waits for a commit counting its delivery. */
   wantMark = false
+  /** An ack moved the offset to commit up to this; -1 once a commit of it (or past it) landed. */
+  mustLand = -1
   /** Offset and metadata of the last commit that landed. */
   landed = ''
   /** Asked by the leader to give it back once nothing of it is in hand. */
@@ -179,13 +181,17 @@ export function collectCommits (parts: Iterable<Part>, abandoned: boolean, stopp
     if (mark === undefined) continue
     const metadata = encodeMark(mark)
     const key = `${mark.offset}|${metadata}`
-    if (key === p.landed) continue
+    if (key === p.landed) {
+      if (mark.offset >= p.mustLand) p.mustLand = -1
+      continue
+    }
     offsets.push({ topic: p.topic, partition: p.partition, offset: String(mark.offset), metadata })
     notes.push(() => {
       p.landed = key
       if (counted) p.markedHead = mark.offset
       if (p.markedHead === mark.offset) p.wantMark = false
       if (lease !== undefined && lease > p.leased) p.leased = lease
+      if (mark.offset >= p.mustLand) p.mustLand = -1
     })
   }
   return { offsets, landed: () => { onLanded(); for (const note of notes) note() } }

@@ -25,7 +25,7 @@ export interface KafkaSubscriptionOptions {
   onDelivery: DeliveryHandler
   logger: Logger
   secrets: string[]
-  /** Describes the brokers, for messages: `127.0.0.1:9092`. */
+  /** Describes the brokers, for messages (`127.0.0.1:9092`). */
   brokers: string
   outage: OutageLog
   onClosed: () => void
@@ -243,10 +243,10 @@ export class KafkaSubscription implements Subscription {
     const room = (): boolean => this.#inFlight.count - this.#waiting < this.#o.options.maxInFlight
     for (const p of this.#suspects) if (p.isLoaded && p.inHand.size === 0 && (p.ledger.headOrNext() >= p.suspectUntil || this.#due.notYet(p.topic, p.flow.peek()?.item))) this.#cleared(p)
     if (this.#suspects.size > 0) {
-      // After a worker died: one message that may have been in hand then at a time, nothing beside it.
-      if ([...this.#suspects].some(p => p.inHand.size > 0) || !room()) return
-      // The one whose delivery is being counted, if one is: only one is ever counted at a time.
-      const counting = [...this.#suspects].find(p => p.wantMark)
+      // After a death: one message that may have been in hand then at a time, nothing beside it, the next once the last ack is committed.
+      if ([...this.#suspects].some(p => p.inHand.size > 0) || [...this.#parts.values()].some(p => p.mustLand >= 0) || !room()) return
+      // The one whose delivery is being counted or was counted, if one is: only one is ever counted at a time.
+      const counting = [...this.#suspects].find(p => p.wantMark || (p.markedHead >= 0 && p.markedHead === p.ledger.head()))
       for (const p of counting === undefined ? this.#suspects : [counting]) {
         const entry = p.flow.peek()
         if (!p.isLoaded || entry === undefined) continue
