@@ -191,3 +191,18 @@ export interface BrokerDeps {
   /** The service name, used as the client id / connection name. */
   clientId: string
 }
+
+/**
+ * Headers of a retry stored in the broker (`durableRetryAfter`). When it comes back, the
+ * runner counts attempts on from `herald-attempt`, so `maxRetries` spans the retries that
+ * waited in the process and those the broker kept. An adapter with `scheduleRetry` holds a
+ * retry back until `retryAt` where the broker cannot delay it by itself (Kafka).
+ */
+export const RETRY_HEADERS = {
+  /** The attempt the stored retry will be (2 for the first retry). */
+  attempt: 'herald-attempt',
+  /** Why the previous attempt failed (redacted, one line, at most 1000 characters). */
+  reason: 'herald-retry-reason',
+  /** When it is due, ISO-8601. */
+  retryAt: 'herald-retry-at'
+} as const

@@ -1,19 +1,7 @@
-import type { Broker, Delivery, OutgoingMessage } from '../brokers/broker.js'
+import { RETRY_HEADERS, type Broker, type Delivery, type OutgoingMessage } from '../brokers/broker.js'
 import { headerReason } from './failure-reason.js'
 
-/**
- * Headers of a retry stored in the broker (`durableRetryAfter`). When it comes back, the
- * runner counts attempts on from `herald-attempt`, so `maxRetries` spans the retries that
- * waited in the process and those the broker kept.
- */
-export const RETRY_HEADERS = {
-  /** The attempt the stored retry will be (2 for the first retry). */
-  attempt: 'herald-attempt',
-  /** Why the previous attempt failed (redacted, one line, at most 1000 characters). */
-  reason: 'herald-retry-reason',
-  /** When it is due, ISO-8601. */
-  retryAt: 'herald-retry-at'
-} as const
+export { RETRY_HEADERS }
 
 /** The attempts a delivery had before it was stored as a retry (0 when it was not). */
 export function attemptsBefore (headers: Record<string, string>): number {

@@ -7,6 +7,7 @@ import type { PartitionCommit } from './kafka-commit-rounds.js'
 import { kafkaReason } from './kafka-errors.js'
 import { PartitionFlow } from './kafka-partition-flow.js'
 import { groupRetryTopic } from '../shared/group-destination.js'
+import { RETRY_HEADERS } from '../broker.js'
 
 /** One assigned partition: its lanes, its ledger, and what its commits said. */
 export class Part {
@@ -197,9 +198,6 @@ export function collectCommits (parts: Iterable<Part>, abandoned: boolean, stopp
   return { offsets, landed: () => { onLanded(); for (const note of notes) note() } }
 }
 
-/** The header of a durable retry with the time it is due (ISO-8601), set by the runner (lib/runner/durable-retry.ts). */
-const RETRY_AT_HEADER = 'herald-retry-at'
-
 /**
  * Holds back the messages of a group's retry topics (`<topic>.<group>.retry`) until their
  * `herald-retry-at`: a message not due yet is not handed over (it stays fetched, not in
@@ -232,7 +230,7 @@ export class DueGate {
       this.#retryTopics = new Set(topics.map(t => groupRetryTopic(t, group)))
     }
     if (!this.#retryTopics.has(topic)) return false
-    const raw = message.headers?.[RETRY_AT_HEADER]
+    const raw = message.headers?.[RETRY_HEADERS.retryAt]
     const at = Date.parse(String(Array.isArray(raw) ? raw[0] : raw))
     const now = Date.now()
     if (!Number.isFinite(at) || at <= now) return false
