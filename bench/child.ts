@@ -19,6 +19,9 @@ switch (kind) {
   case 'herald':
     await (await import('./contenders/herald.js')).run(task)
     break
+  case 'herald-batch':
+    await (await import('./contenders/herald.js')).run(task, {}, true)
+    break
   case 'herald-untraced':
     await (await import('./contenders/herald.js')).run(task, { tracing: false })
     break

@@ -45,6 +45,7 @@ export async function printReport (measures: Measure[], ctx: Context): Promise<v
       const best = peers.reduce((a, x) => x.v > a.v ? x : a)
       return `${ratio(med('e2e', b, 'herald'), best.v)} ${best.p === 'nest' ? 'NestJS' : 'Moleculer'}`
     }],
+    ['same, Herald `batchHandler` at its defaults (maxBatchSize 100, maxWaitMs 50) ÷ raw loop', b => ratio(med('e2e', b, 'herald-batch'), med('e2e', b, 'raw'))],
     ['same, Moleculer channels (msg/s)', b => { const v = med('e2e', b, 'moleculer'); return Number.isFinite(v) ? k(v) : '—' }],
     ['same, NestJS microservices (msg/s)', b => { const v = med('e2e', b, 'nest'); return Number.isFinite(v) ? k(v) + (b === 'redis' ? ' (pub/sub, not durable)' : '') : '—' }],
     ['observability on ÷ off, 100 in flight: Herald with an OTel SDK (spans through a BatchSpanProcessor, OTel metrics) and `herald/metrics` ÷ Herald without (msg/s)', b => ratio(med('publish100', b, 'herald-otel'), med('publish100', b, 'herald'))],

@@ -4,7 +4,7 @@
 import { expect } from 'chai'
 import { Type } from '@sinclair/typebox'
 import {
-  ConfigError, consumer, createMessaging, HandlerError, InvalidMessageError, messageHandler, onEvent, startConsumers,
+  batchHandler, ConfigError, consumer, createMessaging, HandlerError, InvalidMessageError, messageHandler, onEvent, startConsumers,
   type Messaging
 } from '../lib/index.js'
 import { decodeBody, decodeMessage } from '../lib/event.js'
@@ -72,6 +72,21 @@ describe('bad input', function () {
       }, async function ok () {})
       expect(definition.topics).to.deep.equal(['orders', 'payments'])
       expect(definition.maxMessageBytes).to.equal(10)
+    })
+
+    it('batchHandler options are checked when the handler is defined, naming the option and the fix', function () {
+      const define = (options: Record<string, unknown>): Error => thrown(() => batchHandler({ topic: 'orders', ...options } as never, async function saveOrders () {}))
+      expect(define({ maxBatchSize: 0 })).to.be.instanceOf(HandlerError)
+      expect(define({ maxBatchSize: 0 }).message).to.equal('batchHandler "saveOrders": maxBatchSize must be a whole number from 1 to 10000, got 0; e.g. maxBatchSize: 100 (the most messages in one batch)')
+      expect(define({ maxWaitMs: '1s' }).message).to.equal('batchHandler "saveOrders": maxWaitMs must be a whole number of milliseconds from 0 to 2147483647, got "1s" (a number, not a string); e.g. maxWaitMs: 50 to wait up to 50 ms for a batch to fill')
+      expect(define({ batchSize: 10 }).message).to.match(/^batchHandler "saveOrders": unknown option "batchSize"; did you mean "maxBatchSize"\? The options are: topic, group, schema, maxBatchSize, maxWaitMs,/)
+      // One batch runs at a time (per-key order): there is no concurrency to set.
+      expect(define({ concurrency: 4 }).message).to.contain('batchHandler "saveOrders": unknown option "concurrency"')
+      expect(define({ raw: true }).message).to.contain('batchHandler "saveOrders": unknown option "raw"')
+      expect(thrown(() => batchHandler({ topic: 'orders' }, undefined as never)).message).to.equal('batchHandler(options, fn): fn must be a function (items, ctx) => …')
+      const ok = batchHandler({ topic: ['orders', 'payments'], group: 'billing', maxBatchSize: 500, maxWaitMs: 0, maxRetries: 0 }, async function saveAll () {})
+      expect(ok.topics).to.deep.equal(['orders', 'payments'])
+      expect(ok.name).to.equal('saveAll')
     })
 
     it('@onEvent options are checked when the class is defined, naming the method', function () {

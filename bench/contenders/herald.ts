@@ -1,6 +1,6 @@
 // Herald at its defaults: `publishEvent` to publish, `startConsumers` with a `messageHandler`
 // to consume. Imported from the built `dist/`, so the bench measures what the repo holds.
-import { createMessaging, messageHandler, startConsumers, type Messaging, type MessagingOptions } from '../../dist/lib/index.js'
+import { batchHandler, createMessaging, messageHandler, startConsumers, type Messaging, type MessagingOptions } from '../../dist/lib/index.js'
 import { answer, produce, publishLevels, EVENT_NAME, KAFKA_BROKERS, keyOf, order, RABBITMQ_URL, ready, REDIS_URL, sendAll, sendAtRate, SOURCE, Tally, type BrokerName, type Task } from '../common.js'
 
 /** Herald's options for a broker: only where it is and who is sending; everything else at its default. */
@@ -11,7 +11,8 @@ export function heraldOptions (broker: BrokerName): MessagingOptions {
   return { broker, ...where, source: SOURCE, logger: false }
 }
 
-export async function run (task: Task, extra: MessagingOptions = {}): Promise<void> {
+/** `batch`: consume with a `batchHandler` at its defaults instead of a `messageHandler`. */
+export async function run (task: Task, extra: MessagingOptions = {}, batch = false): Promise<void> {
   const messaging: Messaging = createMessaging({ ...heraldOptions(task.broker), ...extra })
   const publish = async (i: number): Promise<unknown> => await messaging.publishEvent(EVENT_NAME, order(i), { topic: task.topic, key: keyOf(i) })
   try {
@@ -21,7 +22,9 @@ export async function run (task: Task, extra: MessagingOptions = {}): Promise<vo
       answer(await produce(task.n, publish))
     } else if (task.role === 'consume' || task.role === 'latency') {
       const tally = new Tally(task.n)
-      const handler = messageHandler({ topic: task.topic, group: task.group }, async (data) => { tally.record(data) })
+      const handler = batch
+        ? batchHandler({ topic: task.topic, group: task.group }, async (items) => { for (const item of items) tally.record(item.message) })
+        : messageHandler({ topic: task.topic, group: task.group }, async (data) => { tally.record(data) })
       const runner = await startConsumers({ messaging, handlers: [handler], signals: false })
       if (task.role === 'consume') {
         ready()

@@ -65,6 +65,12 @@ export interface Delivery {
    * need), only against `maxWaiting`. Settling ends the wait too.
    */
   waiting?(on: boolean): void
+  /**
+   * The consumer keeps this message's order from now on (a batch handler took it into a
+   * batch): an adapter that hands a key's messages over one at a time may hand over the next
+   * message of its key before this one is settled.
+   */
+  handOn?(): void
 }
 
 export interface SubscribeOptions {

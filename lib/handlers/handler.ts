@@ -120,7 +120,45 @@ export interface Target {
   raw: boolean
   /** Calls the user's code with the (validated) payload or event. */
   invoke(payload: unknown, event: Event | undefined, ctx: Context): Promise<unknown>
+  /** A batch handler's target (`batchHandler()`): its messages are gathered and handed over together; `invoke` is not used. */
+  batch?: BatchTarget
 }
+
+/** How a batch handler gathers its messages, and the call that takes a batch. */
+export interface BatchTarget {
+  maxBatchSize: number
+  maxWaitMs: number
+  invoke(items: BatchItem[], ctx: BatchContext): Promise<unknown>
+}
+
+/** One message of a batch, as a batch handler receives it. */
+export interface BatchItem<T = unknown> {
+  /** The message (an event's `data`, or a plain message's JSON), validated by the schema when there is one. */
+  message: T
+  /** The event, when the message is a Herald envelope. Use `event.id` to make handlers idempotent. */
+  event: Event | undefined
+  topic: string
+  key: string | undefined
+  headers: Record<string, string>
+  /** 1 on the first delivery, then 2, 3… for this message's retries. */
+  attempt: number
+  /** The broker's name for the message's position. */
+  messageId: string
+}
+
+/** A batch handler's second argument, besides whatever `context()` returned. */
+export interface BatchHandlerContext {
+  /** Marks one item (its index in the batch, or the item itself) as failed: only it is retried, or dead-lettered when `error` is a `NonRetriableError` or its attempts are used up. */
+  fail(item: number | BatchItem<any>, error: unknown): void
+  /** A logger bound to the group and handler. */
+  logger: Logger
+  /** Aborted when the batch's `timeout` expires or a shutdown stops waiting for it. */
+  signal: AbortSignal
+  messaging: Messaging
+}
+
+/** The batch handler context with the fields your `context()` factory adds. */
+export type BatchContext<Extra extends object = {}> = BatchHandlerContext & Extra
 
 // A registered symbol: a handler module may import another copy of Herald than the runner that loads
 // it (a globally installed CLI, a linked package), and the runner must still recognise it.

@@ -17,6 +17,7 @@ export const DEFAULT_DURABLE_RETRY_AFTER = 60_000
 export const MESSAGE_HANDLER_OPTIONS = ['topic', 'group', 'schema', 'concurrency', 'autoStart', 'maxMessageBytes', ...RETRY_OPTIONS, 'raw'] as const
 export const ON_EVENT_OPTIONS = ['schema', ...RETRY_OPTIONS, 'raw'] as const
 export const CONSUMER_OPTIONS = ['topics', 'concurrency', 'autoStart', 'maxMessageBytes'] as const
+export const BATCH_HANDLER_OPTIONS = ['topic', 'group', 'schema', 'maxBatchSize', 'maxWaitMs', 'autoStart', 'maxMessageBytes', ...RETRY_OPTIONS] as const
 
 interface NumberRule {
   min: number
@@ -32,6 +33,8 @@ const NUMBER_RULES: Record<string, NumberRule> = {
   durableRetryAfter: { min: 0, max: MAX_TIMER_MS, unit: ' of milliseconds', example: 'durableRetryAfter: 60000 to store retries of a minute or more in the broker, or false to keep every retry in the process' },
   timeout: { min: 1, max: MAX_TIMER_MS, unit: ' of milliseconds', example: 'timeout: 30000 for 30 seconds, or leave it out for no timeout' },
   concurrency: { min: 1, max: 100_000, unit: '', example: 'concurrency: 10 (1 handles one message at a time)' },
+  maxBatchSize: { min: 1, max: 10_000, unit: '', example: 'maxBatchSize: 100 (the most messages in one batch)' },
+  maxWaitMs: { min: 0, max: MAX_TIMER_MS, unit: ' of milliseconds', example: 'maxWaitMs: 50 to wait up to 50 ms for a batch to fill' },
   maxMessageBytes: { min: 1, max: Number.MAX_SAFE_INTEGER, unit: ' of bytes', example: 'maxMessageBytes: 1048576 for 1 MiB' },
   shutdownTimeout: { min: 0, max: MAX_TIMER_MS, unit: ' of milliseconds', example: 'shutdownTimeout: 30000 for 30 seconds' }
 }

@@ -1,5 +1,10 @@
 import { HandlerTimeoutError } from '../errors.js'
 
+/** How one attempt ended: succeeded, or failed (`shutdown`: a forced shutdown stopped waiting for it). */
+export type Outcome = { ok: true } | { ok: false, error: unknown, shutdown: boolean }
+
+export const SUCCEEDED: Outcome = { ok: true }
+
 /**
  * One run of a handler: ends when the handler's promise does, or at once when it is
  * aborted (its timeout, a forced shutdown). The AbortController behind `ctx.signal` is

@@ -10,7 +10,8 @@ import { failureReason } from './failure-reason.js'
 import { KeyQueue, Semaphore } from './key-queue.js'
 import { setMaxListeners } from 'node:events'
 import { RetryWaits, retryDelayFor } from './retry.js'
-import { Attempt } from './attempt.js'
+import { Attempt, SUCCEEDED, type Outcome } from './attempt.js'
+import { Batcher } from './batcher.js'
 import { attemptsBefore, storeRetry } from './durable-retry.js'
 import { Backoff, settledWithin, sleep } from '../time.js'
 import { schemaErrors } from '../handlers/schema.js'
@@ -28,11 +29,7 @@ export interface ConsumerSettings {
   maxMessageBytes: number
 }
 
-type Outcome = { ok: true } | { ok: false, error: unknown, shutdown: boolean }
-
 const DEFAULT_POLICY: Pick<RetryPolicy, 'deadLetter'> = { deadLetter: undefined }
-
-const SUCCEEDED: Outcome = { ok: true }
 
 /**
  * Runs one handler definition in one group: takes every message delivered for its topics
@@ -57,6 +54,8 @@ export class HandlerConsumer {
   readonly #handOn = new WeakMap<Delivery, () => void>()
   /** What observes each message being handled (tracing, metrics). */
   readonly #observed = new WeakMap<Delivery, MessageScope>()
+  /** A batch handler's gatherer (`batchHandler()`), else undefined. */
+  readonly #batcher: Batcher | undefined
   constructor (definition: HandlerDefinition, settings: ConsumerSettings) {
     this.definition = definition
     this.settings = settings
@@ -64,6 +63,11 @@ export class HandlerConsumer {
     // Every handler that timed out and ignores its signal listens for a forced stop: as many as `concurrency`, which may exceed Node's default of 10.
     setMaxListeners(0, this.#forced.signal)
     this.#log = childLogger(settings.logger, { group: settings.group, handler: definition.name })
+    const batch = definition.targets[0]?.batch
+    if (batch !== undefined) {
+      const { messaging, group, context } = settings
+      this.#batcher = new Batcher(batch, definition.targets[0]!.policy.timeout, { messaging, group, context, logger: this.#log, forced: this.#forced.signal })
+    }
   }
 
   /** Every dead-letter destination this consumer may send to, so the broker keeps them from the start. */
@@ -110,6 +114,7 @@ export class HandlerConsumer {
   beginStop (): void {
     this.#stopping.abort()
     this.#retryWaits.cancelAll()
+    this.#batcher?.drain()
   }
 
   /** The shutdown stops waiting: running handlers' `ctx.signal` aborts and their messages are released. */
@@ -117,6 +122,7 @@ export class HandlerConsumer {
     this.#forced.abort()
     const reason = new ShutdownAbortError()
     for (const attempt of this.#running) attempt.abort(reason)
+    this.#batcher?.force(reason)
   }
 
   async #process (delivery: Delivery): Promise<void> {
@@ -163,15 +169,23 @@ export class HandlerConsumer {
     }
     for (let attempt = before + delivery.redeliveries + 1; ; attempt++) {
       if (this.#stopping.signal.aborted) return await this.#release(delivery)
-      await this.#slots.acquire()
       let outcome: Outcome
       let observed: AttemptScope
-      try {
-        if (this.#stopping.signal.aborted) return await this.#release(delivery)
+      if (target.batch !== undefined) {
         observed = this.#observed.get(delivery)!.attempt(attempt)
-        outcome = await observed.run(() => this.#attempt(target, delivery, payload, event, attempt))
-      } finally {
-        this.#slots.release()
+        // In a batch, the next message of its key may join this batch (after it) or a later one: batches run one at a time.
+        this.#handOn.get(delivery)?.()
+        delivery.handOn?.()
+        outcome = await this.#batcher!.submit(delivery, payload, event, attempt)
+      } else {
+        await this.#slots.acquire()
+        try {
+          if (this.#stopping.signal.aborted) return await this.#release(delivery)
+          observed = this.#observed.get(delivery)!.attempt(attempt)
+          outcome = await observed.run(() => this.#attempt(target, delivery, payload, event, attempt))
+        } finally {
+          this.#slots.release()
+        }
       }
       const verdict: ConsumeOutcome = outcome.ok ? 'ack' : outcome.shutdown ? 'released' : !isRetriable(outcome.error) || attempt > policy.maxRetries ? 'dead_letter' : 'retry'
       observed.end(verdict, outcome.ok ? undefined : outcome.error)

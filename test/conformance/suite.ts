@@ -9,6 +9,7 @@ import type { BrokerKind } from '../../lib/brokers/broker.js'
 import { cleanUpRun } from '../cleanup.js'
 import { eventually, randomName, sleep } from '../helpers.js'
 import { RecordingLogger } from '../support/recording-logger.js'
+import { batchCases } from './batch-cases.js'
 
 /** How a broker differs, where it truly does. */
 export interface BrokerFeatures {
@@ -701,6 +702,8 @@ export function conformance (target: ConformanceTarget): void {
         expect(dead[0]!.ctx.headers[DLQ_HEADERS.reason]).to.contain('/email:').and.to.contain("'email' format")
       })
     })
+
+    batchCases({ messaging, start, deadLetters })
   })
 }
 

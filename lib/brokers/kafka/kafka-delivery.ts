@@ -21,6 +21,8 @@ export interface DeliveryHooks {
   /** After the message went back to its lane. */
   released: () => Promise<void>
   heartbeat: () => Promise<void>
+  /** The next message of its key may be handed over (`Delivery.handOn`). */
+  handedOn: () => void
 }
 
 /** One message handed over: its lane, its ledger and the subscription learn how it was settled, once. */
@@ -74,6 +76,11 @@ export function kafkaDelivery (p: Part, entry: Entry<KafkaMessage>, hooks: Deliv
         // A rebalance or a restart answers the heartbeat with an error; kafkajs's loop rejoins.
         hooks.logger.debug({ group: hooks.group, err: kafkaReason(err, hooks.secrets) }, 'Kafka heartbeat failed')
       }
+    },
+    handOn: () => {
+      if (settled) return
+      p.flow.handOn(entry)
+      hooks.handedOn()
     },
     waiting: (on) => {
       if (settled || waiting === on) return

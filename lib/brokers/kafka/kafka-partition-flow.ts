@@ -66,12 +66,22 @@ export class PartitionFlow<T> {
   /** A handed-over entry was acked: the next of its key gets its turn. */
   settled (entry: Entry<T>): void {
     if (!this.#inHand.delete(entry)) return
-    if (entry.key === undefined) return
-    const lane = this.#lanes.get(entry.key)
+    if (entry.key !== undefined) this.#next(entry)
+  }
+
+  /** `entry`, the head of its lane, leaves it (if it still is the head): the next of its key is ready. */
+  #next (entry: Entry<T>): void {
+    const lane = this.#lanes.get(entry.key!)
     if (lane === undefined || lane[0] !== entry) return
     lane.shift()
-    if (lane.length === 0) this.#lanes.delete(entry.key)
+    if (lane.length === 0) this.#lanes.delete(entry.key!)
     else this.#ready.push(lane[0]!)
+  }
+
+  /** A handed-over entry's order is kept by its consumer now: the next of its key gets its turn, while this one stays in hand. */
+  handOn (entry: Entry<T>): void {
+    if (!this.#inHand.has(entry) || entry.key === undefined) return
+    this.#next(entry)
   }
 
   /** A handed-over entry was given back: it is the next to hand over again (its key keeps its place). */

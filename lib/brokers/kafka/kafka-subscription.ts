@@ -282,8 +282,8 @@ export class KafkaSubscription implements Subscription {
       logger: this.#o.logger,
       secrets: this.#o.secrets,
       settled: () => settle(),
-      // Its key waits in its lane; the room it leaves lets other keys and partitions go.
-      waiting: on => { this.#waiting += on ? 1 : -1; if (on) this.#pump() },
+      waiting: on => { this.#waiting += on ? 1 : -1; if (on) this.#pump() }, // its key waits in its lane; the room it leaves lets other keys and partitions go
+      handedOn: () => this.#afterSettle(p),
       abandoned: () => this.#abandoned,
       acked: async () => {
         if (p.suspect && p.inHand.size === 0 && p.ledger.headOrNext() >= p.suspectUntil) this.#cleared(p)
