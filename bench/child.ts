@@ -33,6 +33,9 @@ switch (kind) {
   case 'raw-bare':
     await (await import('./contenders/raw.js')).run(task, kind === 'raw-bare')
     break
+  case 'raw-platformatic':
+    await (await import('./contenders/raw.js')).run(task, false, 'platformatic')
+    break
   case 'moleculer':
     await (await import('./contenders/moleculer.js')).run(task)
     break

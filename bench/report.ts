@@ -34,6 +34,8 @@ export async function printReport (measures: Measure[], ctx: Context): Promise<v
     return values.length === 0 ? Number.NaN : ctx.median(values)
   }
   const ratio = (a: number, b: number, fmt = k): string => Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(2)}× (${fmt(a)} vs ${fmt(b)})` : '—'
+  /** Several ratios in one cell; '—' when none was measured, so the row is left out. */
+  const several = (...cells: string[]): string => cells.every(c => c === '—') ? '—' : cells.join(' / ')
   const rows: Array<[string, (b: BrokerName) => string]> = [
     ['publish, acknowledged, 1 in flight: Herald `publishEvent` ÷ raw producer, same bytes (msg/s)', b => ratio(med('publish1', b, 'herald'), med('publish1', b, 'raw'))],
     ['publish, acknowledged, 100 in flight: Herald ÷ raw coalesced producer, same bytes', b => ratio(med('publish100', b, 'herald'), med('publish100', b, 'raw'))],
@@ -58,6 +60,13 @@ export async function printReport (measures: Measure[], ctx: Context): Promise<v
     ['same, CPU per message consumed', b => ratio(med('cpu-consume', b, 'herald'), med('cpu-consume', b, 'herald-untraced'), us)],
     [`publish→handle latency p50 at ${ctx.rate} msg/s: Herald ÷ raw loop`, b => ratio(med('latency50', b, 'herald'), med('latency50', b, 'raw'), ms)],
     ['same, p99', b => ratio(med('latency99', b, 'herald'), med('latency99', b, 'raw'), ms)],
+    ['second raw Kafka client (@platformatic/kafka, same loop, same bytes), publish 1 in flight: Herald ÷ it', b => ratio(med('publish1', b, 'herald'), med('publish1', b, 'raw-platformatic'))],
+    ['same, 100 in flight: Herald ÷ it', b => ratio(med('publish100', b, 'herald'), med('publish100', b, 'raw-platformatic'))],
+    ['same, end to end durable: Herald ÷ it', b => ratio(med('e2e', b, 'herald'), med('e2e', b, 'raw-platformatic'))],
+    ['same, latency p50 / p99: Herald ÷ it', b => several(ratio(med('latency50', b, 'herald'), med('latency50', b, 'raw-platformatic'), ms), ratio(med('latency99', b, 'herald'), med('latency99', b, 'raw-platformatic'), ms))],
+    ['the clients alone, raw @platformatic/kafka ÷ raw kafkajs: publish 1 in flight / 100 in flight / end to end (msg/s)', b => several(ratio(med('publish1', b, 'raw-platformatic'), med('publish1', b, 'raw')), ratio(med('publish100', b, 'raw-platformatic'), med('publish100', b, 'raw')), ratio(med('e2e', b, 'raw-platformatic'), med('e2e', b, 'raw')))],
+    ['same, latency p50 / p99 (ms; below 1× is faster)', b => several(ratio(med('latency50', b, 'raw-platformatic'), med('latency50', b, 'raw'), ms), ratio(med('latency99', b, 'raw-platformatic'), med('latency99', b, 'raw'), ms))],
+    ['same, CPU time per message of the publishing process (100 in flight) / of the consuming process (end to end) (µs; below 1× is cheaper; less sensitive to a loaded machine)', b => several(ratio(med('cpu-publish100', b, 'raw-platformatic'), med('cpu-publish100', b, 'raw'), us), ratio(med('cpu-consume', b, 'raw-platformatic'), med('cpu-consume', b, 'raw'), us))],
     [`Fastify \`POST\` with \`config.event\` ÷ the same bare route (req/s, autocannon, ${CONNECTIONS} connections)`, b => ratio(med('http-fastify-event', b, 'fastify'), med('http-fastify-bare', b, 'fastify'))],
     ['same ÷ a naive route that awaits one raw send per request', b => ratio(med('http-fastify-event', b, 'fastify'), med('http-fastify-naive', b, 'fastify'))],
     ['Express `emit()` ÷ the same bare route', b => ratio(med('http-express-event', b, 'express'), med('http-express-bare', b, 'express'))],
@@ -111,7 +120,7 @@ function machine (): string {
     commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim()
     if (execFileSync('git', ['status', '--porcelain', '--', 'lib', 'plugins'], { cwd: ROOT, encoding: 'utf8' }).trim() !== '') commit += ' + uncommitted changes in lib/ or plugins/'
   } catch {}
-  const names = ['kafkajs', 'ioredis', 'fastify', 'express', 'moleculer', '@moleculer/channels', '@nestjs/core', '@nestjs/microservices', 'amqp-connection-manager', 'autocannon', '@opentelemetry/api', '@opentelemetry/sdk-trace-base', '@opentelemetry/sdk-metrics', 'prom-client']
+  const names = ['kafkajs', '@platformatic/kafka', 'ioredis', 'fastify', 'express', 'moleculer', '@moleculer/channels', '@nestjs/core', '@nestjs/microservices', 'amqp-connection-manager', 'autocannon', '@opentelemetry/api', '@opentelemetry/sdk-trace-base', '@opentelemetry/sdk-metrics', 'prom-client']
   return [
     `Machine: ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, load average ${os.loadavg().map(l => l.toFixed(1)).join(' ')} at the end, Node ${process.version}, ${os.platform()} ${os.release()}.`,
     `Herald at commit ${commit}. Versions: ${names.map(n => `${n} ${version(n)}`).join(', ')}, ${amqplibVersions()}.`

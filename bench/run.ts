@@ -15,8 +15,15 @@ const USAGE = `npm run bench [-- options]
   --broker LIST         comma separated: kafka,rabbitmq,redis,memory (default: all four)
   --scenario LIST       comma separated: publish,e2e,latency,http (default: all four)
   --rounds N            interleaved rounds (default: 3, or 1 with --quick)
-  --contender LIST      comma separated, only these contenders, e.g. herald,herald-batch,raw,herald-otel,herald-sdk,herald-untraced
-                        (default: all; HTTP ones are fastify:bare, fastify:event, express:naive, …)
+  --contender LIST      comma separated, only these contenders (default: all):
+                          herald, herald-otel, herald-sdk, herald-untraced   Herald (publish, e2e; herald: latency too)
+                          herald-batch         Herald with a batchHandler at its defaults (e2e)
+                          raw, raw-bare        hand-written loop on the broker's client (kafkajs, amqplib, ioredis);
+                                               raw-bare sends the order without Herald's envelope (publish only)
+                          raw-platformatic     raw on @platformatic/kafka instead of kafkajs: Kafka only (skipped
+                                               on the other brokers); publish, e2e, latency
+                          moleculer, nest      peers (e2e)
+                          fastify:bare, fastify:event, fastify:naive, express:… (http)
   --help                this text
 
 Needs the brokers on loopback (Kafka 127.0.0.1:9092, RabbitMQ 127.0.0.1:5672, Redis 127.0.0.1:6379).
@@ -43,7 +50,7 @@ const brokers = (option('--broker') ?? 'kafka,rabbitmq,redis,memory').split(',')
 const scenarios = (option('--scenario') ?? 'publish,e2e,latency,http').split(',') as ScenarioName[]
 const rounds = Number(option('--rounds') ?? (quick ? 1 : 3))
 const contenders = option('--contender')?.split(',')
-const CONTENDERS = ['herald', 'herald-batch', 'herald-otel', 'herald-sdk', 'herald-untraced', 'raw', 'raw-bare', 'moleculer', 'nest', ...['fastify', 'express'].flatMap(f => ['bare', 'event', 'naive'].map(r => `${f}:${r}`))]
+const CONTENDERS = ['herald', 'herald-batch', 'herald-otel', 'herald-sdk', 'herald-untraced', 'raw', 'raw-bare', 'raw-platformatic', 'moleculer', 'nest', ...['fastify', 'express'].flatMap(f => ['bare', 'event', 'naive'].map(r => `${f}:${r}`))]
 for (const c of contenders ?? []) if (!CONTENDERS.includes(c)) usageError(`unknown contender ${c}`)
 for (const b of brokers) if (!['kafka', 'rabbitmq', 'redis', 'memory'].includes(b)) usageError(`unknown broker ${b}`)
 for (const sc of scenarios) if (!['publish', 'e2e', 'latency', 'http'].includes(sc)) usageError(`unknown scenario ${sc}`)
@@ -106,7 +113,8 @@ async function publishScenario (broker: BrokerName, contender: string): Promise<
 
 async function e2eScenario (broker: BrokerName, contender: string): Promise<void> {
   const topic = fresh('e2e')
-  const group = 'bench'
+  // A group of its own: a member of an earlier step still leaving a shared group would hold partitions of this one.
+  const group = `bench-${topic}`
   await prepare(broker, topic)
   try {
     const base: Task = { contender, broker, role: 'consume', topic, group, n: size.e2e }
@@ -125,7 +133,7 @@ async function e2eScenario (broker: BrokerName, contender: string): Promise<void
 
 async function latencyScenario (broker: BrokerName, contender: string): Promise<void> {
   const topic = fresh('lat')
-  const group = 'bench'
+  const group = `bench-${topic}`
   await prepare(broker, topic)
   try {
     const out = await startChild({ contender, broker, role: 'latency', topic, group, n: size.latency, rate: RATE, warmup: Math.floor(size.latency / 10) }).result as { acked: number, failed: number, unique: number, duplicates: number, latencies: number[] }
@@ -171,9 +179,11 @@ function steps (broker: BrokerName): Step[] {
     if (scenarios.includes(scenario) && (contenders === undefined || contenders.includes(label))) out.push({ scenario, broker, label, run })
   }
   if (real) {
-    for (const c of ['herald', 'herald-otel', 'herald-sdk', 'herald-untraced', 'raw', 'raw-bare']) add('publish', c, async () => await publishScenario(broker, c))
-    for (const c of ['herald', 'herald-batch', 'herald-otel', 'herald-sdk', 'herald-untraced', 'raw', 'moleculer', 'nest']) add('e2e', c, async () => await e2eScenario(broker, c))
-    for (const c of ['herald', 'raw']) add('latency', c, async () => await latencyScenario(broker, c))
+    // A second raw Kafka client, to tell kafkajs's cost from Herald's: Kafka only.
+    const second = broker === 'kafka' ? ['raw-platformatic'] : []
+    for (const c of ['herald', 'herald-otel', 'herald-sdk', 'herald-untraced', 'raw', 'raw-bare', ...second]) add('publish', c, async () => await publishScenario(broker, c))
+    for (const c of ['herald', 'herald-batch', 'herald-otel', 'herald-sdk', 'herald-untraced', 'raw', ...second, 'moleculer', 'nest']) add('e2e', c, async () => await e2eScenario(broker, c))
+    for (const c of ['herald', 'raw', ...second]) add('latency', c, async () => await latencyScenario(broker, c))
   }
   for (const framework of ['fastify', 'express'] as const) {
     for (const route of real ? ['bare', 'event', 'naive'] as const : ['bare', 'event'] as const) {

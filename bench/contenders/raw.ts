@@ -1,12 +1,21 @@
 // The raw-client contenders: `raw` sends Herald's bytes (envelope + headers, built by hand),
 // `raw-bare` sends the order alone. Both consume with the careful raw loop of their broker.
+// `raw-platformatic` is `raw` on Kafka with @platformatic/kafka instead of kafkajs.
 import { answer, produce, publishLevels, envelope, keyOf, order, ready, sendAll, sendAtRate, Tally, type Task } from '../common.js'
 import { kafkaRaw } from './kafka-raw.js'
 import { rabbitmqRaw } from './rabbitmq-raw.js'
 import { redisRaw } from './redis-raw.js'
 import type { RawClient } from './raw-client.js'
 
-function client (broker: Task['broker']): RawClient {
+/** The raw Kafka clients: kafkajs (Herald's own client), or @platformatic/kafka. */
+export type KafkaClient = 'kafkajs' | 'platformatic'
+
+async function client (broker: Task['broker'], kafkaClient: KafkaClient): Promise<RawClient> {
+  if (kafkaClient === 'platformatic') {
+    if (broker !== 'kafka') throw new Error(`raw-platformatic is a Kafka client: no ${broker}`)
+    // Loaded only here: the other raw contenders' processes do not load a second Kafka client.
+    return (await import('./kafka-platformatic.js')).kafkaPlatformatic()
+  }
   if (broker === 'kafka') return kafkaRaw()
   if (broker === 'rabbitmq') return rabbitmqRaw()
   if (broker === 'redis') return redisRaw()
@@ -29,8 +38,8 @@ function payloadOf (body: Buffer): unknown {
   return typeof parsed.id === 'string' && 'data' in parsed ? parsed.data : parsed
 }
 
-export async function run (task: Task, bare: boolean): Promise<void> {
-  const raw = client(task.broker)
+export async function run (task: Task, bare: boolean, kafkaClient: KafkaClient = 'kafkajs'): Promise<void> {
+  const raw = await client(task.broker, kafkaClient)
   try {
     if (task.role === 'publish') {
       const send = sender(raw, task, bare)
