@@ -6,18 +6,41 @@
  * next message of its key does not wait for the broker to confirm the ack.
  */
 export class KeyQueue {
-  readonly #tails = new Map<string, Promise<void>>()
+  /** Per busy key: the tasks waiting for it, in order. A key with no entry is free. */
+  readonly #waiting = new Map<string, Array<() => void>>()
 
   run (key: string | undefined, task: (next: () => void) => Promise<void>): Promise<void> {
     if (key === undefined) return task(() => {})
-    const previous = this.#tails.get(key) ?? Promise.resolve()
-    let next: () => void = () => {}
-    const handedOn = new Promise<void>(resolve => { next = resolve })
-    const current = previous.then(() => task(next), () => task(next))
-    const tail = Promise.race([handedOn, current.then(() => {}, () => {})])
-    this.#tails.set(key, tail)
-    void tail.then(() => { if (this.#tails.get(key) === tail) this.#tails.delete(key) })
-    return current
+    const waiting = this.#waiting.get(key)
+    if (waiting === undefined) {
+      // The key is free: the task starts now, and nothing is allocated for the queue.
+      this.#waiting.set(key, [])
+      return this.#start(key, task)
+    }
+    return new Promise<void>((resolve, reject) => {
+      waiting.push(() => { this.#start(key, task).then(resolve, reject) })
+    })
+  }
+
+  #start (key: string, task: (next: () => void) => Promise<void>): Promise<void> {
+    let handedOn = false
+    const next = (): void => {
+      if (handedOn) return
+      handedOn = true
+      const waiting = this.#waiting.get(key)!
+      const following = waiting.shift()
+      if (following === undefined) this.#waiting.delete(key)
+      // Started in a microtask, never from inside the caller of next(): that caller finishes its step first.
+      else queueMicrotask(following)
+    }
+    let running: Promise<void>
+    try {
+      running = task(next)
+    } catch (err) {
+      next()
+      return Promise.reject(err)
+    }
+    return running.then(() => next(), (err: unknown) => { next(); throw err })
   }
 }
 
