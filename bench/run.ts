@@ -15,7 +15,7 @@ const USAGE = `npm run bench [-- options]
   --broker LIST         comma separated: kafka,rabbitmq,redis,memory (default: all four)
   --scenario LIST       comma separated: publish,e2e,latency,http (default: all four)
   --rounds N            interleaved rounds (default: 3, or 1 with --quick)
-  --contender LIST      comma separated, only these contenders, e.g. herald,herald-otel,herald-sdk,herald-untraced
+  --contender LIST      comma separated, only these contenders, e.g. herald,herald-otel,herald-otel-sampled,herald-sdk,herald-untraced
                         (default: all; HTTP ones are fastify:bare, fastify:event, express:naive, …)
   --help                this text
 
@@ -43,7 +43,7 @@ const brokers = (option('--broker') ?? 'kafka,rabbitmq,redis,memory').split(',')
 const scenarios = (option('--scenario') ?? 'publish,e2e,latency,http').split(',') as ScenarioName[]
 const rounds = Number(option('--rounds') ?? (quick ? 1 : 3))
 const contenders = option('--contender')?.split(',')
-const CONTENDERS = ['herald', 'herald-otel', 'herald-sdk', 'herald-untraced', 'raw', 'raw-bare', 'moleculer', 'nest', ...['fastify', 'express'].flatMap(f => ['bare', 'event', 'naive'].map(r => `${f}:${r}`))]
+const CONTENDERS = ['herald', 'herald-otel', 'herald-otel-sampled', 'herald-sdk', 'herald-untraced', 'raw', 'raw-bare', 'moleculer', 'nest', ...['fastify', 'express'].flatMap(f => ['bare', 'event', 'naive'].map(r => `${f}:${r}`))]
 for (const c of contenders ?? []) if (!CONTENDERS.includes(c)) usageError(`unknown contender ${c}`)
 for (const b of brokers) if (!['kafka', 'rabbitmq', 'redis', 'memory'].includes(b)) usageError(`unknown broker ${b}`)
 for (const sc of scenarios) if (!['publish', 'e2e', 'latency', 'http'].includes(sc)) usageError(`unknown scenario ${sc}`)
@@ -171,8 +171,8 @@ function steps (broker: BrokerName): Step[] {
     if (scenarios.includes(scenario) && (contenders === undefined || contenders.includes(label))) out.push({ scenario, broker, label, run })
   }
   if (real) {
-    for (const c of ['herald', 'herald-otel', 'herald-sdk', 'herald-untraced', 'raw', 'raw-bare']) add('publish', c, async () => await publishScenario(broker, c))
-    for (const c of ['herald', 'herald-otel', 'herald-sdk', 'herald-untraced', 'raw', 'moleculer', 'nest']) add('e2e', c, async () => await e2eScenario(broker, c))
+    for (const c of ['herald', 'herald-otel', 'herald-otel-sampled', 'herald-sdk', 'herald-untraced', 'raw', 'raw-bare']) add('publish', c, async () => await publishScenario(broker, c))
+    for (const c of ['herald', 'herald-otel', 'herald-otel-sampled', 'herald-sdk', 'herald-untraced', 'raw', 'moleculer', 'nest']) add('e2e', c, async () => await e2eScenario(broker, c))
     for (const c of ['herald', 'raw']) add('latency', c, async () => await latencyScenario(broker, c))
   }
   for (const framework of ['fastify', 'express'] as const) {
