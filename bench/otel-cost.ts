@@ -1,7 +1,7 @@
 // Where the cost of observability with an OpenTelemetry SDK registered goes, in one process
 // on the embedded broker: `tsx bench/otel-cost.ts MODE [N]` publishes N messages at 100 in
 // flight and consumes them, and prints the CPU time per message of both sides together.
-// Each mode runs in a fresh process (run `bash bench/otel-cost.sh` for all of them):
+// Each mode runs in a fresh process (`bash bench/otel-cost.sh` runs them all and splits the cost):
 //   herald-off      Herald, `tracing: false`, with the SDK registered (nothing of Herald's listens)
 //   herald-off-als  the same with the context manager's async hooks switched on
 //   herald-on       Herald at its defaults with the SDK registered: its spans and OTel metrics
@@ -11,6 +11,8 @@
 //                   CONSUMER parented on the extracted context, linked, the handler run in
 //                   its context) and the same metric records through the raw API
 //   raw-sampled     the same with the sampler
+//   (RAW_PART=traces or RAW_PART=metrics: a raw mode makes only that half)
+//   (PUBLISH_ONLY=1: a Herald mode only publishes; HERALD_PROM=1: `herald/metrics` on too)
 // Herald's own share is (herald-on − herald-off) − (raw-on − raw-off): what the SDK costs
 // for the same telemetry without Herald around it is the rest.
 import { context, metrics, propagation, ROOT_CONTEXT, SpanKind, trace, type Attributes } from '@opentelemetry/api'
@@ -19,6 +21,7 @@ import { ExportResultCode, W3CTraceContextPropagator } from '@opentelemetry/core
 import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics'
 import { BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, type SpanExporter } from '@opentelemetry/sdk-trace-base'
 import { createMessaging, messageHandler, startConsumers } from '../dist/lib/index.js'
+import { heraldMetrics } from '../dist/plugins/metrics.js'
 
 const mode = process.argv[2] ?? 'herald-on'
 const n = Number(process.argv[3] ?? 20_000)
@@ -47,20 +50,23 @@ async function lanes (count: number, send: (i: number) => Promise<void>): Promis
 }
 
 async function herald (): Promise<void> {
+  if (process.env.HERALD_PROM === '1') heraldMetrics()
   const messaging = createMessaging({ broker: 'memory', source: 'bench', logger: false, ...(mode.startsWith('herald-off') ? { tracing: false } : {}) })
   let handled = 0
   let done: () => void = () => {}
   const all = new Promise<void>(resolve => { done = resolve })
-  const runner = await startConsumers({ messaging, signals: false, handlers: [messageHandler({ topic: 'cost', group: 'g' }, async () => { if (++handled === n) done() })] })
+  // PUBLISH_ONLY=1: no consumer, the publishing side alone.
+  const publishOnly = process.env.PUBLISH_ONLY === '1'
+  const runner = publishOnly ? undefined : await startConsumers({ messaging, signals: false, handlers: [messageHandler({ topic: 'cost', group: 'g' }, async () => { if (++handled === n) done() })] })
   await messaging.publishEvent('warm', { i: -1 }, { topic: 'warm' })
   // herald-off-als: as herald-off, with the context manager's async hooks switched on (as the
   // first span a handler runs in does): what those hooks cost Herald's own promises.
   if (mode === 'herald-off-als') context.with(context.active(), () => {})
   const cpu = process.cpuUsage()
   await lanes(n, async i => { await messaging.publishEvent('order.placed', { i }, { topic: 'cost', key: `k${i % 64}` }) })
-  await all
+  if (!publishOnly) await all
   report(cpu)
-  await runner.stop()
+  await runner?.stop()
   await messaging.close()
 }
 
