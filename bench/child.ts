@@ -26,8 +26,9 @@ switch (kind) {
     await (await import('./contenders/herald.js')).run(task, { tracing: false })
     break
   case 'herald-otel':
+  case 'herald-otel-sampled':
   case 'herald-sdk':
-    await (await import('./contenders/herald-otel.js')).run(task, kind === 'herald-otel')
+    await (await import('./contenders/herald-otel.js')).run(task, kind !== 'herald-sdk', kind === 'herald-otel-sampled')
     break
   case 'raw':
   case 'raw-bare':

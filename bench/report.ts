@@ -56,6 +56,8 @@ export async function printReport (measures: Measure[], ctx: Context): Promise<v
     ['same, CPU time of the consuming process per message, end to end (µs)', b => ratio(med('cpu-consume', b, 'herald-otel'), med('cpu-consume', b, 'herald'), us)],
     ['Herald\'s own part: CPU per message published (100 in flight), observability on ÷ the same SDK registered with Herald\'s `tracing: false` and no `herald/metrics`', b => ratio(med('cpu-publish100', b, 'herald-otel'), med('cpu-publish100', b, 'herald-sdk'), us)],
     ['same, CPU per message consumed (end to end)', b => ratio(med('cpu-consume', b, 'herald-otel'), med('cpu-consume', b, 'herald-sdk'), us)],
+    ['sampled as production services run it (ParentBased(TraceIdRatioBased(0.1)): 1 message in 10 recorded), CPU per message published ÷ Herald without', b => ratio(med('cpu-publish100', b, 'herald-otel-sampled'), med('cpu-publish100', b, 'herald'), us)],
+    ['same, CPU per message consumed', b => ratio(med('cpu-consume', b, 'herald-otel-sampled'), med('cpu-consume', b, 'herald'), us)],
     ['no SDK registered (`@opentelemetry/api` installed): CPU per message published, Herald at its defaults ÷ Herald with `tracing: false` (1.00× within noise: nothing listens)', b => ratio(med('cpu-publish100', b, 'herald'), med('cpu-publish100', b, 'herald-untraced'), us)],
     ['same, CPU per message consumed', b => ratio(med('cpu-consume', b, 'herald'), med('cpu-consume', b, 'herald-untraced'), us)],
     [`publish→handle latency p50 at ${ctx.rate} msg/s: Herald ÷ raw loop`, b => ratio(med('latency50', b, 'herald'), med('latency50', b, 'raw'), ms)],

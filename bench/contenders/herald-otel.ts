@@ -5,11 +5,13 @@
 // `herald-sdk`: the same SDK registered, but Herald with `tracing: false` and no
 // `herald/metrics`: what the application's SDK costs by itself (its async context tracks
 // every promise of the broker clients), so the difference is Herald's own part.
+// `herald-otel-sampled`: as `herald-otel`, with the sampler production services run,
+// ParentBased(TraceIdRatioBased(0.1)): 9 messages in 10 get non-recording spans.
 import { context, metrics, propagation, trace } from '@opentelemetry/api'
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks'
 import { ExportResultCode, W3CTraceContextPropagator } from '@opentelemetry/core'
 import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics'
-import { BasicTracerProvider, BatchSpanProcessor, type SpanExporter } from '@opentelemetry/sdk-trace-base'
+import { BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, type SpanExporter } from '@opentelemetry/sdk-trace-base'
 import { heraldMetrics } from '../../dist/plugins/metrics.js'
 import type { Task } from '../common.js'
 import { run as runHerald } from './herald.js'
@@ -22,10 +24,13 @@ class EndReader extends MetricReader {
   protected async onShutdown (): Promise<void> {}
 }
 
-export async function run (task: Task, observed = true): Promise<void> {
+export async function run (task: Task, observed = true, sampled = false): Promise<void> {
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable())
   propagation.setGlobalPropagator(new W3CTraceContextPropagator())
-  const tracerProvider = new BasicTracerProvider({ spanProcessors: [new BatchSpanProcessor(dropSpans)] })
+  const tracerProvider = new BasicTracerProvider({
+    spanProcessors: [new BatchSpanProcessor(dropSpans)],
+    ...(sampled ? { sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(0.1) }) } : {})
+  })
   trace.setGlobalTracerProvider(tracerProvider)
   const reader = new EndReader()
   const meterProvider = new MeterProvider({ readers: [reader] })

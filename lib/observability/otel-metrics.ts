@@ -9,13 +9,18 @@
  *   `herald.outcome` (a retried attempt: `retry`).
  * - `messaging.client.consumed.messages` (counter): each message once, when settled, with
  *   its final `herald.outcome`.
+ *
+ * The two counters are observable counters read from tallies kept here (one number per
+ * attribute set, added to per message): what an exporter gets is the same monotonic sum,
+ * and a message costs the SDK one record (its histogram) instead of two, each of which
+ * hashes its attributes. Every attribute set is built once and reused.
  * - Observable gauges read at collection: `herald.consumer.lag`, `herald.consumer.in_flight`,
  *   `herald.outbox.pending`, `herald.outbox.size`, `herald.outbox.oldest_age`.
  *
  * With no MeterProvider registered (the API's no-op one) nothing is recorded: each publish
  * or message costs one lookup of the global provider.
  */
-import type { Attributes, Counter, Histogram, Meter, MeterProvider } from '@opentelemetry/api'
+import type { Attributes, Histogram, Meter, MeterProvider, ObservableResult } from '@opentelemetry/api'
 import { MeasuredMessage, perOutcome, secondsSince as since, subscribe, TupleCache, type ConsumeInfo, type ConsumeOutcome, type MessageScope, type PublishInfo, type PublishScope } from './instrumentation.js'
 import { collectLag } from './lag.js'
 import { otel, type Otel } from './otel.js'
@@ -25,12 +30,20 @@ import { errorType, messagingSystem } from './tracing.js'
 /** The bucket boundaries the messaging conventions recommend for their durations, in seconds. */
 const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10]
 
+/** Counts by attribute set (the cached objects: compared by identity), read by an observable counter at collection. */
+type Tally = Map<Attributes, number>
+
 interface Instruments {
-  sent: Counter
+  /** Publishes, for `messaging.client.sent.messages`. */
+  sent: Tally
   operationDuration: Histogram
-  consumed: Counter
+  /** Settled messages, for `messaging.client.consumed.messages`. */
+  consumed: Tally
   processDuration: Histogram
 }
+
+const count = (tally: Tally, attributes: Attributes): void => { tally.set(attributes, (tally.get(attributes) ?? 0) + 1) }
+const observeTally = (tally: Tally) => (result: ObservableResult): void => { for (const [attributes, n] of tally) result.observe(n, attributes) }
 
 /** Messages handed to the runner and not settled yet, by group (only those counted while a provider was registered). */
 const inFlight = new Map<string, number>()
@@ -49,10 +62,17 @@ function create (meter: Meter): Instruments {
     .addCallback(result => result.observe(outboxTotal(o => o.bytes)))
   meter.createObservableGauge('herald.outbox.oldest_age', { unit: 's', description: 'How long the oldest message in the outbox has waited (0 when empty).' })
     .addCallback(result => result.observe(outboxTotal(o => (o.oldestAgeMs ?? 0) / 1000, true)))
+  // Tallies of this provider only: a provider registered later starts from zero, as its own counters would.
+  const sent: Tally = new Map()
+  const consumed: Tally = new Map()
+  meter.createObservableCounter('messaging.client.sent.messages', { unit: message, description: 'Messages the producer attempted to send to the broker (acknowledged, stored in the outbox, or failed: error.type).' })
+    .addCallback(observeTally(sent))
+  meter.createObservableCounter('messaging.client.consumed.messages', { unit: message, description: 'Messages delivered to the application, counted once when settled, by herald.outcome.' })
+    .addCallback(observeTally(consumed))
   return {
-    sent: meter.createCounter('messaging.client.sent.messages', { unit: message, description: 'Messages the producer attempted to send to the broker (acknowledged, stored in the outbox, or failed: error.type).' }),
+    sent,
     operationDuration: meter.createHistogram('messaging.client.operation.duration', { unit: 's', description: 'Time from a publish call to its answer (the broker\'s acknowledgement, or the outbox\'s fsync).', advice: { explicitBucketBoundaries: DURATION_BUCKETS } }),
-    consumed: meter.createCounter('messaging.client.consumed.messages', { unit: message, description: 'Messages delivered to the application, counted once when settled, by herald.outcome.' }),
+    consumed,
     processDuration: meter.createHistogram('messaging.process.duration', { unit: 's', description: 'Time one handler attempt took, by herald.outcome.', advice: { explicitBucketBoundaries: DURATION_BUCKETS } })
   }
 }
@@ -69,8 +89,26 @@ function instruments (api: Otel): Instruments | undefined {
   return current.instruments
 }
 
-/** The attributes of a publish, by broker and topic: built once, reused by every record (the SDK hashes them, never changes them). */
-const sendAttributes = new TupleCache<Attributes>((broker, topic) => ({
+/**
+ * An attribute set and the same with each `error.type` seen (a code or a class name: bounded),
+ * each built once and reused by every record (the SDK hashes them, never changes them).
+ */
+class AttributeSet {
+  readonly #failed = new Map<string, Attributes>()
+  constructor (readonly ok: Attributes) {}
+
+  /** The set for an outcome with `error` (none: `ok`). */
+  with (error: unknown): Attributes {
+    if (error === undefined) return this.ok
+    const type = errorType(error)
+    let failed = this.#failed.get(type)
+    if (failed === undefined) this.#failed.set(type, failed = { ...this.ok, 'error.type': type })
+    return failed
+  }
+}
+
+/** The attributes of a publish, by broker and topic. */
+const sendAttributes = new TupleCache<AttributeSet>((broker, topic) => new AttributeSet({
   'messaging.system': messagingSystem(broker),
   'messaging.destination.name': topic,
   'messaging.operation.name': 'send',
@@ -78,7 +116,7 @@ const sendAttributes = new TupleCache<Attributes>((broker, topic) => ({
 }))
 
 /** The attributes of a consumed message, by broker, topic and group, and then by outcome. */
-const processAttributes = new TupleCache<Record<ConsumeOutcome, Attributes>>((broker, topic, group) => {
+const processAttributes = new TupleCache<Record<ConsumeOutcome, AttributeSet>>((broker, topic, group) => {
   const base: Attributes = {
     'messaging.system': messagingSystem(broker),
     'messaging.destination.name': topic,
@@ -86,16 +124,16 @@ const processAttributes = new TupleCache<Record<ConsumeOutcome, Attributes>>((br
     'messaging.operation.name': 'process',
     'messaging.operation.type': 'process'
   }
-  return perOutcome<Attributes>(outcome => ({ ...base, 'herald.outcome': outcome }))
+  return perOutcome(outcome => new AttributeSet({ ...base, 'herald.outcome': outcome }))
 })
 
 class PublishMeasure implements PublishScope {
   readonly #start = performance.now()
-  constructor (private readonly i: Instruments, private readonly attributes: Attributes) {}
+  constructor (private readonly i: Instruments, private readonly attributes: AttributeSet) {}
 
   end (error?: unknown): void {
-    const a = error === undefined ? this.attributes : { ...this.attributes, 'error.type': errorType(error) }
-    this.i.sent.add(1, a)
+    const a = this.attributes.with(error)
+    count(this.i.sent, a)
     this.i.operationDuration.record(since(this.#start), a)
   }
 }
@@ -118,18 +156,17 @@ function consumeMetrics (api: Otel, info: ConsumeInfo): MessageScope | undefined
 }
 
 class ConsumeMeasure extends MeasuredMessage {
-  constructor (private readonly i: Instruments, private readonly group: string, private readonly byOutcome: Record<ConsumeOutcome, Attributes>) {
+  constructor (private readonly i: Instruments, private readonly group: string, private readonly byOutcome: Record<ConsumeOutcome, AttributeSet>) {
     super()
   }
 
   attempted (seconds: number, outcome: ConsumeOutcome, error: unknown): void {
-    const a = error === undefined ? this.byOutcome[outcome] : { ...this.byOutcome[outcome], 'error.type': errorType(error) }
-    this.i.processDuration.record(seconds, a)
+    this.i.processDuration.record(seconds, this.byOutcome[outcome].with(error))
   }
 
   settled (outcome: ConsumeOutcome): void {
     inFlight.set(this.group, inFlight.get(this.group)! - 1)
-    this.i.consumed.add(1, this.byOutcome[outcome])
+    count(this.i.consumed, this.byOutcome[outcome].ok)
   }
 }
 

@@ -10,11 +10,16 @@
  *   new trace. Every attempt links to the extracted context.
  * - `send <dead-letter topic>` (PRODUCER, `herald.dead_letter: true`): the dead-lettering,
  *   a child of the last attempt. The dead letter keeps the original `traceparent`.
+ *
+ * A span starts with the attributes the messaging conventions ask for at creation (for the
+ * sampler: system, destination, operation, group), one object per broker, topic and group
+ * built once; the per-message ones (message id, key, delivery id, attempt, partition, offset)
+ * are added only when the span records, so a message the sampler drops costs no attribute work.
  */
 import type { Attributes, Context, Link, ProxyTracerProvider, Span, Tracer, TracerProvider } from '@opentelemetry/api'
 import type { Delivery } from '../brokers/broker.js'
 import { redactText } from '../redact.js'
-import { subscribe, type AttemptScope, type ConsumeInfo, type MessageScope, type PublishInfo, type PublishScope } from './instrumentation.js'
+import { subscribe, TupleCache, type AttemptScope, type ConsumeInfo, type MessageScope, type PublishInfo, type PublishScope } from './instrumentation.js'
 import { otel, type Otel } from './otel.js'
 
 /** `messaging.system` of each broker; the embedded one is not a known system. */
@@ -40,28 +45,44 @@ function failed (api: Otel, span: Span, error: unknown): void {
   span.setAttribute('error.type', errorType(err))
 }
 
-function attemptAttributes (info: ConsumeInfo, attempt: number): Attributes {
-  const d: Delivery = info.delivery
-  const attributes: Attributes = {
-    'messaging.system': messagingSystem(info.broker),
-    'messaging.destination.name': d.topic,
-    'messaging.consumer.group.name': info.group,
+/** The name and the creation attributes of a consumer span, by broker, topic and group. */
+const processSpan = new TupleCache((broker, topic, group) => ({
+  name: `process ${topic}`,
+  attributes: Object.freeze<Attributes>({
+    'messaging.system': messagingSystem(broker),
+    'messaging.destination.name': topic,
+    'messaging.consumer.group.name': group,
     'messaging.operation.type': 'process',
-    'messaging.operation.name': 'process',
-    'herald.delivery.id': d.id,
-    'herald.attempt': attempt
-  }
+    'messaging.operation.name': 'process'
+  })
+}))
+
+/** The name and the creation attributes of a producer span, by broker and topic. */
+const sendSpan = new TupleCache((broker, topic) => ({
+  name: `send ${topic}`,
+  attributes: Object.freeze<Attributes>({
+    'messaging.system': messagingSystem(broker),
+    'messaging.destination.name': topic,
+    'messaging.operation.type': 'send',
+    'messaging.operation.name': 'send'
+  })
+}))
+
+/** The attributes of one attempt that only a recording span gets. */
+function describeAttempt (span: Span, info: ConsumeInfo, attempt: number): void {
+  const d: Delivery = info.delivery
+  span.setAttribute('herald.delivery.id', d.id)
+  span.setAttribute('herald.attempt', attempt)
   const eventId = d.headers['event-id']
-  if (eventId !== undefined) attributes['messaging.message.id'] = eventId
+  if (eventId !== undefined) span.setAttribute('messaging.message.id', eventId)
   if (info.broker === 'kafka') {
-    if (d.key !== undefined) attributes['messaging.kafka.message.key'] = d.key
+    if (d.key !== undefined) span.setAttribute('messaging.kafka.message.key', d.key)
     const position = KAFKA_POSITION.exec(d.id)
     if (position !== null) {
-      attributes['messaging.destination.partition.id'] = position[1]!
-      attributes['messaging.kafka.offset'] = Number(position[2])
+      span.setAttribute('messaging.destination.partition.id', position[1]!)
+      span.setAttribute('messaging.kafka.offset', Number(position[2]))
     }
   }
-  return attributes
 }
 
 /** The tracer provider the API hands out when none is registered. */
@@ -87,16 +108,13 @@ function publishSpan (api: Otel, info: PublishInfo): PublishScope | undefined {
   const tracer = listeningTracer(api)
   if (tracer === undefined) return undefined
   const { message } = info
-  const attributes: Attributes = {
-    'messaging.system': messagingSystem(info.broker),
-    'messaging.destination.name': message.topic,
-    'messaging.operation.type': 'send',
-    'messaging.operation.name': 'send'
-  }
-  if (info.eventId !== undefined) attributes['messaging.message.id'] = info.eventId
-  if (info.broker === 'kafka' && message.key !== undefined) attributes['messaging.kafka.message.key'] = message.key
+  const { name, attributes } = sendSpan.get(info.broker, message.topic)
   const parent = api.context.active()
-  const span = tracer.startSpan(`send ${message.topic}`, { kind: api.SpanKind.PRODUCER, attributes }, parent)
+  const span = tracer.startSpan(name, { kind: api.SpanKind.PRODUCER, attributes }, parent)
+  if (span.isRecording()) {
+    if (info.eventId !== undefined) span.setAttribute('messaging.message.id', info.eventId)
+    if (info.broker === 'kafka' && message.key !== undefined) span.setAttribute('messaging.kafka.message.key', message.key)
+  }
   api.propagation.inject(api.trace.setSpan(parent, span), message.headers)
   return {
     end: (error) => {
@@ -114,13 +132,15 @@ function consumeSpans (api: Otel, info: ConsumeInfo): MessageScope | undefined {
   const origin = api.trace.getSpanContext(extracted)
   const links: Link[] = origin !== undefined && api.isSpanContextValid(origin) ? [{ context: origin }] : []
   const topic = info.delivery.topic
+  const { name, attributes } = processSpan.get(info.broker, topic, info.group)
   let last: Context | undefined
   return {
     attempt: (attempt: number): AttemptScope => {
       // Only the first delivery's first attempt continues the producer's trace; a retry or a
       // redelivery is a trace of its own, linked to it (a trace that never ends is unreadable).
       const parent = attempt === 1 ? extracted : api.ROOT_CONTEXT
-      const span = tracer.startSpan(`process ${topic}`, { kind: api.SpanKind.CONSUMER, links, attributes: attemptAttributes(info, attempt) }, parent)
+      const span = tracer.startSpan(name, { kind: api.SpanKind.CONSUMER, links, attributes }, parent)
+      if (span.isRecording()) describeAttempt(span, info, attempt)
       const context = api.trace.setSpan(parent, span)
       return {
         run: (fn) => api.context.with(context, fn),

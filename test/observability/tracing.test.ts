@@ -4,7 +4,7 @@ import request from 'supertest'
 import { context, metrics, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api'
 import { MeterProvider } from '@opentelemetry/sdk-metrics'
 import { Registry } from 'prom-client'
-import type { ReadableSpan } from '@opentelemetry/sdk-trace-base'
+import { AlwaysOffSampler, ParentBasedSampler, type ReadableSpan } from '@opentelemetry/sdk-trace-base'
 import herald from '../../plugins/fastify.js'
 import { createMessaging, messageHandler, startConsumers, type Messaging, type Runner } from '../../lib/index.js'
 import type { BrokerKind } from '../../lib/brokers/broker.js'
@@ -178,6 +178,44 @@ describe('tracing: an SDK registered or removed while Herald runs', function () 
     } finally {
       await runner.stop()
       await m.close()
+    }
+  })
+})
+
+describe('tracing: a message the sampler drops', function () {
+  this.timeout(30_000)
+
+  it('has non-recording spans and an unsampled traceparent; its handler still runs in the attempt\'s context, so its own spans are dropped too and its log lines carry the trace id', async function () {
+    const sdk = registerTestSdk(new ParentBasedSampler({ root: new AlwaysOffSampler() }))
+    const logger = new RecordingLogger()
+    const m = createMessaging({ ...brokerOptions('memory'), logger })
+    const topic = randomName()
+    let seen: { headers: Record<string, string>, active: string | undefined, inside: string, recording: boolean } | undefined
+    let runner: Runner | undefined
+    try {
+      runner = await startConsumers({
+        messaging: m,
+        signals: false,
+        handlers: [messageHandler({ topic, group: randomName('g') }, async (_message, ctx) => {
+          const span = trace.getTracer('user').startSpan('inside')
+          seen = { headers: ctx.headers, active: trace.getActiveSpan()?.spanContext().traceId, inside: span.spanContext().traceId, recording: span.isRecording() }
+          span.end()
+          ctx.logger.info({}, 'handled')
+        })]
+      })
+      await m.publishEvent('user.created', { id: 1 }, { topic })
+      await eventually(() => seen !== undefined, 'the message')
+      const [, traceId, , flags] = seen!.headers.traceparent!.split('-')
+      expect(flags, 'traceparent flags').to.equal('00')
+      expect(seen!.active, 'the active span in the handler').to.equal(traceId)
+      expect(seen!.inside, 'a span made in the handler').to.equal(traceId)
+      expect(seen!.recording).to.equal(false)
+      expect(logger.records.find(r => r.msg === 'handled')?.fields).to.include({ trace_id: traceId })
+      expect(sdk.spans()).to.deep.equal([])
+    } finally {
+      await runner?.stop()
+      await m.close()
+      await sdk.close()
     }
   })
 })
