@@ -119,7 +119,7 @@ export interface Target {
   /** `raw: true`: the payload is the body as a Buffer, undecoded, and the event undefined. */
   raw: boolean
   /** Calls the user's code with the (validated) payload or event. */
-  invoke(payload: unknown, event: Event | undefined, ctx: Context): Promise<unknown>
+  invoke(payload: unknown, event: Event | undefined, ctx: Context): unknown
   /** A batch handler's target (`batchHandler()`): its messages are gathered and handed over together; `invoke` is not used. */
   batch?: BatchTarget
 }

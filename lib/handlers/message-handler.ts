@@ -44,7 +44,7 @@ export function messageHandler (
     policy: resolveRetryPolicy(where, options),
     schema: resolveSchema(where, options.schema),
     raw: resolveRaw(where, options.raw, options.schema),
-    invoke: async (payload, _event, ctx) => await fn(payload as never, ctx as never)
+    invoke: (payload, _event, ctx) => fn(payload as never, ctx as never)
   }
   const definition: HandlerDefinition = {
     [HANDLER]: true,

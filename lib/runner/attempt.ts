@@ -44,12 +44,12 @@ export class Attempt {
   }
 
   /** Settles as `handler` does, or rejects with the abort reason as soon as it is aborted. */
-  async run (handler: Promise<unknown>): Promise<void> {
+  run (handler: Promise<unknown>): Promise<void> {
     if (this.#reason !== undefined) {
       handler.catch(() => {})
-      throw this.#reason
+      return Promise.reject(this.#reason)
     }
-    await new Promise<void>((resolve, reject) => {
+    return new Promise<void>((resolve, reject) => {
       this.#stop = reject
       handler.then(() => resolve(), reject)
     })

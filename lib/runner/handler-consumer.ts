@@ -105,9 +105,10 @@ export class HandlerConsumer {
     return this.#keys.run(delivery.key, next => {
       this.#handOn.set(delivery, next)
       return this.#process(delivery)
-    }).catch((err: unknown) => {
+    }).then(() => this.#observed.get(delivery)?.end('released'), (err: unknown) => {
       this.#log.error({ err: redactText(describeError(err)), messageId: delivery.id }, 'unexpected error while handling a message; it will be delivered again')
-    }).finally(() => this.#observed.get(delivery)?.end('released'))
+      this.#observed.get(delivery)?.end('released')
+    })
   }
 
   /** From now on nothing new starts: waiting retries and queued messages are released. */
@@ -178,7 +179,7 @@ export class HandlerConsumer {
         delivery.handOn?.()
         outcome = await this.#batcher!.submit(delivery, payload, event, attempt)
       } else {
-        await this.#slots.acquire()
+        if (!this.#slots.tryAcquire()) await this.#slots.acquire()
         try {
           if (this.#stopping.signal.aborted) return await this.#release(delivery)
           observed = this.#observed.get(delivery)!.attempt(attempt)

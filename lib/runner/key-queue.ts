@@ -54,11 +54,15 @@ export class Semaphore {
 
   constructor (slots: number) { this.#free = slots }
 
+  /** Takes a slot if one is free, at once (no promise): false when the caller must `acquire()`. */
+  tryAcquire (): boolean {
+    if (this.#free <= 0) return false
+    this.#free--
+    return true
+  }
+
   async acquire (): Promise<void> {
-    if (this.#free > 0) {
-      this.#free--
-      return
-    }
+    if (this.tryAcquire()) return
     await new Promise<void>(resolve => this.#waiting.push(resolve))
   }
 
