@@ -47,7 +47,9 @@ for (const kind of KINDS) {
       const ids = await publishJobs(messaging, topic, COUNT)
 
       // A handler whose start arrived less than 20 ms ago has 40 ms to go when the signal lands.
-      await a.until(w => w.finished().size >= 40 && w.of('fail').length === 2 && w.runningAttempts().some(s => Date.now() - w.receivedAt.get(s)! < 20), '40 messages handled, 2 waiting for their retry, and a handler just started', 20_000, 2)
+      // Waiting: both failures printed by the handler and Herald's warning for each (it comes a moment after the handler's line).
+      const waitingForRetry = (w: WorkerProcess): boolean => w.of('fail').length === 2 && w.of('log').filter(l => String(l.msg).startsWith('handler failed')).length === 2
+      await a.until(w => w.finished().size >= 40 && waitingForRetry(w) && w.runningAttempts().some(s => Date.now() - w.receivedAt.get(s)! < 20), '40 messages handled, 2 waiting for their retry, and a handler just started', 20_000, 2)
       const signalled = Date.now()
       const linesBefore = a.lines.length
       a.kill('SIGTERM')
