@@ -131,6 +131,22 @@ function brokerOfUrl (url: unknown): BrokerKind {
   return broker
 }
 
+const LOGGER_METHODS = ['debug', 'info', 'warn', 'error'] as const
+
+/**
+ * `logger` must be a logger instance or `false`: pino's options (`{ level: "warn" }`, as
+ * Fastify takes them) or `true` would otherwise be taken and fail at the first log line.
+ */
+function checkLogger (logger: unknown): void {
+  if (logger === undefined || logger === false) return
+  const missing = logger !== null && typeof logger === 'object' ? LOGGER_METHODS.filter(m => typeof (logger as Record<string, unknown>)[m] !== 'function') : [...LOGGER_METHODS]
+  if (missing.length === 0) return
+  const level = logger !== null && typeof logger === 'object' ? (logger as { level?: unknown }).level : undefined
+  const hint = typeof level === 'string' ? `; for Herald's own logger at another level, leave logger out and set HERALD_LOG_LEVEL=${level}` : ''
+  const got = logger !== null && typeof logger === 'object' ? `an object, but it has no ${missing.join(', ')} method${missing.length > 1 ? 's' : ''}` : JSON.stringify(logger)
+  throw new ConfigError('logger', `must be a pino-compatible logger (debug, info, warn and error methods, e.g. pino() or fastify.log), or false for none; got ${got}${hint}`)
+}
+
 /** The methods a `Broker` instance passed as `broker` must have. */
 const BROKER_METHODS = ['connect', 'publish', 'subscribe', 'health', 'close'] as const
 
@@ -182,6 +198,7 @@ export function resolveMessagingOptions (options: MessagingOptions = {}, env: No
   const outbox = resolveOutboxSettings(options.outbox)
   const tracing = options.tracing ?? true
   if (typeof tracing !== 'boolean') throw new ConfigError('tracing', `must be true or false, got ${JSON.stringify(tracing)}`)
+  checkLogger(options.logger)
 
   const resolved = { source, defaultTopic, connectTimeout, publishTimeout, linger, maxBatchSize, maxMessageBytes, outbox, tracing }
   if (isBrokerInstance(options.broker)) {

@@ -232,6 +232,19 @@ describe('choosing the adapter', function () {
     expect(closed).to.equal(true)
   })
 
+  it('a logger that is not a logger (pino options such as { level }, true, a string) is a ConfigError at creation, not a crash at the first log line', function () {
+    // Fastify's own `logger: { level: "warn" }` is options for pino; Herald takes a logger instance.
+    for (const logger of [{ level: 'warn' }, true, 'warn', { info () {}, warn () {} }]) {
+      const err = configError(() => createMessaging({ broker: 'memory', logger: logger as never }))
+      expect(err.option, JSON.stringify(logger)).to.equal('logger')
+      expect(err.message).to.include('a pino-compatible logger').and.include('false')
+    }
+    const partial = configError(() => createMessaging({ broker: 'memory', logger: { info () {}, warn () {} } as never }))
+    expect(partial.message).to.include('an object, but it has no debug, error methods')
+    const level = configError(() => createMessaging({ broker: 'memory', logger: { level: 'warn' } as never }))
+    expect(level.message).to.include('HERALD_LOG_LEVEL=warn')
+  })
+
   it('an object given as broker that lacks a Broker method is a ConfigError naming what is missing', function () {
     const err = configError(() => createMessaging({ broker: { kind: 'nats', connect: async () => {} } as unknown as Broker, logger: false }))
     expect(err.option).to.equal('broker')
