@@ -16,32 +16,14 @@
 // Herald's own share is (herald-on − herald-off) − (raw-on − raw-off): what the SDK costs
 // for the same telemetry without Herald around it is the rest.
 import { context, metrics, propagation, ROOT_CONTEXT, SpanKind, trace, type Attributes } from '@opentelemetry/api'
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks'
-import { ExportResultCode, W3CTraceContextPropagator } from '@opentelemetry/core'
-import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics'
-import { BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, type SpanExporter } from '@opentelemetry/sdk-trace-base'
 import { createMessaging, messageHandler, startConsumers } from '../dist/lib/index.js'
 import { heraldMetrics } from '../dist/plugins/metrics.js'
+import { registerOtelSdk } from './otel-sdk.js'
 
 const mode = process.argv[2] ?? 'herald-on'
 const n = Number(process.argv[3] ?? 20_000)
 const sampled = mode.endsWith('-sampled')
-const dropSpans: SpanExporter = { export: (_spans, done) => done({ code: ExportResultCode.SUCCESS }), shutdown: async () => {} }
-class EndReader extends MetricReader {
-  protected async onForceFlush (): Promise<void> {}
-  protected async onShutdown (): Promise<void> {}
-}
-
-context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable())
-propagation.setGlobalPropagator(new W3CTraceContextPropagator())
-const tracerProvider = new BasicTracerProvider({
-  spanProcessors: [new BatchSpanProcessor(dropSpans)],
-  ...(sampled ? { sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(0.1) }) } : {})
-})
-trace.setGlobalTracerProvider(tracerProvider)
-const reader = new EndReader()
-const meterProvider = new MeterProvider({ readers: [reader] })
-metrics.setGlobalMeterProvider(meterProvider)
+const { tracerProvider, meterProvider, reader } = registerOtelSdk(sampled)
 
 /** Runs `send(i)` for i < count, 100 at once. */
 async function lanes (count: number, send: (i: number) => Promise<void>): Promise<void> {

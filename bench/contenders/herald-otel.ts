@@ -7,34 +7,13 @@
 // every promise of the broker clients), so the difference is Herald's own part.
 // `herald-otel-sampled`: as `herald-otel`, with the sampler production services run,
 // ParentBased(TraceIdRatioBased(0.1)): 9 messages in 10 get non-recording spans.
-import { context, metrics, propagation, trace } from '@opentelemetry/api'
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks'
-import { ExportResultCode, W3CTraceContextPropagator } from '@opentelemetry/core'
-import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics'
-import { BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, type SpanExporter } from '@opentelemetry/sdk-trace-base'
 import { heraldMetrics } from '../../dist/plugins/metrics.js'
 import type { Task } from '../common.js'
 import { run as runHerald } from './herald.js'
-
-const dropSpans: SpanExporter = { export: (_spans, done) => done({ code: ExportResultCode.SUCCESS }), shutdown: async () => {} }
-
-/** Collected once at the end, as a scrape would: the instruments record every message meanwhile. */
-class EndReader extends MetricReader {
-  protected async onForceFlush (): Promise<void> {}
-  protected async onShutdown (): Promise<void> {}
-}
+import { registerOtelSdk } from '../otel-sdk.js'
 
 export async function run (task: Task, observed = true, sampled = false): Promise<void> {
-  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable())
-  propagation.setGlobalPropagator(new W3CTraceContextPropagator())
-  const tracerProvider = new BasicTracerProvider({
-    spanProcessors: [new BatchSpanProcessor(dropSpans)],
-    ...(sampled ? { sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(0.1) }) } : {})
-  })
-  trace.setGlobalTracerProvider(tracerProvider)
-  const reader = new EndReader()
-  const meterProvider = new MeterProvider({ readers: [reader] })
-  metrics.setGlobalMeterProvider(meterProvider)
+  const { tracerProvider, meterProvider, reader } = registerOtelSdk(sampled)
   const prom = observed ? heraldMetrics() : undefined
   try {
     await runHerald(task, observed ? {} : { tracing: false })
