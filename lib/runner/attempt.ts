@@ -1,4 +1,5 @@
 import { HandlerTimeoutError } from '../errors.js'
+import { settledWithin } from '../time.js'
 
 /** How one attempt ended: succeeded, or failed (`shutdown`: a forced shutdown stopped waiting for it). */
 export type Outcome = { ok: true } | { ok: false, error: unknown, shutdown: boolean }
@@ -59,5 +60,24 @@ export class Attempt {
   end (): void {
     if (this.#timer !== undefined) clearTimeout(this.#timer)
     this.#stop = undefined
+  }
+}
+
+/**
+ * After a timeout the user's call may still run (it ignores `ctx.signal`): resolves once it
+ * returns, or once `forced` aborts (a shutdown stops waiting). `stillRunning` is called when
+ * it had not returned at once (to say why its slot, key or turn stay held).
+ */
+export async function untilReturnedOrForced (run: Promise<unknown>, forced: AbortSignal, stillRunning: () => void): Promise<void> {
+  const settled = run.then(() => {}, () => {})
+  if (await settledWithin(settled, 0, { keepAlive: true }) || forced.aborted) return
+  stillRunning()
+  let onForced: () => void = () => {}
+  const stop = new Promise<void>(resolve => { onForced = resolve })
+  forced.addEventListener('abort', onForced, { once: true })
+  try {
+    await Promise.race([settled, stop])
+  } finally {
+    forced.removeEventListener('abort', onForced)
   }
 }

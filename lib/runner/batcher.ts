@@ -4,8 +4,7 @@ import type { Event } from '../event.js'
 import type { BatchContext, BatchItem, BatchTarget } from '../handlers/handler.js'
 import { childLogger, type Logger } from '../logger.js'
 import type { Messaging } from '../messaging.js'
-import { settledWithin } from '../time.js'
-import { Attempt, SUCCEEDED, type Outcome } from './attempt.js'
+import { Attempt, SUCCEEDED, untilReturnedOrForced, type Outcome } from './attempt.js'
 
 export interface BatcherSettings {
   group: string
@@ -48,7 +47,7 @@ export class Batcher {
     const item: BatchItem = { message, event, topic: delivery.topic, key: delivery.key, headers: delivery.headers, attempt, messageId: delivery.id }
     return new Promise(resolve => {
       this.#open.push({ item, resolve })
-      if (this.#timer === undefined && !this.#due) this.#timer = setTimeout(() => { this.#timer = undefined; this.#due = true; this.#next() }, this.#target.maxWaitMs)
+      if (this.#timer === undefined && !this.#due) this.#startWaiting()
       this.#next()
     })
   }
@@ -65,6 +64,11 @@ export class Batcher {
     this.#next()
   }
 
+  /** The batch being gathered is due `maxWaitMs` from now, full or not. */
+  #startWaiting (): void {
+    this.#timer = setTimeout(() => { this.#timer = undefined; this.#due = true; this.#next() }, this.#target.maxWaitMs)
+  }
+
   #next (): void {
     if (this.#settings.forced.aborted) {
       // Nothing more runs: what was gathered is given back.
@@ -79,7 +83,7 @@ export class Batcher {
     this.#timer = undefined
     this.#due = this.#open.length >= this.#target.maxBatchSize
     // What stays behind waits for its own maxWaitMs, counted from now.
-    if (this.#open.length > 0 && !this.#due) this.#timer = setTimeout(() => { this.#timer = undefined; this.#due = true; this.#next() }, this.#target.maxWaitMs)
+    if (this.#open.length > 0 && !this.#due) this.#startWaiting()
     this.#busy = true
     void this.#run(batch).finally(() => {
       this.#busy = false
@@ -135,20 +139,10 @@ export class Batcher {
       else entry.resolve(thrown === undefined ? SUCCEEDED : { ok: false, error: thrown.error, shutdown: false })
     })
     // A batch that timed out but still runs (it ignores ctx.signal) holds the turn until it returns, so batches never overlap.
-    if (thrown?.error instanceof HandlerTimeoutError && thrown.error === running.reason && !forced.aborted && !await settledWithin(handler.then(() => {}, () => {}), 0, { keepAlive: true })) {
-      logger.warn({ group, timeout: this.#timeout, batchSize: items.length }, 'the batch handler timed out and has not returned yet (it ignores ctx.signal); the next batch waits until it returns')
-      await untilSettledOrForced(handler, forced)
+    if (thrown?.error instanceof HandlerTimeoutError && thrown.error === running.reason) {
+      await untilReturnedOrForced(handler, forced, () => {
+        logger.warn({ group, timeout: this.#timeout, batchSize: items.length }, 'the batch handler timed out and has not returned yet (it ignores ctx.signal); the next batch waits until it returns')
+      })
     }
-  }
-}
-
-async function untilSettledOrForced (run: Promise<unknown>, forced: AbortSignal): Promise<void> {
-  let onForced: () => void = () => {}
-  const stop = new Promise<void>(resolve => { onForced = resolve })
-  forced.addEventListener('abort', onForced, { once: true })
-  try {
-    await Promise.race([run.then(() => {}, () => {}), stop])
-  } finally {
-    forced.removeEventListener('abort', onForced)
   }
 }

@@ -10,10 +10,10 @@ import { failureReason } from './failure-reason.js'
 import { KeyQueue, Semaphore } from './key-queue.js'
 import { setMaxListeners } from 'node:events'
 import { RetryWaits, retryDelayFor } from './retry.js'
-import { Attempt, SUCCEEDED, type Outcome } from './attempt.js'
+import { Attempt, SUCCEEDED, untilReturnedOrForced, type Outcome } from './attempt.js'
 import { Batcher } from './batcher.js'
 import { attemptsBefore, storeRetry } from './durable-retry.js'
-import { Backoff, settledWithin, sleep } from '../time.js'
+import { Backoff, sleep } from '../time.js'
 import { schemaErrors } from '../handlers/schema.js'
 import { observeConsume, traceLogFields, type AttemptScope, type ConsumeOutcome, type MessageScope } from '../observability/observe.js'
 
@@ -275,17 +275,9 @@ export class HandlerConsumer {
    * Only a forced shutdown stops waiting for it.
    */
   async #settledOrForced (run: Promise<unknown>, delivery: Delivery, timeout: number): Promise<void> {
-    const settled = run.then(() => {}, () => {})
-    if (await settledWithin(settled, 0, { keepAlive: true }) || this.#forced.signal.aborted) return
-    this.#log.warn({ topic: delivery.topic, messageId: delivery.id, timeout }, 'the handler timed out and has not returned yet (it ignores ctx.signal); its slot and its key stay held until it returns')
-    let onForced: () => void = () => {}
-    const forced = new Promise<void>(resolve => { onForced = resolve })
-    this.#forced.signal.addEventListener('abort', onForced, { once: true })
-    try {
-      await Promise.race([settled, forced])
-    } finally {
-      this.#forced.signal.removeEventListener('abort', onForced)
-    }
+    await untilReturnedOrForced(run, this.#forced.signal, () => {
+      this.#log.warn({ topic: delivery.topic, messageId: delivery.id, timeout }, 'the handler timed out and has not returned yet (it ignores ctx.signal); its slot and its key stay held until it returns')
+    })
   }
 
   async #deadLetter (delivery: Delivery, policy: Pick<RetryPolicy, 'deadLetter'>, attempts: number, unmasked: string): Promise<void> {
