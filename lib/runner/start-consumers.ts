@@ -72,7 +72,9 @@ export interface Runner {
 
 /**
  * Loads the handlers (the directory, the `handlers` given, and those registered with
- * `autoStart`), subscribes each in its group, and resolves once all are ready to receive.
+ * `autoStart`), subscribes each in its group, and resolves once all are ready to receive
+ * (or, stopped by a signal or `stop()` while still subscribing, once that start was cut
+ * short: `state` is then `draining` or `stopped`).
  *
  * @example
  * configureMessaging({ broker: 'kafka' })
@@ -181,24 +183,12 @@ export async function startConsumers (options: StartConsumersOptions = {}): Prom
     release()
     throw err
   }
+  // Signals are heard from the first subscription on: a SIGTERM while later groups are
+  // still starting stops the runner like one after (the groups not yet started never
+  // start), rather than kill the process with messages in its hands.
   const started: GroupConsumer[] = []
-  try {
-    for (const g of groups) {
-      await g.start(broker)
-      started.push(g)
-    }
-  } catch (err) {
-    await Promise.allSettled(started.map(g => g.stop()))
-    await health?.close()
-    untrackRunner()
-    release()
-    throw err
-  }
-  readiness.state = 'ready'
-  const observed: ConsumedGroup[] = groups.map(g => ({ messaging, group: g.group, topics: g.topics }))
-  for (const o of observed) consumedGroups.add(o)
-
   let stopping: Promise<void> | undefined
+  let starting: Promise<void> = Promise.resolve()
   const signals = signalList === false ? [] : signalList
   const onSignal = (signal: NodeJS.Signals): void => {
     logger.info({ signal }, 'stopping consumers')
@@ -207,6 +197,7 @@ export async function startConsumers (options: StartConsumersOptions = {}): Prom
       if (process.listenerCount(signal) === 0) process.kill(process.pid, signal)
     })
   }
+  const observed: ConsumedGroup[] = groups.map(g => ({ messaging, group: g.group, topics: g.topics }))
   const untrack = messaging.track({ stop: () => runner.stop() })
   const runner: Runner = {
     consumers: consumers.map(c => ({ name: c.definition.name, group: c.settings.group, topics: c.settings.topics })),
@@ -216,7 +207,9 @@ export async function startConsumers (options: StartConsumersOptions = {}): Prom
       stopping ??= (async () => {
         readiness.state = 'draining'
         for (const s of signals) process.removeListener(s, onSignal)
-        await Promise.allSettled(groups.map(g => g.stop()))
+        // A group still subscribing is stopped once it can be; the loop starts no other.
+        await starting.catch(() => {})
+        await Promise.allSettled(started.map(g => g.stop()))
         for (const o of observed) consumedGroups.delete(o)
         readiness.state = 'stopped'
         untrackRunner()
@@ -228,6 +221,25 @@ export async function startConsumers (options: StartConsumersOptions = {}): Prom
     }
   }
   for (const s of signals) process.once(s, onSignal)
+  starting = (async () => {
+    for (const g of groups) {
+      if (stopping !== undefined) return
+      await g.start(broker)
+      started.push(g)
+    }
+  })()
+  try {
+    await starting
+  } catch (err) {
+    await runner.stop()
+    throw err
+  }
+  if (stopping !== undefined) {
+    logger.info({ started: started.length, of: groups.length }, 'stopped while starting: the groups not yet started were not started')
+    return runner
+  }
+  readiness.state = 'ready'
+  for (const o of observed) consumedGroups.add(o)
   logger.info({ consumers: runner.consumers }, 'consumers started')
   return runner
 }

@@ -128,6 +128,28 @@ for (const kind of KINDS) {
       expect(handled()).to.deep.equal(new Set([0, 1, 2, 4, 5, 6, 7, 8, 9].map(n => ids.get(n)!)))
     })
 
+    it('a SIGTERM while startConsumers() is still starting drains like one after: the message being handled is given back with its count', async function () {
+      const topic = randomName('faults-early-signal')
+      const group = randomName('g')
+      const extraGroups = 30
+      queues.push(...queuesOf(topic, group))
+      for (let i = 0; i < extraGroups; i++) queues.push(...queuesOf(`${topic}-extra-${i}`, `${group}-extra-${i}`))
+      messaging = createMessaging({ ...faultOptions(kind), logger: false })
+      const config = workerConfig(kind, topic, group, { concurrency: 1, maxRetries: 1, retryDelay: 30_000, failAlways: [0] })
+      await declareGroup(topic, group)
+      await publishJobs(messaging, topic, 1)
+      // The handler of message 0 sends its own worker SIGTERM while 30 more groups are still to start.
+      const a = new WorkerProcess('A', { ...config, signalOn: [0], extraGroups })
+      const exit = await a.exited(60_000)
+      const messages = a.of('log').map(l => l.msg)
+      expect(messages.indexOf('stopping consumers'), `A stopped by Herald (${JSON.stringify(exit)})${a.describe()}`).to.be.at.least(0)
+      expect(messages, `A never finished starting${a.describe()}`).not.to.include('consumers started')
+      expect(exit.signal, 'A ended by the signal, once drained').to.equal('SIGTERM')
+      const b = new WorkerProcess('B', config)
+      await b.until(x => x.of('fail').length > 0, 'the message failed in B', 45_000)
+      expect(b.of('start').map(l => l.attempt), `attempts in B${a.describe()}${b.describe()}`).to.deep.equal([1])
+    })
+
     it('a message given back at shutdown keeps its delivery count: SIGTERM twice during a retry wait does not dead-letter it', async function () {
       const topic = randomName('faults-release')
       const group = randomName('g')
@@ -141,7 +163,7 @@ for (const kind of KINDS) {
         const w = new WorkerProcess(name, config)
         workers.push(w)
         await w.until(x => x.of('fail').length > 0, 'the first attempt failed (a retry waits 30 s)', 45_000)
-        expect(w.of('start').map(l => l.attempt), `attempts in ${name}`).to.deep.equal([1])
+        expect(w.of('start').map(l => l.attempt), `attempts in ${name}${workers.map(x => x.describe()).join('')}`).to.deep.equal([1])
         if (name === 'C') break
         w.kill('SIGTERM')
         await w.exited()

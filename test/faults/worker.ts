@@ -29,6 +29,14 @@ export interface WorkerConfig {
   failAlways?: number[]
   /** The handler's `durableRetryAfter` (default: Herald's). */
   durableRetryAfter?: number | false
+  /** Values of `n` whose first attempt sends the worker SIGTERM (then goes on as configured). */
+  signalOn?: number[]
+  /**
+   * This many more handlers, each alone in a group on a topic of its own
+   * (`<topic>-extra-<i>`, group `<group>-extra-<i>`), started after the main one, so that
+   * startConsumers() is still starting while the main handler already runs messages.
+   */
+  extraGroups?: number
 }
 
 export interface WorkerLine {
@@ -80,6 +88,7 @@ async function pause (ms: number, signal: AbortSignal): Promise<void> {
 const failFirst = new Set(config.failFirst ?? [])
 const crashOn = new Set(config.crashOn ?? [])
 const failAlways = new Set(config.failAlways ?? [])
+const signalOn = new Set(config.signalOn ?? [])
 const messaging = createMessaging({ ...config.messaging, logger: printingLogger() })
 const handler = messageHandler({
   topic: config.topic,
@@ -94,6 +103,7 @@ const handler = messageHandler({
   const step = { id: ctx.event?.id, n: typeof n === 'number' ? n : undefined, attempt: ctx.attempt, messageId: ctx.messageId }
   print({ ev: 'start', ...step })
   if (typeof n === 'number' && crashOn.has(n)) process.exit(1)
+  if (typeof n === 'number' && signalOn.has(n) && ctx.attempt === 1) process.kill(process.pid, 'SIGTERM')
   if (typeof n === 'number' && ((failFirst.has(n) && ctx.attempt === 1) || failAlways.has(n))) {
     print({ ev: 'fail', ...step })
     throw new Error(`planned failure of message ${n}`)
@@ -107,7 +117,10 @@ const handler = messageHandler({
   print({ ev: 'done', ...step })
 })
 
-startConsumers({ messaging, handlers: [handler], shutdownTimeout: config.shutdownTimeout }).then(
+const extras = Array.from({ length: config.extraGroups ?? 0 }, (_v, i) =>
+  messageHandler({ topic: `${config.topic}-extra-${i}`, group: `${config.group}-extra-${i}` }, async function extraJob () {}))
+
+startConsumers({ messaging, handlers: [handler, ...extras], shutdownTimeout: config.shutdownTimeout }).then(
   () => print({ ev: 'ready' }),
   (err: unknown) => {
     print({ ev: 'fatal', msg: err instanceof Error ? err.message : String(err) })
