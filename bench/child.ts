@@ -34,6 +34,9 @@ switch (kind) {
   case 'raw-bare':
     await (await import('./contenders/raw.js')).run(task, kind === 'raw-bare')
     break
+  case 'raw-otel':
+    await (await import('./contenders/raw-otel.js')).run(task)
+    break
   case 'raw-platformatic':
     await (await import('./contenders/raw.js')).run(task, false, 'platformatic')
     break

@@ -7,7 +7,7 @@ import { context, metrics, propagation, trace } from '@opentelemetry/api'
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks'
 import { ExportResultCode, W3CTraceContextPropagator } from '@opentelemetry/core'
 import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics'
-import { BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, type SpanExporter } from '@opentelemetry/sdk-trace-base'
+import { BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace-base'
 
 const dropSpans: SpanExporter = { export: (_spans, done) => done({ code: ExportResultCode.SUCCESS }), shutdown: async () => {} }
 
@@ -23,12 +23,12 @@ export interface OtelSdk {
   reader: MetricReader
 }
 
-/** Registers the SDK globally (once per process). */
-export function registerOtelSdk (sampled: boolean): OtelSdk {
+/** Registers the SDK globally (once per process); `also`: more span processors, after the batch one. */
+export function registerOtelSdk (sampled: boolean, also: SpanProcessor[] = []): OtelSdk {
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable())
   propagation.setGlobalPropagator(new W3CTraceContextPropagator())
   const tracerProvider = new BasicTracerProvider({
-    spanProcessors: [new BatchSpanProcessor(dropSpans)],
+    spanProcessors: [new BatchSpanProcessor(dropSpans), ...also],
     ...(sampled ? { sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(0.1) }) } : {})
   })
   trace.setGlobalTracerProvider(tracerProvider)

@@ -21,6 +21,8 @@ const USAGE = `npm run bench [-- options]
                           herald-batch         Herald with a batchHandler at its defaults (e2e)
                           raw, raw-bare        hand-written loop on the broker's client (kafkajs, amqplib, ioredis);
                                                raw-bare sends the order without Herald's envelope (publish only)
+                          raw-otel             raw with the OTel SDK of herald-otel and the client's official
+                                               instrumentation (kafkajs, amqplib, ioredis); publish, e2e
                           raw-platformatic     raw on @platformatic/kafka instead of kafkajs: Kafka only (skipped
                                                on the other brokers); publish, e2e, latency
                           moleculer, nest      peers (e2e)
@@ -51,7 +53,7 @@ const brokers = (option('--broker') ?? 'kafka,rabbitmq,redis,memory').split(',')
 const scenarios = (option('--scenario') ?? 'publish,e2e,latency,http').split(',') as ScenarioName[]
 const rounds = Number(option('--rounds') ?? (quick ? 1 : 3))
 const contenders = option('--contender')?.split(',')
-const CONTENDERS = ['herald', 'herald-batch', 'herald-otel', 'herald-otel-sampled', 'herald-sdk', 'herald-untraced', 'raw', 'raw-bare', 'raw-platformatic', 'moleculer', 'nest', ...['fastify', 'express'].flatMap(f => ['bare', 'event', 'naive'].map(r => `${f}:${r}`))]
+const CONTENDERS = ['herald', 'herald-batch', 'herald-otel', 'herald-otel-sampled', 'herald-sdk', 'herald-untraced', 'raw', 'raw-bare', 'raw-otel', 'raw-platformatic', 'moleculer', 'nest', ...['fastify', 'express'].flatMap(f => ['bare', 'event', 'naive'].map(r => `${f}:${r}`))]
 for (const c of contenders ?? []) if (!CONTENDERS.includes(c)) usageError(`unknown contender ${c}`)
 for (const b of brokers) if (!['kafka', 'rabbitmq', 'redis', 'memory'].includes(b)) usageError(`unknown broker ${b}`)
 for (const sc of scenarios) if (!['publish', 'e2e', 'latency', 'http'].includes(sc)) usageError(`unknown scenario ${sc}`)
@@ -182,8 +184,8 @@ function steps (broker: BrokerName): Step[] {
   if (real) {
     // A second raw Kafka client, to tell kafkajs's cost from Herald's: Kafka only.
     const second = broker === 'kafka' ? ['raw-platformatic'] : []
-    for (const c of ['herald', 'herald-otel', 'herald-otel-sampled', 'herald-sdk', 'herald-untraced', 'raw', 'raw-bare', ...second]) add('publish', c, async () => await publishScenario(broker, c))
-    for (const c of ['herald', 'herald-batch', 'herald-otel', 'herald-otel-sampled', 'herald-sdk', 'herald-untraced', 'raw', ...second, 'moleculer', 'nest']) add('e2e', c, async () => await e2eScenario(broker, c))
+    for (const c of ['herald', 'herald-otel', 'herald-otel-sampled', 'herald-sdk', 'herald-untraced', 'raw', 'raw-bare', 'raw-otel', ...second]) add('publish', c, async () => await publishScenario(broker, c))
+    for (const c of ['herald', 'herald-batch', 'herald-otel', 'herald-otel-sampled', 'herald-sdk', 'herald-untraced', 'raw', 'raw-otel', ...second, 'moleculer', 'nest']) add('e2e', c, async () => await e2eScenario(broker, c))
     for (const c of ['herald', 'raw', ...second]) add('latency', c, async () => await latencyScenario(broker, c))
   }
   for (const framework of ['fastify', 'express'] as const) {
