@@ -2,11 +2,12 @@ import type { Redis } from 'ioredis'
 import { BrokerError } from '../../errors.js'
 import type { Logger } from '../../logger.js'
 import { Backoff, sleep } from '../../time.js'
-import type { Delivery, DeliveryHandler, SubscribeOptions, Subscription } from '../broker.js'
+import type { DeliveryHandler, SubscribeOptions, Subscription } from '../broker.js'
 import { InFlight } from '../shared/in-flight.js'
 import { groupRetryTopic } from '../shared/group-destination.js'
 import type { RedisConnections } from './redis-connection.js'
 import { RedisAcks } from './redis-acks.js'
+import { RedisDelivery, type DeliveryOwner } from './redis-delivery.js'
 import { HeldEntries, RedisHolds, type Held } from './redis-holds.js'
 import { RedisReader } from './redis-reader.js'
 import { RedisReclaim, type Claimed } from './redis-reclaim.js'
@@ -66,6 +67,13 @@ export class RedisSubscription implements Subscription {
   /** Of `#handling`, those waiting for a retry: not counted against `maxInFlight`. */
   #retrying = 0
   readonly #stopping = new AbortController()
+  /** What every delivery of this subscription calls back. */
+  readonly #owner: DeliveryOwner = {
+    ack: held => this.#ack(held),
+    release: held => this.#release(held),
+    keepAlive: held => this.#keepAlive(held),
+    waiting: (held, on) => this.#waiting(held, on)
+  }
   #loop: Promise<void> | undefined
   #wake: (() => void) | undefined
   #stopped: Promise<void> | undefined
@@ -249,83 +257,81 @@ export class RedisSubscription implements Subscription {
   }
 
   #handOver (held: Held): void {
-    const { entry, topic, redeliveries } = held
+    const { entry, topic } = held
     const { logger } = this.#p
     this.#held.handedOver(held)
-    const settle = this.#unsettled.add()
+    held.settle = this.#unsettled.add()
     this.#handling++
     if (entry.problem !== undefined) logger.warn({ topic, id: entry.id }, `stream entry is not as Herald writes it: ${entry.problem}`)
-    let settled = false
-    let retrying = false
-    /** Acked or released: its room goes to the next entry now, while Redis is told. */
-    const settling = (): void => {
-      settled = true
-      held.settling = true
-      this.#handling--
-      if (retrying) this.#retrying--
-      retrying = false
-      this.#handOverBacklog()
-      this.#wake?.()
-    }
-    const done = (): void => {
-      this.#held.forget(held)
-      settle()
-      if (this.#suspect === entry.id) {
-        this.#suspect = undefined
-        // What was given back while it ran alone is taken over again now.
-        this.#reclaim.soon()
-      }
-      this.#wake?.()
-    }
-    const delivery: Delivery = {
-      topic,
-      value: entry.value,
-      key: entry.key,
-      headers: { ...entry.headers },
-      redeliveries,
-      id: `${topic}@${entry.id}`,
-      ack: async () => {
-        if (settled) return
-        settling()
-        try {
-          await this.#acks.ack(entry.stream, entry.id)
-        } catch (err) {
-          // Still pending in the group: once this consumer stops refreshing it, it is reclaimed and delivered again.
-          throw new BrokerError(`could not acknowledge stream entry ${topic}@${entry.id} on Redis: ${this.#p.connections.reason(err)}`, { cause: err })
-        } finally {
-          done()
-        }
-      },
-      release: async () => {
-        if (settled) return
-        settling()
-        try {
-          await this.#holds.giveBack([entry], 'release')
-        } finally {
-          done()
-        }
-        // Deliver it again soon, from here if this subscription still reads: cut the blocking read short to reclaim now.
-        this.#reclaim.soon(entry.stream)
-        if (!this.#isStopping) void this.#reader.interrupt()
-      },
-      keepAlive: async () => {
-        if (settled) return
-        await this.#holds.hold(entry.stream, [entry.id], 'touch')
-      },
-      waiting: (on) => {
-        if (settled || retrying === on) return
-        retrying = on
-        this.#retrying += on ? 1 : -1
-        if (on) {
-          this.#handOverBacklog()
-          this.#wake?.()
-        }
-      }
-    }
+    const delivery = new RedisDelivery(held, this.#owner)
     try {
       Promise.resolve(this.#p.onDelivery(delivery)).catch((err: unknown) => logger.error({ err, id: delivery.id }, 'delivery handler rejected; it must settle the message instead'))
     } catch (err) {
       logger.error({ err, id: delivery.id }, 'delivery handler threw; it must settle the message instead')
+    }
+  }
+
+  /** Acked or released: its room goes to the next entry now, while Redis is told. */
+  #settling (held: Held): void {
+    held.settling = true
+    this.#handling--
+    if (held.retrying === true) this.#retrying--
+    held.retrying = false
+    this.#handOverBacklog()
+    this.#wake?.()
+  }
+
+  /** Settled, and Redis answered. */
+  #done (held: Held): void {
+    this.#held.forget(held)
+    held.settle?.()
+    if (this.#suspect === held.entry.id) {
+      this.#suspect = undefined
+      // What was given back while it ran alone is taken over again now.
+      this.#reclaim.soon()
+    }
+    this.#wake?.()
+  }
+
+  async #ack (held: Held): Promise<void> {
+    if (held.settling === true) return
+    this.#settling(held)
+    const { entry, topic } = held
+    try {
+      await this.#acks.ack(entry.stream, entry.id)
+    } catch (err) {
+      // Still pending in the group: once this consumer stops refreshing it, it is reclaimed and delivered again.
+      throw new BrokerError(`could not acknowledge stream entry ${topic}@${entry.id} on Redis: ${this.#p.connections.reason(err)}`, { cause: err })
+    } finally {
+      this.#done(held)
+    }
+  }
+
+  async #release (held: Held): Promise<void> {
+    if (held.settling === true) return
+    this.#settling(held)
+    try {
+      await this.#holds.giveBack([held.entry], 'release')
+    } finally {
+      this.#done(held)
+    }
+    // Deliver it again soon, from here if this subscription still reads: cut the blocking read short to reclaim now.
+    this.#reclaim.soon(held.entry.stream)
+    if (!this.#isStopping) void this.#reader.interrupt()
+  }
+
+  async #keepAlive (held: Held): Promise<void> {
+    if (held.settling === true) return
+    await this.#holds.hold(held.entry.stream, [held.entry.id], 'touch')
+  }
+
+  #waiting (held: Held, on: boolean): void {
+    if (held.settling === true || (held.retrying === true) === on) return
+    held.retrying = on
+    this.#retrying += on ? 1 : -1
+    if (on) {
+      this.#handOverBacklog()
+      this.#wake?.()
     }
   }
 }
