@@ -16,6 +16,11 @@ import { isNoGroup } from './redis-replies.js'
 
 /** Longest a blocking read waits before the loop looks again (reclaim due, pause asked). */
 const BLOCK_MS = 1000
+/**
+ * The most entries read ahead, unless `maxInFlight` is more: a read of 100 entries costs
+ * about what one of 20 does (a round trip each way, and an XACK for what it read).
+ */
+export const MAX_READ_AHEAD = 100
 /** How long stopping waits for a read on its way before dropping its connection. */
 const STOP_READ_MS = BLOCK_MS + 500
 
@@ -37,9 +42,11 @@ export interface RedisSubscriptionParams {
 /**
  * One consumer (a unique name) of a Redis stream group, reading the group's topics.
  *
- * - A loop reads (redis-reader.ts) a full `maxInFlight` at a time into a backlog of at
- *   most `maxInFlight` entries read ahead, and hands entries to `onDelivery` in stream
- *   order without waiting, never more than `maxInFlight` unsettled.
+ * - A loop reads (redis-reader.ts) a full read-ahead at a time into a backlog of at most
+ *   that many entries, and hands entries to `onDelivery` in stream order without waiting,
+ *   never more than `maxInFlight` unsettled. The read-ahead is `maxWaiting` (what the
+ *   runner takes unsettled beyond `maxInFlight`; RabbitMQ's prefetch counts it too), at
+ *   most {@link MAX_READ_AHEAD}, at least `maxInFlight`.
  * - Before reading, and every `claimIdleMs` (at most every 5 s), it takes over the entries
  *   other consumers of the group left pending too long (redis-reclaim.ts).
  * - While it holds entries it refreshes their idle time every third of `claimIdleMs`
@@ -55,6 +62,8 @@ export class RedisSubscription implements Subscription {
   /** How many topics (the streams are each topic's and its retry stream): a read asks each for its share of the room. */
   readonly #topics: number
   readonly #topicOf = new Map<string, string>()
+  /** How many entries one read asks for (over all topics), and the most the backlog holds. */
+  readonly #readAhead: number
   readonly #reader: RedisReader
   readonly #reclaim: RedisReclaim
   readonly #holds: RedisHolds
@@ -90,6 +99,8 @@ export class RedisSubscription implements Subscription {
     this.#p = params
     const topics = [...new Set(params.options.topics)]
     this.#topics = topics.length
+    const { maxInFlight, maxWaiting } = params.options
+    this.#readAhead = Math.max(maxInFlight, Math.min(maxWaiting ?? maxInFlight, MAX_READ_AHEAD))
     // Each topic's stream, then the group's own retry stream of each (dead letters replayed to this group only).
     const retries = topics.map(t => params.prefix + groupRetryTopic(t, params.options.group))
     this.#streams = [...topics.map(t => params.prefix + t), ...retries]
@@ -166,20 +177,20 @@ export class RedisSubscription implements Subscription {
 
   /**
    * How many more entries this consumer may take: up to `maxInFlight` handed over (retries
-   * waiting aside) plus up to `maxInFlight` read ahead in the backlog, so the next entries
-   * are here when a handler finishes instead of one read round trip later.
+   * waiting aside) plus up to the read-ahead in the backlog, so the next entries are here
+   * when a handler finishes instead of one read round trip later.
    */
   #room (): number {
-    return 2 * this.#p.options.maxInFlight - (this.#handling - this.#retrying) - this.#held.backlog.length
+    return this.#p.options.maxInFlight + this.#readAhead - (this.#handling - this.#retrying) - this.#held.backlog.length
   }
 
   /**
-   * A read waits until it can ask for a full `maxInFlight`: reads of one or two entries as
+   * A read waits until it can ask for a full read-ahead: reads of one or two entries as
    * each handler finishes cost a round trip each, while what is held (at most
    * `maxInFlight` then) keeps the handlers busy meanwhile.
    */
   #roomToRead (): boolean {
-    return this.#room() >= this.#p.options.maxInFlight
+    return this.#room() >= this.#readAhead
   }
 
   async #run (): Promise<void> {
@@ -222,7 +233,7 @@ export class RedisSubscription implements Subscription {
   }
 
   async #read (): Promise<void> {
-    const count = Math.max(1, Math.ceil(Math.min(this.#room(), this.#p.options.maxInFlight) / this.#topics))
+    const count = Math.max(1, Math.ceil(Math.min(this.#room(), this.#readAhead) / this.#topics))
     const block = Math.max(1, Math.min(BLOCK_MS, this.#reclaim.dueAt - Date.now()))
     const reply = await this.#reader.read(count, block)
     for (const { stream, entries } of reply) for (const raw of entries) this.#held.add(stream, raw, 0)
