@@ -176,31 +176,34 @@ describe('redis broker', function () {
     }
   })
 
-  it('reads ask for maxInFlight entries at a time (the next ones wait read ahead), and the blocking connection asks CLIENT ID once, not before every read', async function () {
-    const b = await broker()
-    const t = topic()
-    await publish(b, [...Array(200).keys()].map(n => message(t, { n })))
-    const m = await monitor()
-    try {
-      // Handlers that finish a few at a time, as real ones do.
-      const { got } = await collect(b, { topics: [t], group: group(), maxInFlight: 20 }, async d => {
-        for (let i = 0; i < (body(d) as { n: number }).n % 7; i++) await new Promise(resolve => setImmediate(resolve))
-        await d.ack()
-      })
-      await eventually(() => got.length === 200, 'all 200 delivered')
-      const acked = (): number => m.commands.filter(named('XACK')).filter(c => c.args[1] === PREFIX + t).reduce((n, c) => n + c.args.length - 3, 0)
-      await eventually(() => acked() === 200, 'every XACK in the MONITOR feed')
-      const reads = m.commands.filter(named('XREADGROUP')).filter(c => c.args.includes(PREFIX + t))
-      const counts = reads.map(c => Number(c.args[c.args.findIndex(a => a.toUpperCase() === 'COUNT') + 1]))
-      expect(counts.filter(n => n !== 20), `reads of other than maxInFlight among ${counts.join(',')}`).to.deep.equal([])
-      const readers = new Set(reads.map(c => c.source))
-      expect(readers.size, 'one blocking connection').to.equal(1)
-      const clientIds = m.commands.filter(named('CLIENT')).filter(c => c.args[1]?.toUpperCase() === 'ID' && readers.has(c.source))
-      expect(clientIds.length, `CLIENT ID asked ${clientIds.length} times for ${reads.length} reads`).to.be.at.most(1)
-    } finally {
-      m.stop()
-    }
-  })
+  // The read-ahead: maxWaiting (what the runner takes unsettled beyond maxInFlight), at most 100, at least maxInFlight.
+  for (const { maxWaiting, readAhead } of [{ maxWaiting: undefined, readAhead: 20 }, { maxWaiting: 50, readAhead: 50 }, { maxWaiting: 200, readAhead: 100 }]) {
+    it(`reads ask for the read-ahead at a time (${readAhead} with maxInFlight 20, maxWaiting ${maxWaiting}), and the blocking connection asks CLIENT ID once, not before every read`, async function () {
+      const b = await broker()
+      const t = topic()
+      await publish(b, [...Array(200).keys()].map(n => message(t, { n })))
+      const m = await monitor()
+      try {
+        // Handlers that finish a few at a time, as real ones do.
+        const { got } = await collect(b, { topics: [t], group: group(), maxInFlight: 20, maxWaiting }, async d => {
+          for (let i = 0; i < (body(d) as { n: number }).n % 7; i++) await new Promise(resolve => setImmediate(resolve))
+          await d.ack()
+        })
+        await eventually(() => got.length === 200, 'all 200 delivered')
+        const acked = (): number => m.commands.filter(named('XACK')).filter(c => c.args[1] === PREFIX + t).reduce((n, c) => n + c.args.length - 3, 0)
+        await eventually(() => acked() === 200, 'every XACK in the MONITOR feed')
+        const reads = m.commands.filter(named('XREADGROUP')).filter(c => c.args.includes(PREFIX + t))
+        const counts = reads.map(c => Number(c.args[c.args.findIndex(a => a.toUpperCase() === 'COUNT') + 1]))
+        expect(counts.filter(n => n !== readAhead), `reads of other than ${readAhead} among ${counts.join(',')}`).to.deep.equal([])
+        const readers = new Set(reads.map(c => c.source))
+        expect(readers.size, 'one blocking connection').to.equal(1)
+        const clientIds = m.commands.filter(named('CLIENT')).filter(c => c.args[1]?.toUpperCase() === 'ID' && readers.has(c.source))
+        expect(clientIds.length, `CLIENT ID asked ${clientIds.length} times for ${reads.length} reads`).to.be.at.most(1)
+      } finally {
+        m.stop()
+      }
+    })
+  }
 
   it('close() waits for handed-over deliveries and leaves the group: no consumer name is left behind', async function () {
     const b = await broker()

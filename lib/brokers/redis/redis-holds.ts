@@ -166,6 +166,10 @@ export interface Held {
   redeliveries: number
   /** Being acked or released: no longer refreshed, so a release is not undone by a refresh racing it. */
   settling?: boolean
+  /** Handed over and waiting for a retry (not counted against `maxInFlight`). */
+  retrying?: boolean
+  /** Counts it out of what closing waits for, once settled and answered (set when handed over). */
+  settle?: () => void
 }
 
 /** The entries one subscription holds: handed over (per stream), and read but not handed over yet (the backlog). */

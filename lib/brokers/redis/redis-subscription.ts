@@ -2,11 +2,12 @@ import type { Redis } from 'ioredis'
 import { BrokerError } from '../../errors.js'
 import type { Logger } from '../../logger.js'
 import { Backoff, sleep } from '../../time.js'
-import type { Delivery, DeliveryHandler, SubscribeOptions, Subscription } from '../broker.js'
+import type { DeliveryHandler, SubscribeOptions, Subscription } from '../broker.js'
 import { InFlight } from '../shared/in-flight.js'
 import { groupRetryTopic } from '../shared/group-destination.js'
 import type { RedisConnections } from './redis-connection.js'
 import { RedisAcks } from './redis-acks.js'
+import { RedisDelivery, type DeliveryOwner } from './redis-delivery.js'
 import { HeldEntries, RedisHolds, type Held } from './redis-holds.js'
 import { RedisReader } from './redis-reader.js'
 import { RedisReclaim, type Claimed } from './redis-reclaim.js'
@@ -15,6 +16,11 @@ import { isNoGroup } from './redis-replies.js'
 
 /** Longest a blocking read waits before the loop looks again (reclaim due, pause asked). */
 const BLOCK_MS = 1000
+/**
+ * The most entries read ahead, unless `maxInFlight` is more: a read of 100 entries costs
+ * about what one of 20 does (a round trip each way, and an XACK for what it read).
+ */
+export const MAX_READ_AHEAD = 100
 /** How long stopping waits for a read on its way before dropping its connection. */
 const STOP_READ_MS = BLOCK_MS + 500
 
@@ -36,9 +42,11 @@ export interface RedisSubscriptionParams {
 /**
  * One consumer (a unique name) of a Redis stream group, reading the group's topics.
  *
- * - A loop reads (redis-reader.ts) a full `maxInFlight` at a time into a backlog of at
- *   most `maxInFlight` entries read ahead, and hands entries to `onDelivery` in stream
- *   order without waiting, never more than `maxInFlight` unsettled.
+ * - A loop reads (redis-reader.ts) a full read-ahead at a time into a backlog of at most
+ *   that many entries, and hands entries to `onDelivery` in stream order without waiting,
+ *   never more than `maxInFlight` unsettled. The read-ahead is `maxWaiting` (what the
+ *   runner takes unsettled beyond `maxInFlight`; RabbitMQ's prefetch counts it too), at
+ *   most {@link MAX_READ_AHEAD}, at least `maxInFlight`.
  * - Before reading, and every `claimIdleMs` (at most every 5 s), it takes over the entries
  *   other consumers of the group left pending too long (redis-reclaim.ts).
  * - While it holds entries it refreshes their idle time every third of `claimIdleMs`
@@ -54,6 +62,8 @@ export class RedisSubscription implements Subscription {
   /** How many topics (the streams are each topic's and its retry stream): a read asks each for its share of the room. */
   readonly #topics: number
   readonly #topicOf = new Map<string, string>()
+  /** How many entries one read asks for (over all topics), and the most the backlog holds. */
+  readonly #readAhead: number
   readonly #reader: RedisReader
   readonly #reclaim: RedisReclaim
   readonly #holds: RedisHolds
@@ -66,6 +76,13 @@ export class RedisSubscription implements Subscription {
   /** Of `#handling`, those waiting for a retry: not counted against `maxInFlight`. */
   #retrying = 0
   readonly #stopping = new AbortController()
+  /** What every delivery of this subscription calls back. */
+  readonly #owner: DeliveryOwner = {
+    ack: held => this.#ack(held),
+    release: held => this.#release(held),
+    keepAlive: held => this.#keepAlive(held),
+    waiting: (held, on) => this.#waiting(held, on)
+  }
   #loop: Promise<void> | undefined
   #wake: (() => void) | undefined
   #stopped: Promise<void> | undefined
@@ -82,6 +99,8 @@ export class RedisSubscription implements Subscription {
     this.#p = params
     const topics = [...new Set(params.options.topics)]
     this.#topics = topics.length
+    const { maxInFlight, maxWaiting } = params.options
+    this.#readAhead = Math.max(maxInFlight, Math.min(maxWaiting ?? maxInFlight, MAX_READ_AHEAD))
     // Each topic's stream, then the group's own retry stream of each (dead letters replayed to this group only).
     const retries = topics.map(t => params.prefix + groupRetryTopic(t, params.options.group))
     this.#streams = [...topics.map(t => params.prefix + t), ...retries]
@@ -158,20 +177,20 @@ export class RedisSubscription implements Subscription {
 
   /**
    * How many more entries this consumer may take: up to `maxInFlight` handed over (retries
-   * waiting aside) plus up to `maxInFlight` read ahead in the backlog, so the next entries
-   * are here when a handler finishes instead of one read round trip later.
+   * waiting aside) plus up to the read-ahead in the backlog, so the next entries are here
+   * when a handler finishes instead of one read round trip later.
    */
   #room (): number {
-    return 2 * this.#p.options.maxInFlight - (this.#handling - this.#retrying) - this.#held.backlog.length
+    return this.#p.options.maxInFlight + this.#readAhead - (this.#handling - this.#retrying) - this.#held.backlog.length
   }
 
   /**
-   * A read waits until it can ask for a full `maxInFlight`: reads of one or two entries as
+   * A read waits until it can ask for a full read-ahead: reads of one or two entries as
    * each handler finishes cost a round trip each, while what is held (at most
    * `maxInFlight` then) keeps the handlers busy meanwhile.
    */
   #roomToRead (): boolean {
-    return this.#room() >= this.#p.options.maxInFlight
+    return this.#room() >= this.#readAhead
   }
 
   async #run (): Promise<void> {
@@ -214,7 +233,7 @@ export class RedisSubscription implements Subscription {
   }
 
   async #read (): Promise<void> {
-    const count = Math.max(1, Math.ceil(Math.min(this.#room(), this.#p.options.maxInFlight) / this.#topics))
+    const count = Math.max(1, Math.ceil(Math.min(this.#room(), this.#readAhead) / this.#topics))
     const block = Math.max(1, Math.min(BLOCK_MS, this.#reclaim.dueAt - Date.now()))
     const reply = await this.#reader.read(count, block)
     for (const { stream, entries } of reply) for (const raw of entries) this.#held.add(stream, raw, 0)
@@ -249,83 +268,81 @@ export class RedisSubscription implements Subscription {
   }
 
   #handOver (held: Held): void {
-    const { entry, topic, redeliveries } = held
+    const { entry, topic } = held
     const { logger } = this.#p
     this.#held.handedOver(held)
-    const settle = this.#unsettled.add()
+    held.settle = this.#unsettled.add()
     this.#handling++
     if (entry.problem !== undefined) logger.warn({ topic, id: entry.id }, `stream entry is not as Herald writes it: ${entry.problem}`)
-    let settled = false
-    let retrying = false
-    /** Acked or released: its room goes to the next entry now, while Redis is told. */
-    const settling = (): void => {
-      settled = true
-      held.settling = true
-      this.#handling--
-      if (retrying) this.#retrying--
-      retrying = false
-      this.#handOverBacklog()
-      this.#wake?.()
-    }
-    const done = (): void => {
-      this.#held.forget(held)
-      settle()
-      if (this.#suspect === entry.id) {
-        this.#suspect = undefined
-        // What was given back while it ran alone is taken over again now.
-        this.#reclaim.soon()
-      }
-      this.#wake?.()
-    }
-    const delivery: Delivery = {
-      topic,
-      value: entry.value,
-      key: entry.key,
-      headers: { ...entry.headers },
-      redeliveries,
-      id: `${topic}@${entry.id}`,
-      ack: async () => {
-        if (settled) return
-        settling()
-        try {
-          await this.#acks.ack(entry.stream, entry.id)
-        } catch (err) {
-          // Still pending in the group: once this consumer stops refreshing it, it is reclaimed and delivered again.
-          throw new BrokerError(`could not acknowledge stream entry ${topic}@${entry.id} on Redis: ${this.#p.connections.reason(err)}`, { cause: err })
-        } finally {
-          done()
-        }
-      },
-      release: async () => {
-        if (settled) return
-        settling()
-        try {
-          await this.#holds.giveBack([entry], 'release')
-        } finally {
-          done()
-        }
-        // Deliver it again soon, from here if this subscription still reads: cut the blocking read short to reclaim now.
-        this.#reclaim.soon(entry.stream)
-        if (!this.#isStopping) void this.#reader.interrupt()
-      },
-      keepAlive: async () => {
-        if (settled) return
-        await this.#holds.hold(entry.stream, [entry.id], 'touch')
-      },
-      waiting: (on) => {
-        if (settled || retrying === on) return
-        retrying = on
-        this.#retrying += on ? 1 : -1
-        if (on) {
-          this.#handOverBacklog()
-          this.#wake?.()
-        }
-      }
-    }
+    const delivery = new RedisDelivery(held, this.#owner)
     try {
       Promise.resolve(this.#p.onDelivery(delivery)).catch((err: unknown) => logger.error({ err, id: delivery.id }, 'delivery handler rejected; it must settle the message instead'))
     } catch (err) {
       logger.error({ err, id: delivery.id }, 'delivery handler threw; it must settle the message instead')
+    }
+  }
+
+  /** Acked or released: its room goes to the next entry now, while Redis is told. */
+  #settling (held: Held): void {
+    held.settling = true
+    this.#handling--
+    if (held.retrying === true) this.#retrying--
+    held.retrying = false
+    this.#handOverBacklog()
+    this.#wake?.()
+  }
+
+  /** Settled, and Redis answered. */
+  #done (held: Held): void {
+    this.#held.forget(held)
+    held.settle?.()
+    if (this.#suspect === held.entry.id) {
+      this.#suspect = undefined
+      // What was given back while it ran alone is taken over again now.
+      this.#reclaim.soon()
+    }
+    this.#wake?.()
+  }
+
+  async #ack (held: Held): Promise<void> {
+    if (held.settling === true) return
+    this.#settling(held)
+    const { entry, topic } = held
+    try {
+      await this.#acks.ack(entry.stream, entry.id)
+    } catch (err) {
+      // Still pending in the group: once this consumer stops refreshing it, it is reclaimed and delivered again.
+      throw new BrokerError(`could not acknowledge stream entry ${topic}@${entry.id} on Redis: ${this.#p.connections.reason(err)}`, { cause: err })
+    } finally {
+      this.#done(held)
+    }
+  }
+
+  async #release (held: Held): Promise<void> {
+    if (held.settling === true) return
+    this.#settling(held)
+    try {
+      await this.#holds.giveBack([held.entry], 'release')
+    } finally {
+      this.#done(held)
+    }
+    // Deliver it again soon, from here if this subscription still reads: cut the blocking read short to reclaim now.
+    this.#reclaim.soon(held.entry.stream)
+    if (!this.#isStopping) void this.#reader.interrupt()
+  }
+
+  async #keepAlive (held: Held): Promise<void> {
+    if (held.settling === true) return
+    await this.#holds.hold(held.entry.stream, [held.entry.id], 'touch')
+  }
+
+  #waiting (held: Held, on: boolean): void {
+    if (held.settling === true || (held.retrying === true) === on) return
+    held.retrying = on
+    this.#retrying += on ? 1 : -1
+    if (on) {
+      this.#handOverBacklog()
+      this.#wake?.()
     }
   }
 }
