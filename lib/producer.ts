@@ -1,5 +1,5 @@
 import { BROKER_KINDS, type Broker, type BrokerKind, type OutgoingMessage } from './brokers/broker.js'
-import { normalizeHeaders, sizeProblem, topicProblem } from './brokers/outgoing-checks.js'
+import { headersAreText, normalizeHeaders, sizeProblem, topicProblem } from './brokers/outgoing-checks.js'
 import { BrokerError, ErrorCode, PublishError, isRetriable, type HeraldError } from './errors.js'
 import { createEvent, encodeJson, eventHeaders, HEADER_CONTENT_TYPE, HEADER_EVENT_ID, JSON_CONTENT_TYPE, type Event, type EventData } from './event.js'
 import { observePublish } from './observability/observe.js'
@@ -42,6 +42,8 @@ interface Pending {
   readonly eventName: string | undefined
   /** Answered: acknowledged, failed, or handed to the spool (which answers it then). */
   settled: boolean
+  /** The broker acknowledged it before answering its whole batch (`onAcknowledged`). */
+  acknowledged: boolean
   /** When it times out (`performance.now()` ms): every send has the same publishTimeout, so deadlines follow the order of sends. */
   readonly deadline: number
   readonly resolve: () => void
@@ -52,6 +54,8 @@ interface Batch {
   readonly sends: Pending[]
   /** The broker's answer, once it came: batches are answered to their sends in order. */
   results: Array<Error | undefined> | undefined
+  /** How many of its sends, from the first, were answered before the broker answered the batch. */
+  answered: number
 }
 
 /**
@@ -152,7 +156,7 @@ export class Producer {
       // The outbox holds earlier sends: this one goes behind them, not past them.
       ? this.#spool.append(message).catch((err: unknown) => { throw new PublishError(message.topic, eventName, err) })
       : new Promise<void>((resolve, reject) => {
-        this.#queue.push({ message, eventName, settled: false, deadline: performance.now() + this.#settings.publishTimeout, resolve, reject })
+        this.#queue.push({ message, eventName, settled: false, acknowledged: false, deadline: performance.now() + this.#settings.publishTimeout, resolve, reject })
         if (this.#timer === undefined) this.#arm()
         this.#schedule()
       })
@@ -174,17 +178,12 @@ export class Producer {
       if (this.#goodTopics.size >= 10_000) this.#goodTopics.clear()
       this.#goodTopics.add(message.topic)
     }
-    const headers = message.headers as Record<string, unknown>
-    for (const name in headers) {
-      if (typeof headers[name] !== 'string') {
-        try {
-          return { ...message, headers: normalizeHeaders(headers) }
-        } catch (err) {
-          return err as HeraldError
-        }
-      }
+    if (headersAreText(message.headers)) return message
+    try {
+      return { ...message, headers: normalizeHeaders(message.headers) }
+    } catch (err) {
+      return err as HeraldError
     }
-    return message
   }
 
   /** Arms the publishTimeout timer for the oldest unanswered send, if any. */
@@ -277,7 +276,7 @@ export class Producer {
       // A send that timed out before its turn was answered already (a 503): it is not sent after all.
       const sends = this.#queue.splice(0, this.#settings.maxBatchSize).filter(p => !p.settled)
       if (sends.length === 0) continue
-      const batch: Batch = { sends, results: undefined }
+      const batch: Batch = { sends, results: undefined, answered: 0 }
       this.#inFlight.push(batch)
       this.#publishing++
       void this.#publish(batch).then(results => {
@@ -295,15 +294,23 @@ export class Producer {
     try {
       // Once connected, no await comes first: publish() is called in queue order.
       this.#ready ??= await this.#broker()
-      return await this.#ready.publish(messages)
+      // A send acknowledged early is answered then, not with its batch: its caller sends again sooner.
+      return await this.#ready.publish(messages, (i) => {
+        if (batch.sends[i] !== undefined) batch.sends[i].acknowledged = true
+        if (batch === this.#inFlight[0]) this.#answer()
+      })
     } catch (err) {
       return messages.map(() => err as Error)
     }
   }
 
-  /** Answers the sends of the batches the broker answered, oldest first, stopping at one it has not. */
+  /** Answers the sends of the batches the broker answered, oldest first, then those of the next acknowledged early, in order. */
   #answer (): void {
-    for (let head = this.#inFlight[0]; head?.results !== undefined; head = this.#inFlight[0]) {
+    for (let head = this.#inFlight[0]; head !== undefined; head = this.#inFlight[0]) {
+      if (head.results === undefined) {
+        for (let p = head.sends[head.answered]; p !== undefined && (p.acknowledged || p.settled); p = head.sends[++head.answered]) this.#settle(p)
+        return
+      }
       this.#inFlight.shift()
       const { sends, results } = head
       let retry: Error | undefined

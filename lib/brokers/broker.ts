@@ -128,9 +128,11 @@ export interface Broker {
   /**
    * Sends a batch. Resolves with one entry per message, in order: `undefined` once the
    * broker acknowledged (persisted) it, or the error that stopped it. Never resolves
-   * `undefined` for a message the broker did not take.
+   * `undefined` for a message the broker did not take. Optional `onAcknowledged(i)`: called
+   * as soon as message `i` is acknowledged, when the broker knows before the whole batch is
+   * (the producer answers its send then, keeping the order of sends).
    */
-  publish(messages: OutgoingMessage[]): Promise<Array<Error | undefined>>
+  publish(messages: OutgoingMessage[], onAcknowledged?: (index: number) => void): Promise<Array<Error | undefined>>
   /**
    * Optional: how many publish() calls the producer may have unanswered at once (a batch
    * each). publish() calls made while others are unanswered go out in call order; default 1.

@@ -60,11 +60,20 @@ export function normalizeHeaders (headers: Record<string, unknown> | undefined):
 export function checkOutgoing (kind: BrokerKind | undefined, message: OutgoingMessage): { message: OutgoingMessage, error?: undefined } | { error: HeraldError } {
   const topicError = topicProblem(kind ?? 'memory', message.topic)
   if (topicError !== undefined) return { error: topicError }
+  // Headers already all text (what the producer hands on) need no copy.
+  if (headersAreText(message.headers)) return { message }
   try {
     return { message: { ...message, headers: normalizeHeaders(message.headers) } }
   } catch (err) {
     return { error: err as HeraldError }
   }
+}
+
+/** True when `headers` is an object of string values only: then `normalizeHeaders` would only copy it. */
+export function headersAreText (headers: Record<string, unknown> | undefined): boolean {
+  if (typeof headers !== 'object' || headers === null || Array.isArray(headers)) return false
+  for (const name of Object.keys(headers)) if (typeof headers[name] !== 'string') return false
+  return true
 }
 
 /** Why a message over `max` bytes (body, key, header names and values) is refused, or undefined. */

@@ -221,6 +221,20 @@ describe('RabbitMQ broker', function () {
     expect(err.message).to.contain('start a consumer for it first')
   })
 
+  it('onAcknowledged reports each message RabbitMQ confirmed, never an unroutable one', async () => {
+    const broker = newBroker()
+    const bound = name('topic')
+    const unbound = name('topic')
+    await subscribe(broker, { topics: [bound] }, async d => await d.ack())
+
+    const acknowledged: number[] = []
+    const results = await broker.publish([message(bound, '1'), message(unbound, '2'), message(bound, '3')], i => acknowledged.push(i))
+    expect(acknowledged.sort()).to.deep.equal([0, 2])
+    expect(results[0]).to.equal(undefined)
+    expect((results[1] as BrokerError).code).to.equal('HERALD_UNROUTABLE')
+    expect(results[2]).to.equal(undefined)
+  })
+
   it('the dead-letter queues exist once subscribe resolves and keep what is published to them before anyone consumes', async () => {
     const broker = newBroker()
     const topic = name('topic')

@@ -10,6 +10,8 @@ interface Call {
   /** How many earlier publish() calls were still unanswered when this one was made. */
   readonly unansweredBefore: number
   answer(results: Array<Error | undefined>): void
+  /** Says message `i` is acknowledged before the whole call is answered (`onAcknowledged`). */
+  acknowledge(i: number): void
 }
 
 /**
@@ -30,7 +32,7 @@ class HeldBroker implements Broker {
 
   async connect (): Promise<void> {}
 
-  async publish (messages: OutgoingMessage[]): Promise<Array<Error | undefined>> {
+  async publish (messages: OutgoingMessage[], onAcknowledged?: (index: number) => void): Promise<Array<Error | undefined>> {
     return await new Promise(resolve => {
       const unansweredBefore = this.#unanswered++
       let answered = false
@@ -42,7 +44,8 @@ class HeldBroker implements Broker {
           answered = true
           this.#unanswered--
           resolve(results)
-        }
+        },
+        acknowledge: (i) => { onAcknowledged?.(i) }
       })
       for (const wake of this.#waiters.splice(0)) wake()
     })
@@ -150,6 +153,41 @@ describe('unit: producer batches in flight (Broker.maxPublishesInFlight)', funct
     second.answer([undefined])
     await producer.flush()
     expect(spool.appended).to.deep.equal(['"a"', '"b"', '"c"'])
+  })
+
+  it('a send the broker acknowledged early is answered before the rest of its batch, in the order of sends', async function () {
+    const broker = new HeldBroker(2)
+    const producer = new Producer(async () => broker, settings())
+    const answered: string[] = []
+    const sends = ['a', 'b', 'c'].map(body => sendTracked(producer, body, answered))
+    const batch = await broker.called(1)
+    expect(batch.topics).to.deep.equal(['"a"', '"b"', '"c"'])
+    // b before a: b waits for a.
+    batch.acknowledge(1)
+    await new Promise(resolve => setImmediate(resolve))
+    expect(answered).to.deep.equal([])
+    batch.acknowledge(0)
+    await new Promise(resolve => setImmediate(resolve))
+    expect(answered).to.deep.equal(['a', 'b'])
+    batch.answer([undefined, undefined, undefined])
+    await Promise.all(sends)
+    expect(answered).to.deep.equal(['a', 'b', 'c'])
+  })
+
+  it('with an outbox, a send acknowledged early stays answered; a retriable failure behind it diverts only what follows', async function () {
+    const broker = new HeldBroker(2)
+    const spool = new ListSpool()
+    const producer = new Producer(async () => broker, settings(), spool)
+    const answered: string[] = []
+    const sends = ['a', 'b', 'c'].map(body => sendTracked(producer, body, answered))
+    const batch = await broker.called(1)
+    batch.acknowledge(0)
+    await new Promise(resolve => setImmediate(resolve))
+    expect(answered).to.deep.equal(['a'])
+    batch.answer([undefined, new BrokerError('connection lost', { retriable: true }), undefined])
+    await Promise.all(sends)
+    expect(spool.appended).to.deep.equal(['"b"'])
+    expect(answered).to.have.members(['a', 'b', 'c'])
   })
 
   it('with an outbox, publishTimeout diverts every batch in flight, oldest first, then the queue', async function () {

@@ -78,15 +78,15 @@ export class RabbitMqBroker implements Broker {
    * Publishes each message with `persistent` and `mandatory` on the confirm channel and
    * resolves, in order, `undefined` once RabbitMQ confirmed it, or the error: refused
    * (basic.nack), unroutable (`HERALD_UNROUTABLE`: no queue bound to the topic), or the
-   * channel or connection lost before the confirm.
+   * channel or connection lost before the confirm. `onAcknowledged(i)`: as each confirm arrives.
    */
-  async publish (messages: OutgoingMessage[]): Promise<Array<Error | undefined>> {
+  async publish (messages: OutgoingMessage[], onAcknowledged?: (index: number) => void): Promise<Array<Error | undefined>> {
     if (this.#closed) {
       const err = brokerClosedError('RabbitMQ')
       return messages.map(() => err)
     }
     if (messages.length === 0) return []
-    return await this.#publisher.publish(messages)
+    return await this.#publisher.publish(messages, onAcknowledged)
   }
 
   /**

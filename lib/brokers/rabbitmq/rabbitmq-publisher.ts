@@ -73,9 +73,10 @@ export class RabbitMqPublisher {
   /**
    * Sends the messages in order; resolves with one result each, never `undefined` for a
    * message RabbitMQ did not confirm. A message RabbitMQ can never take (a topic over 255
-   * bytes) fails alone before anything is sent.
+   * bytes) fails alone before anything is sent. `onConfirmed(i)` is called as soon as
+   * RabbitMQ confirmed message `i` (basic.ack, not returned).
    */
-  async publish (messages: OutgoingMessage[]): Promise<Array<Error | undefined>> {
+  async publish (messages: OutgoingMessage[], onConfirmed?: (index: number) => void): Promise<Array<Error | undefined>> {
     const results: Array<Error | undefined> = messages.map(() => undefined)
     const ready: OutgoingMessage[] = []
     const indexes: number[] = []
@@ -92,7 +93,8 @@ export class RabbitMqPublisher {
     const call: PublishCall = { pc: undefined, recovering: false, done: new Promise<void>(resolve => { answered = resolve }) }
     this.#calls.push(call)
     try {
-      const sent = await this.#publishOnChannel(ready, call)
+      const confirmed = onConfirmed === undefined ? undefined : (k: number): void => { onConfirmed(indexes[k]!) }
+      const sent = await this.#publishOnChannel(ready, call, confirmed)
       // Alone with one message, the message is what closed the channel (or the channel was lost under it).
       if ((ready.length > 1 || this.#calls.length > 1) && sent.some(isChannelError)) {
         // The server closed the channel over one message (e.g. 406, over max_message_size):
@@ -102,7 +104,7 @@ export class RabbitMqPublisher {
         await Promise.all(this.#calls.slice(0, this.#calls.indexOf(call)).map(async c => await c.done))
         call.recovering = true
         for (let k = 0; k < ready.length; k++) {
-          if (isChannelError(sent[k])) sent[k] = (await this.#publishOnChannel([ready[k]!], call))[0]
+          if (isChannelError(sent[k])) sent[k] = (await this.#publishOnChannel([ready[k]!], call, confirmed === undefined ? undefined : () => { confirmed(k) }))[0]
         }
       }
       indexes.forEach((i, k) => { results[i] = sent[k] })
@@ -113,7 +115,7 @@ export class RabbitMqPublisher {
     }
   }
 
-  async #publishOnChannel (messages: OutgoingMessage[], call: PublishCall): Promise<Array<Error | undefined>> {
+  async #publishOnChannel (messages: OutgoingMessage[], call: PublishCall, confirmed: ((k: number) => void) | undefined): Promise<Array<Error | undefined>> {
     let pc: PublishChannel
     for (;;) {
       try {
@@ -129,13 +131,24 @@ export class RabbitMqPublisher {
       await Promise.all(ahead.map(async c => await c.done))
     }
     call.pc = pc
-    const results: Array<Promise<Error | undefined>> = []
-    for (const message of messages) {
+    // One promise for the batch, not one per message: the results are counted in.
+    const results: Array<Error | undefined> = new Array(messages.length)
+    let unanswered = messages.length
+    let answered!: () => void
+    const all = new Promise<void>(resolve => { answered = resolve })
+    const answer = (k: number, result: Error | undefined): void => {
+      results[k] = result
+      if (result === undefined) confirmed?.(k)
+      if (--unanswered === 0) answered()
+    }
+    for (let k = 0; k < messages.length; k++) {
       // Flow control: publish() returned false, so wait for the write buffer to drain.
       while (pc.drained !== undefined) await pc.drained
-      results.push(pc.closed ? Promise.resolve(this.#lostError(pc)) : this.#send(pc, message))
+      if (pc.closed) answer(k, this.#lostError(pc))
+      else this.#send(pc, messages[k]!, k, answer)
     }
-    return await Promise.all(results)
+    await all
+    return results
   }
 
   /** Lets confirms of what was sent arrive (briefly), then closes the channel; what is still unconfirmed fails. */
@@ -148,14 +161,16 @@ export class RabbitMqPublisher {
     await pc.channel.close().catch(() => {})
   }
 
-  #send (pc: PublishChannel, message: OutgoingMessage): Promise<Error | undefined> {
-    return this.#sendRaw(pc, this.#exchange, message.topic, message.value, {
+  #send (pc: PublishChannel, message: OutgoingMessage, k: number, answer: (k: number, result: Error | undefined) => void): void {
+    this.#write(pc, this.#exchange, message.topic, message.value, {
       contentType: message.headers['content-type'] ?? 'application/json',
       messageId: randomUUID(),
       timestamp: Math.floor(Date.now() / 1000),
       appId: this.#appId,
-      headers: encodeHeaders(message.headers, message.key)
-    }, `topic "${message.topic}"`)
+      headers: encodeHeaders(message.headers, message.key),
+      persistent: true,
+      mandatory: true
+    }, k, answer)
   }
 
   /**
@@ -172,41 +187,45 @@ export class RabbitMqPublisher {
     }
     while (pc.drained !== undefined) await pc.drained
     if (pc.closed) return this.#lostError(pc)
-    const options: Options.Publish = { headers, messageId: properties.messageId ?? randomUUID() }
+    const options: Options.Publish = { headers, messageId: properties.messageId ?? randomUUID(), persistent: true, mandatory: true }
     for (const name of COPIED_PROPERTIES) {
       const value: unknown = properties[name]
       if (value !== undefined && value !== null) (options as Record<string, unknown>)[name] = value
     }
-    return await this.#sendRaw(pc, '', queue, content, options, `queue "${queue}"`)
+    return await new Promise<Error | undefined>(resolve => { this.#write(pc, '', queue, content, options, 0, (_k, result) => { resolve(result) }) })
   }
 
-  #sendRaw (pc: PublishChannel, exchange: string, routingKey: string, content: Buffer, options: Options.Publish, destination: string): Promise<Error | undefined> {
-    return new Promise<Error | undefined>((resolve) => {
-      const messageId = options.messageId!
-      try {
-        const writable = pc.channel.publish(exchange, routingKey, content, { ...options, persistent: true, mandatory: true }, (err: unknown) => {
-          const returned = pc.returned.get(messageId)
+  /**
+   * Publishes one message (`options` persistent and mandatory, with a `messageId`) and calls
+   * `answer(k, …)` once: `undefined` when RabbitMQ confirmed it, or the error.
+   */
+  #write (pc: PublishChannel, exchange: string, routingKey: string, content: Buffer, options: Options.Publish, k: number, answer: (k: number, result: Error | undefined) => void): void {
+    const messageId = options.messageId!
+    const destination = (): string => exchange === '' ? `queue "${routingKey}"` : `topic "${routingKey}"`
+    try {
+      const writable = pc.channel.publish(exchange, routingKey, content, options, (err: unknown) => {
+        const returned = pc.returned.size === 0 ? undefined : pc.returned.get(messageId)
+        if (err !== null && err !== undefined) {
           pc.returned.delete(messageId)
-          if (err !== null && err !== undefined) {
-            resolve(err instanceof Error && err.message === 'message nacked'
-              ? new BrokerError(`RabbitMQ did not take the message to ${destination} (basic.nack: a queue it routes to could not store it, e.g. one at its max length that rejects publishes)`, { cause: err })
-              : this.#lostError(pc))
-          } else if (returned !== undefined) {
-            resolve(exchange === '' ? new BrokerError(`the queue "${routingKey}" does not exist (RabbitMQ: ${returned})`, { code: ErrorCode.Unroutable, retriable: false }) : unroutableError(routingKey, exchange, returned))
-          } else {
-            resolve(undefined)
-          }
-        })
-        if (!writable) this.#waitForDrain(pc)
-      } catch (err) {
-        // amqplib throws when the channel is closing or closed, when the headers do not fit
-        // a frame (RangeError), or when a field cannot be encoded ("is the wrong type": a
-        // TypeError): those last two are this message's, and sending it again cannot help.
-        resolve(pc.closed
-          ? this.#lostError(pc)
-          : new BrokerError(`could not send the message to ${destination}: ${rabbitMqReason(err, this.#connection.secrets)}`, { retriable: !(err instanceof RangeError || err instanceof TypeError), cause: err }))
-      }
-    })
+          answer(k, err instanceof Error && err.message === 'message nacked'
+            ? new BrokerError(`RabbitMQ did not take the message to ${destination()} (basic.nack: a queue it routes to could not store it, e.g. one at its max length that rejects publishes)`, { cause: err })
+            : this.#lostError(pc))
+        } else if (returned !== undefined) {
+          pc.returned.delete(messageId)
+          answer(k, exchange === '' ? new BrokerError(`the queue "${routingKey}" does not exist (RabbitMQ: ${returned})`, { code: ErrorCode.Unroutable, retriable: false }) : unroutableError(routingKey, exchange, returned))
+        } else {
+          answer(k, undefined)
+        }
+      })
+      if (!writable) this.#waitForDrain(pc)
+    } catch (err) {
+      // amqplib throws when the channel is closing or closed, when the headers do not fit
+      // a frame (RangeError), or when a field cannot be encoded ("is the wrong type": a
+      // TypeError): those last two are this message's, and sending it again cannot help.
+      answer(k, pc.closed
+        ? this.#lostError(pc)
+        : new BrokerError(`could not send the message to ${destination()}: ${rabbitMqReason(err, this.#connection.secrets)}`, { retriable: !(err instanceof RangeError || err instanceof TypeError), cause: err }))
+    }
   }
 
   #lostError (pc: PublishChannel): BrokerError {
