@@ -1,6 +1,7 @@
 /** The Kafka commit ledger and lanes, alone: what a commit says, and who goes next. */
 import { expect } from 'chai'
 import { CommitLedger, decodeMark, encodeMark } from '../../lib/brokers/kafka/kafka-commit-ledger.js'
+import { CommitRounds, type PartitionCommit } from '../../lib/brokers/kafka/kafka-commit-rounds.js'
 import { PartitionFlow } from '../../lib/brokers/kafka/kafka-partition-flow.js'
 
 describe('unit: Kafka commit ledger', function () {
@@ -77,5 +78,46 @@ describe('unit: Kafka partition lanes', function () {
     flow.returned(a0)
     expect(flow.take()!.offset).to.equal(0)
     expect(flow.buffered).to.equal(1)
+  })
+})
+
+describe('unit: Kafka commit rounds', function () {
+  /** Rounds whose commits are recorded (each commit is what `collect` returned: the round's number). */
+  function rounds (): { commits: string[][], rounds: CommitRounds } {
+    const commits: string[][] = []
+    let n = 0
+    const collect = (): { offsets: PartitionCommit[], landed: () => void } => ({ offsets: [{ topic: 't', partition: 0, offset: String(++n), metadata: '' }], landed: () => {} })
+    return { commits, rounds: new CommitRounds(collect, async offsets => { commits.push(offsets.map(o => o.offset)) }, () => {}, () => {}) }
+  }
+
+  it('acks that may wait share one commit, and a commit asked for at once takes them along', async function () {
+    const { commits, rounds: r } = rounds()
+    // Waits that never end on their own: only soon() can start the round.
+    const a = r.later(3_600_000)
+    const b = r.later(3_600_000)
+    expect(a).to.equal(b)
+    await r.soon()
+    await a
+    expect(commits).to.deep.equal([['1']])
+  })
+
+  it('a commit that may wait is still made on its own', async function () {
+    const { commits, rounds: r } = rounds()
+    await r.later(1)
+    expect(commits).to.deep.equal([['1']])
+  })
+
+  it('asked for during a round, a commit that may wait does not start before its time; one asked at once does', async function () {
+    const { commits, rounds: r } = rounds()
+    const first = r.soon()
+    // The first round has started (its request is on its way): these are for the next one.
+    await Promise.resolve()
+    await new Promise(resolve => setImmediate(resolve))
+    const waiting = r.later(3_600_000)
+    await first
+    expect(commits).to.deep.equal([['1']])
+    await r.soon()
+    await waiting
+    expect(commits).to.deep.equal([['1'], ['2']])
   })
 })

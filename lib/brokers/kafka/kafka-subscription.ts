@@ -7,7 +7,7 @@ import { brokerClosedError } from '../shared/closed-error.js'
 import { InFlight } from '../shared/in-flight.js'
 import type { OutageLog } from '../shared/outage-log.js'
 import { HERALD_ASSIGNER, type TopicPartitions } from './kafka-assigner.js'
-import { COMMIT_WAIT_MS, CommitRounds } from './kafka-commit-rounds.js'
+import { ACK_COMMIT_DELAY_MS, COMMIT_WAIT_MS, CommitRounds } from './kafka-commit-rounds.js'
 import { isConnectionTrouble, kafkaError, kafkaReason } from './kafka-errors.js'
 import { kafkaDelivery } from './kafka-delivery.js'
 import type { Entry } from './kafka-partition-flow.js'
@@ -288,7 +288,7 @@ export class KafkaSubscription implements Subscription {
       acked: async () => {
         if (p.suspect && p.inHand.size === 0 && p.ledger.headOrNext() >= p.suspectUntil) this.#cleared(p)
         this.#afterSettle(p)
-        await this.#commits.soon()
+        await (this.#stopping || this.#suspects.size > 0 || p.handBack ? this.#commits.soon() : this.#commits.later(ACK_COMMIT_DELAY_MS)) // at once when a stop, a recovery or a hand-back waits for it
       },
       released: async () => {
         if (p.revoked || this.#abandoned) return
