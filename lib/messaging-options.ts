@@ -131,6 +131,16 @@ function brokerOfUrl (url: unknown): BrokerKind {
   return broker
 }
 
+/** The names among `methods` that `value` has no function for. */
+function missingMethods (value: object, methods: readonly string[]): string[] {
+  return methods.filter(m => typeof (value as Record<string, unknown>)[m] !== 'function')
+}
+
+/** "has no a, b methods": what an object given as a logger or a broker lacks. */
+function hasNo (missing: string[]): string {
+  return `has no ${missing.join(', ')} method${missing.length > 1 ? 's' : ''}`
+}
+
 const LOGGER_METHODS = ['debug', 'info', 'warn', 'error'] as const
 
 /**
@@ -139,11 +149,11 @@ const LOGGER_METHODS = ['debug', 'info', 'warn', 'error'] as const
  */
 function checkLogger (logger: unknown): void {
   if (logger === undefined || logger === false) return
-  const missing = logger !== null && typeof logger === 'object' ? LOGGER_METHODS.filter(m => typeof (logger as Record<string, unknown>)[m] !== 'function') : [...LOGGER_METHODS]
+  const missing = logger !== null && typeof logger === 'object' ? missingMethods(logger, LOGGER_METHODS) : [...LOGGER_METHODS]
   if (missing.length === 0) return
   const level = logger !== null && typeof logger === 'object' ? (logger as { level?: unknown }).level : undefined
   const hint = typeof level === 'string' ? `; for Herald's own logger at another level, leave logger out and set HERALD_LOG_LEVEL=${level}` : ''
-  const got = logger !== null && typeof logger === 'object' ? `an object, but it has no ${missing.join(', ')} method${missing.length > 1 ? 's' : ''}` : JSON.stringify(logger)
+  const got = logger !== null && typeof logger === 'object' ? `an object, but it ${hasNo(missing)}` : JSON.stringify(logger)
   throw new ConfigError('logger', `must be a pino-compatible logger (debug, info, warn and error methods, e.g. pino() or fastify.log), or false for none; got ${got}${hint}`)
 }
 
@@ -152,9 +162,9 @@ const BROKER_METHODS = ['connect', 'publish', 'subscribe', 'health', 'close'] as
 
 function isBrokerInstance (value: unknown): value is Broker {
   if (value === null || typeof value !== 'object') return false
-  const missing = BROKER_METHODS.filter(m => typeof (value as Record<string, unknown>)[m] !== 'function')
+  const missing = missingMethods(value, BROKER_METHODS)
   if (missing.length > 0) {
-    throw new ConfigError('broker', `an object given as broker must implement the Broker contract, but it has no ${missing.join(', ')} method${missing.length > 1 ? 's' : ''}; see the README, "Writing an adapter", or give a broker name (${BROKER_KINDS.map(b => `"${b}"`).join(', ')})`)
+    throw new ConfigError('broker', `an object given as broker must implement the Broker contract, but it ${hasNo(missing)}; see the README, "Writing an adapter", or give a broker name (${BROKER_KINDS.map(b => `"${b}"`).join(', ')})`)
   }
   if (typeof (value as Broker).kind !== 'string' || (value as Broker).kind === '') {
     throw new ConfigError('broker.kind', 'the Broker instance must have a non-empty string kind naming it in logs and health, e.g. "nats"')
