@@ -69,7 +69,9 @@ for (const kind of selectedBrokers()) {
       const dueAt = Date.parse(retry.headers[RETRY_HEADERS.retryAt]!)
       expect(dueAt - seen[0]!.at, 'due one retryDelay after the failure').to.be.within(delay - 50, delay + 1000)
       expect(retry.at, 'handled at or after its due time, not before').to.be.at.least(dueAt)
-      if (kind !== 'memory') expect(await heldRetries(kind, topic, group, delay), 'the retry store emptied').to.equal(0)
+      // Acknowledged once the handler returned, and on Kafka committed with the acks of the next
+      // few milliseconds: the store empties once that lands, not when the handler starts.
+      if (kind !== 'memory') await eventually(async () => await heldRetries(kind, topic, group, delay) === 0, 'the retry store to empty once the retry was handled')
     })
 
     it('fifty retries waiting in the broker hold no slot: with concurrency 1 a message published after them is handled before any of them comes back', async function () {
