@@ -39,8 +39,10 @@ export async function printReport (measures: Measure[], ctx: Context): Promise<v
   const rows: Array<[string, (b: BrokerName) => string]> = [
     ['publish, acknowledged, 1 in flight: Herald `publishEvent` ÷ raw producer, same bytes (msg/s)', b => ratio(med('publish1', b, 'herald'), med('publish1', b, 'raw'))],
     ['publish, acknowledged, 100 in flight: Herald ÷ raw coalesced producer, same bytes', b => ratio(med('publish100', b, 'herald'), med('publish100', b, 'raw'))],
+    ['same, CPU time of the publishing process per message (µs; below 1× is cheaper; less sensitive to a loaded machine)', b => ratio(med('cpu-publish100', b, 'herald'), med('cpu-publish100', b, 'raw'), us)],
     ['what the envelope costs, 100 in flight: raw with envelope + headers ÷ raw bare message', b => ratio(med('publish100', b, 'raw'), med('publish100', b, 'raw-bare'))],
     ['end to end durable (publish at 100 in flight, one consumer process, ack after the handler): Herald ÷ raw loop (msg/s)', b => ratio(med('e2e', b, 'herald'), med('e2e', b, 'raw'))],
+    ['same, CPU time of the consuming process per message: Herald ÷ raw loop (µs)', b => ratio(med('cpu-consume', b, 'herald'), med('cpu-consume', b, 'raw'), us)],
     ['same, Herald ÷ best peer', (b) => {
       const peers = (['moleculer', 'nest'] as const).map(p => ({ p, v: med('e2e', b, p) })).filter(x => Number.isFinite(x.v))
       if (peers.length === 0) return '—'

@@ -60,7 +60,7 @@ for (const sc of scenarios) if (!['publish', 'e2e', 'latency', 'http'].includes(
 if (!Number.isInteger(rounds) || rounds < 1) usageError('--rounds must be a whole number of at least 1')
 const size = quick
   ? { publish1: 200, publish100: 2000, e2e: 2000, latency: 1000, http: 3000 }
-  : { publish1: 1000, publish100: 10_000, e2e: 20_000, latency: 3000, http: 20_000 }
+  : { publish1: 1000, publish100: 30_000, e2e: 20_000, latency: 3000, http: 20_000 }
 /** The embedded broker keeps 10 000 entries per topic by default; the HTTP check reads them back. */
 const MEMORY_HTTP_MAX = 10_000
 const RATE = 500
