@@ -3,19 +3,20 @@
 // in its own fresh queue, rounds interleaved; prints the publish rate, the client's CPU time
 // per message and RabbitMQ's (beam.smp's, read from /proc: Linux, broker on this machine).
 //   npx tsx bench/rabbitmq-message-cost.ts        (ROUNDS=5 N=15000 to change the counts)
-// Kinds: `herald` — the bytes Herald and the bench's raw loop send (properties contentType,
-// messageId, timestamp, appId; headers content-type, event-name, event-id, event-source,
-// herald-key; mandatory, through the topic exchange); `bare` — what NestJS's RMQ client sends
-// (persistent, no properties, empty headers, straight to the queue).
+// Kinds: `herald` — the bench's raw loop (contenders/rabbitmq-raw.ts) sending Herald's bytes
+// (properties contentType, messageId, timestamp, appId; the event's headers and the key;
+// mandatory, through the topic exchange); `bare` — what NestJS's RMQ client sends (persistent,
+// no properties, empty headers, straight to the queue). Both send the same body, built once.
 import { randomUUID } from 'node:crypto'
 import { readdirSync, readFileSync } from 'node:fs'
 import amqplib from './amqplib.js'
-import { EVENT_NAME, HERALD_EXCHANGE, RABBITMQ_URL, SOURCE } from './common.js'
+import { envelope, HERALD_EXCHANGE, order, RABBITMQ_URL } from './common.js'
+import { rabbitmqRaw } from './contenders/rabbitmq-raw.js'
 
 const ROUNDS = Number(process.env.ROUNDS ?? 5)
 const N = Number(process.env.N ?? 15_000)
 const KINDS = ['herald', 'bare'] as const
-const body = Buffer.from(JSON.stringify({ id: randomUUID(), name: EVENT_NAME, data: { orderId: 1, items: [{ sku: 'sku-1', qty: 2, price: 19.99 }], customer: 'c-1', note: 'x'.repeat(120) }, timestamp: new Date().toISOString(), source: SOURCE }))
+const { body, headers } = envelope(order(0))
 
 /** beam.smp's user + system CPU time in µs, or NaN when it is not a process of this machine. */
 function brokerCpuUs (): number {
@@ -37,16 +38,13 @@ async function measure (kind: typeof KINDS[number]): Promise<{ rate: number, cli
   await ch.assertExchange(HERALD_EXCHANGE, 'topic', { durable: true })
   await ch.assertQueue(queue, { durable: true })
   await ch.bindQueue(queue, HERALD_EXCHANGE, queue)
-  let next = 0
-  const send = async (i: number): Promise<void> => await new Promise<void>((resolve, reject) => {
-    const done = (err: unknown): void => { if (err === null || err === undefined) resolve(); else reject(err) }
-    if (kind === 'bare') { ch.sendToQueue(queue, body, { persistent: true, headers: {} }, done); return }
-    const id = randomUUID()
-    ch.publish(HERALD_EXCHANGE, queue, body, {
-      persistent: true, mandatory: true, contentType: 'application/json', messageId: id, timestamp: Math.floor(Date.now() / 1000), appId: SOURCE,
-      headers: { 'content-type': 'application/json', 'event-name': EVENT_NAME, 'event-id': id, 'event-source': SOURCE, 'herald-key': `k${i % 100}` }
-    }, done)
+  const raw = rabbitmqRaw()
+  const bare = async (): Promise<void> => await new Promise<void>((resolve, reject) => {
+    ch.sendToQueue(queue, body, { persistent: true, headers: {} }, (err: unknown) => { if (err === null || err === undefined) resolve(); else reject(err) })
   })
+  const send = kind === 'bare' ? bare : async (i: number): Promise<void> => await raw.send(queue, `k${i % 100}`, body, headers)
+  await send(0)
+  let next = 1
   const lane = async (): Promise<void> => { while (next < N) await send(next++) }
   const broker0 = brokerCpuUs()
   const cpu0 = process.cpuUsage()
@@ -54,10 +52,12 @@ async function measure (kind: typeof KINDS[number]): Promise<{ rate: number, cli
   await Promise.all(Array.from({ length: 100 }, lane))
   const ms = performance.now() - t0
   const cpu = process.cpuUsage(cpu0)
-  const brokerUs = (brokerCpuUs() - broker0) / N
+  const timed = N - 1
+  const brokerUs = (brokerCpuUs() - broker0) / timed
   await ch.deleteQueue(queue)
+  await raw.close()
   await connection.close()
-  return { rate: N / ms * 1000, clientUs: (cpu.user + cpu.system) / N, brokerUs }
+  return { rate: timed / ms * 1000, clientUs: (cpu.user + cpu.system) / timed, brokerUs }
 }
 
 const median = (v: number[]): number => { const s = [...v].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]! }

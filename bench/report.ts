@@ -42,7 +42,6 @@ export async function printReport (measures: Measure[], ctx: Context): Promise<v
     ['same, CPU time of the publishing process per message (µs; below 1× is cheaper; less sensitive to a loaded machine)', b => ratio(med('cpu-publish100', b, 'herald'), med('cpu-publish100', b, 'raw'), us)],
     ['what the envelope costs, 100 in flight: raw with envelope + headers ÷ raw bare message', b => ratio(med('publish100', b, 'raw'), med('publish100', b, 'raw-bare'))],
     ['end to end durable (publish at 100 in flight, one consumer process, ack after the handler): Herald ÷ raw loop (msg/s)', b => ratio(med('e2e', b, 'herald'), med('e2e', b, 'raw'))],
-    ['same, CPU time of the consuming process per message: Herald ÷ raw loop (µs)', b => ratio(med('cpu-consume', b, 'herald'), med('cpu-consume', b, 'raw'), us)],
     ['same, Herald ÷ best peer', (b) => {
       const peers = (['moleculer', 'nest'] as const).map(p => ({ p, v: med('e2e', b, p) })).filter(x => Number.isFinite(x.v))
       if (peers.length === 0) return '—'
@@ -52,6 +51,7 @@ export async function printReport (measures: Measure[], ctx: Context): Promise<v
     ['same, Herald `batchHandler` at its defaults (maxBatchSize 100, maxWaitMs 50) ÷ raw loop', b => ratio(med('e2e', b, 'herald-batch'), med('e2e', b, 'raw'))],
     ['same, Moleculer channels (msg/s)', b => { const v = med('e2e', b, 'moleculer'); return Number.isFinite(v) ? k(v) : '—' }],
     ['same, NestJS microservices (msg/s)', b => { const v = med('e2e', b, 'nest'); return Number.isFinite(v) ? k(v) + (b === 'redis' ? ' (pub/sub, not durable)' : '') : '—' }],
+    ['end to end durable, CPU time of the consuming process per message: Herald ÷ raw loop (µs)', b => ratio(med('cpu-consume', b, 'herald'), med('cpu-consume', b, 'raw'), us)],
     ['observability on ÷ off, 100 in flight: Herald with an OTel SDK (spans through a BatchSpanProcessor, OTel metrics) and `herald/metrics` ÷ Herald without (msg/s)', b => ratio(med('publish100', b, 'herald-otel'), med('publish100', b, 'herald'))],
     ['same, end to end durable', b => ratio(med('e2e', b, 'herald-otel'), med('e2e', b, 'herald'))],
     ['same, CPU time of the publishing process per message, 100 in flight (µs; less sensitive to a loaded machine)', b => ratio(med('cpu-publish100', b, 'herald-otel'), med('cpu-publish100', b, 'herald'), us)],
